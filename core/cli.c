@@ -1,0 +1,189 @@
+/* cli.c -- parsing the command line into struct uc_cli; every option is documented in usage. */
+#include "cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "net.h"
+
+static const char usage[] =
+    "Usage: uidcast [OPTIONS] [SCRIPT]\n"
+    "WebSocket server that delivers messages to clients by user id; policy in Lua.\n"
+    "SCRIPT is a Lua file returning a table of handlers (default " UC_DEFAULT_SCRIPT ").\n"
+    "\n"
+    "  -l, --listen HOST:PORT       WebSocket listener (default 127.0.0.1:1234; [::1]:PORT for\n"
+    "                               IPv6; port 0 picks a free port and logs it)\n"
+    "      --max-message BYTES      largest message accepted; larger closes with 1009\n"
+    "                               (default 1048576; suffixes k, m allowed)\n"
+    "      --max-send-buffer BYTES  bytes queued per connection before a slow reader is\n"
+    "                               closed (default 4194304; suffixes k, m allowed)\n"
+    "      --max-connections N      refuse sockets beyond N with HTTP 503 (default 0: no limit)\n"
+    "      --handshake-timeout S    seconds to complete the HTTP upgrade (default 10)\n"
+    "      --close-timeout S        seconds to wait for a peer to finish closing (default 2)\n"
+    "      --drain-timeout S        seconds SIGTERM waits for connections to close (default 2)\n"
+    "      --log-level LEVEL        error, warn, info or debug (default info)\n"
+    "      --check                  load SCRIPT, report any error, exit 0 or 1\n"
+    "  -h, --help                   this text\n"
+    "  -V, --version                the version\n"
+    "\n"
+    "Signals: SIGHUP reloads SCRIPT without dropping connections; SIGTERM/SIGINT close every\n"
+    "connection with 1001 and exit 0.\n"
+    "Exit status: 0 on success, 1 on a start-up error, 2 on a bad command line.\n";
+
+enum {
+    OPT_MAX_MESSAGE = 256,
+    OPT_MAX_SEND_BUFFER,
+    OPT_MAX_CONNECTIONS,
+    OPT_HANDSHAKE_TIMEOUT,
+    OPT_CLOSE_TIMEOUT,
+    OPT_DRAIN_TIMEOUT,
+    OPT_LOG_LEVEL,
+    OPT_CHECK,
+};
+
+static const struct option long_options[] = {
+    {"listen", required_argument, NULL, 'l'},
+    {"max-message", required_argument, NULL, OPT_MAX_MESSAGE},
+    {"max-send-buffer", required_argument, NULL, OPT_MAX_SEND_BUFFER},
+    {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
+    {"handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT},
+    {"close-timeout", required_argument, NULL, OPT_CLOSE_TIMEOUT},
+    {"drain-timeout", required_argument, NULL, OPT_DRAIN_TIMEOUT},
+    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"check", no_argument, NULL, OPT_CHECK},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'V'},
+    {NULL, 0, NULL, 0},
+};
+
+/* A byte count with an optional k/m/g suffix (powers of 1024), at least min. */
+static int parse_bytes(const char *s, size_t min, size_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (end == s || errno || s[0] == '-')
+        return -1;
+    unsigned long long mult = 1;
+    if (*end == 'k' || *end == 'K')
+        mult = 1024ULL, end++;
+    else if (*end == 'm' || *end == 'M')
+        mult = 1024ULL * 1024, end++;
+    else if (*end == 'g' || *end == 'G')
+        mult = 1024ULL * 1024 * 1024, end++;
+    if (*end != '\0' || v > (unsigned long long)SIZE_MAX / mult || v * mult < min)
+        return -1;
+    *out = (size_t)(v * mult);
+    return 0;
+}
+
+static int parse_seconds(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end != '\0' || errno || !isfinite(v) || v <= 0 || v > 86400 * 365)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_count(const char *s, unsigned *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (end == s || *end != '\0' || errno || s[0] == '-' || v > 100000000UL)
+        return -1;
+    *out = (unsigned)v;
+    return 0;
+}
+
+enum uc_cli_result uc_cli_parse(int argc, char **argv, struct uc_cli *cli, char *err,
+                                size_t err_size)
+{
+    memset(cli, 0, sizeof *cli);
+    snprintf(cli->opt.listen, sizeof cli->opt.listen, "127.0.0.1:1234");
+    cli->opt.max_message = 1024 * 1024;
+    cli->opt.max_send_buffer = 4 * 1024 * 1024;
+    cli->opt.handshake_timeout = 10;
+    cli->opt.close_timeout = 2;
+    cli->opt.drain_timeout = 2;
+    cli->log_level = UC_LOG_INFO;
+    cli->script = UC_DEFAULT_SCRIPT;
+
+    optind = 1;
+    opterr = 0; /* we print our own messages */
+    int c;
+    while ((c = getopt_long(argc, argv, ":l:hV", long_options, NULL)) != -1) {
+        const char *bad = NULL;
+        switch (c) {
+        case 'l': {
+            char host[256], port[8];
+            if (uc_net_split_hostport(optarg, host, sizeof host, port, sizeof port, err,
+                                      err_size) != 0)
+                return UC_CLI_USAGE;
+            snprintf(cli->opt.listen, sizeof cli->opt.listen, "%s", optarg);
+            break;
+        }
+        case OPT_MAX_MESSAGE:
+            if (parse_bytes(optarg, 1, &cli->opt.max_message) != 0)
+                bad = "--max-message takes a byte count of at least 1 (e.g. 1048576 or 1m)";
+            break;
+        case OPT_MAX_SEND_BUFFER:
+            if (parse_bytes(optarg, 1024, &cli->opt.max_send_buffer) != 0)
+                bad = "--max-send-buffer takes a byte count of at least 1024 (e.g. 4m)";
+            break;
+        case OPT_MAX_CONNECTIONS:
+            if (parse_count(optarg, &cli->opt.max_connections) != 0)
+                bad = "--max-connections takes a whole number";
+            break;
+        case OPT_HANDSHAKE_TIMEOUT:
+            if (parse_seconds(optarg, &cli->opt.handshake_timeout) != 0)
+                bad = "--handshake-timeout takes a positive number of seconds";
+            break;
+        case OPT_CLOSE_TIMEOUT:
+            if (parse_seconds(optarg, &cli->opt.close_timeout) != 0)
+                bad = "--close-timeout takes a positive number of seconds";
+            break;
+        case OPT_DRAIN_TIMEOUT:
+            if (parse_seconds(optarg, &cli->opt.drain_timeout) != 0)
+                bad = "--drain-timeout takes a positive number of seconds";
+            break;
+        case OPT_LOG_LEVEL:
+            if (uc_log_parse_level(optarg, &cli->log_level) != 0)
+                bad = "--log-level takes error, warn, info or debug";
+            break;
+        case OPT_CHECK:
+            cli->check = 1;
+            break;
+        case 'h':
+            fputs(usage, stdout);
+            return UC_CLI_EXIT_OK;
+        case 'V':
+            printf("uidcast " UC_VERSION "\n");
+            return UC_CLI_EXIT_OK;
+        case ':':
+            snprintf(err, err_size, "option '%s' needs a value", argv[optind - 1]);
+            return UC_CLI_USAGE;
+        default:
+            snprintf(err, err_size, "unknown option '%s'", argv[optind - 1]);
+            return UC_CLI_USAGE;
+        }
+        if (bad) {
+            snprintf(err, err_size, "%s, not '%s'", bad, optarg);
+            return UC_CLI_USAGE;
+        }
+    }
+    if (optind < argc)
+        cli->script = argv[optind++];
+    if (optind < argc) {
+        snprintf(err, err_size, "unexpected argument '%s' (only one SCRIPT)", argv[optind]);
+        return UC_CLI_USAGE;
+    }
+    return UC_CLI_RUN;
+}

@@ -1,0 +1,29 @@
+/* cli.h -- the command line: options, defaults, --help and --version. */
+#ifndef UC_CLI_H
+#define UC_CLI_H
+
+#include "log.h"
+#include "server.h"
+
+#define UC_VERSION "0.1.0"
+#define UC_DEFAULT_SCRIPT "scripts/default.lua"
+
+struct uc_cli {
+    struct uc_options opt;
+    const char *script;
+    enum uc_log_level log_level;
+    int check; /* --check: load the script, report, exit */
+};
+
+enum uc_cli_result {
+    UC_CLI_RUN = 0,  /* start the server */
+    UC_CLI_EXIT_OK,  /* --help or --version was printed */
+    UC_CLI_USAGE,    /* a bad option or value; the message is in err */
+};
+
+/* Fills cli from argv (defaults first). Writes a one-line message to err on UC_CLI_USAGE and
+ * prints --help/--version itself to stdout. */
+enum uc_cli_result uc_cli_parse(int argc, char **argv, struct uc_cli *cli, char *err,
+                                size_t err_size);
+
+#endif

@@ -1,0 +1,478 @@
+/* conn.c -- connection lifecycle: accept, HTTP upgrade, reading, flushing, closing, freeing.
+ *
+ * A connection is never freed inside one of its own callbacks. Anything that ends it (an I/O
+ * error, a protocol error, overflow, the policy's close) changes its state and puts it on the
+ * reap list; uc_conn_run_deferred(), called from the loop's prepare watcher, calls on_close
+ * and frees it once nothing up the stack can still be holding it. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core.h"
+#include "log.h"
+
+static void read_cb(struct ev_loop *loop, ev_io *w, int revents);
+static void write_cb(struct ev_loop *loop, ev_io *w, int revents);
+static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
+
+static void set_deadline(struct uc_conn *c, double seconds)
+{
+    ev_timer_stop(c->srv->loop, &c->timer);
+    if (seconds > 0) {
+        ev_timer_set(&c->timer, seconds, 0.);
+        ev_timer_start(c->srv->loop, &c->timer);
+    }
+}
+
+static void retire(struct uc_conn *c)
+{
+    if (c->flags & CONN_IN_REAP)
+        return;
+    struct uc_server *srv = c->srv;
+    c->flags |= CONN_IN_REAP;
+    c->reap_next = NULL;
+    if (srv->reap_tail)
+        srv->reap_tail->reap_next = c;
+    else
+        srv->reap = c;
+    srv->reap_tail = c;
+}
+
+void uc_conn_mark_dirty(struct uc_conn *c)
+{
+    if (c->flags & (CONN_IN_DIRTY | CONN_WRITE_WAIT) || c->state == CONN_DEAD)
+        return;
+    struct uc_server *srv = c->srv;
+    c->flags |= CONN_IN_DIRTY;
+    c->dirty_next = NULL;
+    if (srv->dirty_tail)
+        srv->dirty_tail->dirty_next = c;
+    else
+        srv->dirty = c;
+    srv->dirty_tail = c;
+}
+
+void uc_conn_accept(struct uc_server *srv, int fd, const char *remote_addr)
+{
+    struct uc_conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        uc_error("out of memory accepting %s", remote_addr);
+        close(fd);
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    c->srv = srv;
+    c->fd = fd;
+    c->id = ++srv->next_id;
+    c->state = CONN_HANDSHAKE;
+    snprintf(c->remote_addr, sizeof c->remote_addr, "%s", remote_addr);
+    ev_io_init(&c->rio, read_cb, fd, EV_READ);
+    ev_io_init(&c->wio, write_cb, fd, EV_WRITE);
+    ev_init(&c->timer, timer_cb);
+    ev_io_start(srv->loop, &c->rio);
+    set_deadline(c, srv->opt.handshake_timeout);
+
+    c->next = srv->conns;
+    if (srv->conns)
+        srv->conns->prev = c;
+    srv->conns = c;
+    srv->nconns++;
+    srv->stats.accepted++;
+    uc_debug("conn %llu accepted from %s", (unsigned long long)c->id, remote_addr);
+}
+
+/* The socket is finished: stop watching it and close it. The struct stays until reaped. */
+static void kill_conn(struct uc_conn *c)
+{
+    if (c->state == CONN_DEAD)
+        return;
+    struct uc_server *srv = c->srv;
+    ev_io_stop(srv->loop, &c->rio);
+    ev_io_stop(srv->loop, &c->wio);
+    ev_timer_stop(srv->loop, &c->timer);
+    close(c->fd);
+    c->fd = -1;
+    c->state = CONN_DEAD;
+    c->flags &= (uint16_t)~CONN_WRITE_WAIT;
+    srv->nconns--;
+    uc_outq_clear(&c->outq);
+    retire(c);
+}
+
+static int copy_text(char **dst, const char *src, size_t len)
+{
+    free(*dst);
+    *dst = malloc(len + 1);
+    if (!*dst)
+        return UC_ERR_NOMEM;
+    memcpy(*dst, src, len);
+    (*dst)[len] = '\0';
+    return 0;
+}
+
+void uc_conn_leave_open(struct uc_conn *c, int code, const char *reason, size_t reason_len)
+{
+    if (c->state != CONN_OPEN)
+        return;
+    struct uc_server *srv = c->srv;
+    c->state = CONN_CLOSING;
+    srv->nopen--;
+    if (c->uid_link.uid) {
+        struct uc_uid *u = c->uid_link.uid;
+        if (copy_text(&c->last_uid, u->name, u->len) == 0)
+            c->last_uid_len = u->len;
+        /* Unlink now, so that a broadcast or send_uid running right now skips it. */
+        uc_umap_unbind(&srv->umap, &c->uid_link);
+    }
+    c->close_code = (uint16_t)code;
+    copy_text(&c->close_reason, reason ? reason : "", reason ? reason_len : 0);
+    if (c->flags & CONN_ACCEPTED)
+        c->flags |= CONN_NOTIFY;
+    set_deadline(c, srv->opt.close_timeout);
+    retire(c);
+}
+
+void uc_conn_abort(struct uc_conn *c, int code, const char *reason)
+{
+    uc_conn_leave_open(c, code, reason, reason ? strlen(reason) : 0);
+    kill_conn(c);
+}
+
+int uc_conn_queue(struct uc_conn *c, struct uc_buf *buf)
+{
+    if (c->state == CONN_DEAD || c->state == CONN_LINGER)
+        return UC_ERR_CLOSED;
+    struct uc_server *srv = c->srv;
+    /* An empty queue takes any one message (its size is already capped by --max-message);
+     * beyond that, a reader this far behind is cut off rather than buffered without bound. */
+    if (!uc_outq_empty(&c->outq) &&
+        uc_outq_bytes(&c->outq) + buf->len > srv->opt.max_send_buffer) {
+        srv->stats.slow_readers_closed++;
+        uc_warn("conn %llu (%s): send buffer over %zu bytes, closing slow reader",
+                (unsigned long long)c->id, c->remote_addr, srv->opt.max_send_buffer);
+        uc_conn_abort(c, 1008, "send buffer overflow");
+        return UC_ERR_OVERFLOW;
+    }
+    if (uc_outq_push(&c->outq, buf) != 0) {
+        uc_conn_abort(c, 1011, "out of memory");
+        return UC_ERR_NOMEM;
+    }
+    uc_conn_mark_dirty(c);
+    return 0;
+}
+
+/* Answers the upgrade request with an HTTP error and ends the connection once it is sent. */
+static void refuse(struct uc_conn *c, int status, const char *extra_headers, const char *body)
+{
+    struct uc_server *srv = c->srv;
+    srv->stats.handshakes_refused++;
+    uc_info("conn %llu (%s): upgrade refused with %d %s", (unsigned long long)c->id,
+            c->remote_addr, status, body);
+    uc_outq_clear(&c->outq);
+    uc_ws_free(c); /* a refused upgrade never gets a frame, not even a close queued by on_open */
+    struct uc_buf *b =
+        uc_http_response(status, extra_headers, "text/plain", body, strlen(body), 0);
+    c->state = CONN_CLOSING;
+    c->flags |= CONN_FINISHING;
+    if (!b || uc_conn_queue(c, b) != 0)
+        kill_conn(c);
+    uc_buf_unref(b);
+    set_deadline(c, srv->opt.close_timeout);
+}
+
+static void upgrade(struct uc_conn *c, char *head, size_t avail)
+{
+    struct uc_server *srv = c->srv;
+    struct uc_http_request req;
+    long n = uc_http_parse_head(head, avail, &req);
+    if (n == 0)
+        return; /* caller keeps the bytes and waits for more */
+    if (n < 0) {
+        refuse(c, (int)-n, NULL, (int)-n == 431 ? "request head too large" : "malformed request");
+        return;
+    }
+    char accept[29];
+    int status = uc_http_check_upgrade(&req, accept);
+    if (status) {
+        const char *extra = status == 426 ? "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+                                          : NULL;
+        refuse(c, status, extra,
+               status == 426 ? "this endpoint speaks WebSocket (RFC 6455, version 13) only"
+                             : "bad WebSocket upgrade request");
+        return;
+    }
+    struct uc_buf *resp = uc_http_response_101(accept);
+    if (!resp || uc_ws_start(c) != 0) {
+        uc_buf_unref(resp);
+        refuse(c, 503, NULL, "out of memory");
+        return;
+    }
+    /* Queue the 101 first and open the connection before asking the policy, so that on_open
+     * may already send, bind or close; a refusal throws all of that away unsent. */
+    uc_conn_queue(c, resp);
+    uc_buf_unref(resp);
+    c->state = CONN_OPEN;
+    c->flags |= CONN_ACCEPTED;
+    srv->nopen++;
+    ev_timer_stop(srv->loop, &c->timer);
+
+    struct uc_refusal refusal = {.status = 403, .reason = "forbidden"};
+    struct uc_open_request open_req = {.http = &req, .remote_addr = c->remote_addr};
+    if (srv->handlers.on_open &&
+        srv->handlers.on_open(c, &open_req, &refusal, srv->handlers.user_data) != 0) {
+        if (c->state == CONN_OPEN) {
+            uc_umap_unbind(&srv->umap, &c->uid_link);
+            srv->nopen--;
+        }
+        c->flags &= (uint16_t)~(CONN_ACCEPTED | CONN_NOTIFY);
+        if (c->state == CONN_DEAD)
+            return;
+        if (refusal.status < 400 || refusal.status > 599)
+            refusal.status = 403;
+        refusal.reason[sizeof refusal.reason - 1] = '\0';
+        refuse(c, refusal.status, NULL, refusal.reason);
+        return;
+    }
+    free(c->hs);
+    c->hs = NULL;
+    uc_debug("conn %llu (%s): upgraded, path %.*s", (unsigned long long)c->id, c->remote_addr,
+             (int)req.path_len, req.path);
+    /* Frames a client pipelined behind its request are not lost. */
+    if ((size_t)n < avail && c->state != CONN_DEAD)
+        uc_ws_feed(c, (const uint8_t *)head + n, avail - (size_t)n);
+}
+
+static void handshake_input(struct uc_conn *c, uint8_t *data, size_t len)
+{
+    if (!c->hs) {
+        /* Fast path: the whole request arrived in one read; parse it where it lies. */
+        upgrade(c, (char *)data, len);
+        if (c->state != CONN_HANDSHAKE)
+            return;
+        c->hs = malloc(sizeof *c->hs);
+        if (!c->hs) {
+            kill_conn(c);
+            return;
+        }
+        c->hs->len = 0;
+    }
+    size_t room = sizeof c->hs->bytes - c->hs->len;
+    if (len > room)
+        len = room; /* uc_http_parse_head answers 431 once the buffer is full */
+    memcpy(c->hs->bytes + c->hs->len, data, len);
+    c->hs->len += len;
+    upgrade(c, c->hs->bytes, c->hs->len);
+}
+
+static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct uc_conn *c = container_of(w, struct uc_conn, rio);
+    struct uc_server *srv = c->srv;
+    ssize_t n = read(c->fd, srv->rbuf, sizeof srv->rbuf);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+            return;
+        uc_debug("conn %llu: read: %s", (unsigned long long)c->id, strerror(errno));
+        uc_conn_abort(c, 1006, "connection reset");
+        return;
+    }
+    if (n == 0) {
+        uc_conn_abort(c, 1006, "connection closed without a close frame");
+        return;
+    }
+    srv->stats.bytes_in += (uint64_t)n;
+    switch (c->state) {
+    case CONN_HANDSHAKE:
+        handshake_input(c, srv->rbuf, (size_t)n);
+        break;
+    case CONN_OPEN:
+    case CONN_CLOSING:
+        if (c->ws && !(c->flags & CONN_FINISHING))
+            uc_ws_feed(c, srv->rbuf, (size_t)n);
+        break;
+    default:
+        break; /* LINGER: the peer's leftovers are read and dropped until its EOF */
+    }
+}
+
+static void finish_output(struct uc_conn *c)
+{
+    /* Half-close and drain instead of close(): closing with unread input makes the kernel
+     * send RST, which can destroy our last bytes (the close frame, an HTTP error) in flight. */
+    shutdown(c->fd, SHUT_WR);
+    c->state = CONN_LINGER;
+    set_deadline(c, c->srv->opt.close_timeout);
+}
+
+static void flush(struct uc_conn *c)
+{
+    if (c->state == CONN_DEAD)
+        return;
+    struct uc_server *srv = c->srv;
+    size_t before = uc_outq_bytes(&c->outq);
+    int r = uc_outq_flush(&c->outq, c->fd);
+    srv->stats.bytes_out += before - uc_outq_bytes(&c->outq);
+    if (r < 0) {
+        uc_debug("conn %llu: write: %s", (unsigned long long)c->id, strerror(errno));
+        uc_conn_abort(c, 1006, "write failed");
+        return;
+    }
+    if (r == 1) {
+        if (!(c->flags & CONN_WRITE_WAIT)) {
+            c->flags |= CONN_WRITE_WAIT;
+            ev_io_start(srv->loop, &c->wio);
+        }
+        return;
+    }
+    if (c->flags & CONN_WRITE_WAIT) {
+        c->flags &= (uint16_t)~CONN_WRITE_WAIT;
+        ev_io_stop(srv->loop, &c->wio);
+    }
+    if ((c->flags & CONN_FINISHING) && c->state != CONN_LINGER)
+        finish_output(c);
+}
+
+static void write_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    flush(container_of(w, struct uc_conn, wio));
+}
+
+static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct uc_conn *c = container_of(w, struct uc_conn, timer);
+    if (c->state == CONN_HANDSHAKE)
+        uc_info("conn %llu (%s): handshake timed out", (unsigned long long)c->id,
+                c->remote_addr);
+    uc_conn_abort(c, 1006, "timed out");
+}
+
+static void destroy(struct uc_conn *c)
+{
+    struct uc_server *srv = c->srv;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        srv->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    uc_ws_free(c);
+    uc_outq_clear(&c->outq);
+    free(c->hs);
+    free(c->last_uid);
+    free(c->close_reason);
+    free(c);
+}
+
+void uc_conn_run_deferred(struct uc_server *srv)
+{
+    for (;;) {
+        struct uc_conn *c;
+        if ((c = srv->dirty)) {
+            srv->dirty = c->dirty_next;
+            if (!srv->dirty)
+                srv->dirty_tail = NULL;
+            uc_ws_pump(c); /* while still flagged dirty, so its frames do not re-list it */
+            c->flags &= (uint16_t)~CONN_IN_DIRTY;
+            flush(c);
+            continue;
+        }
+        if ((c = srv->reap)) {
+            srv->reap = c->reap_next;
+            if (!srv->reap)
+                srv->reap_tail = NULL;
+            c->flags &= (uint16_t)~CONN_IN_REAP;
+            if (c->flags & CONN_NOTIFY) {
+                c->flags &= (uint16_t)~CONN_NOTIFY;
+                if (srv->handlers.on_close)
+                    srv->handlers.on_close(c, c->close_code, c->close_reason,
+                                           c->close_reason ? strlen(c->close_reason) : 0,
+                                           srv->handlers.user_data);
+            }
+            /* A dead connection is never put back on the flush list, so this is the last
+             * reference anywhere. */
+            if (c->state == CONN_DEAD)
+                destroy(c);
+            continue;
+        }
+        break;
+    }
+}
+
+void uc_conn_destroy_all(struct uc_server *srv)
+{
+    while (srv->conns) {
+        struct uc_conn *c = srv->conns;
+        c->flags &= (uint16_t)~CONN_NOTIFY;
+        kill_conn(c);
+        destroy(c);
+    }
+    srv->dirty = srv->dirty_tail = srv->reap = srv->reap_tail = NULL;
+}
+
+/* ---- the public per-connection interface (server.h) ---- */
+
+int uc_conn_send(struct uc_conn *c, const void *data, size_t len, int binary)
+{
+    if (c->state != CONN_OPEN)
+        return UC_ERR_CLOSED;
+    struct uc_buf *frame = uc_ws_frame(binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME, data, len);
+    if (!frame)
+        return UC_ERR_NOMEM;
+    int r = uc_conn_queue(c, frame);
+    uc_buf_unref(frame);
+    if (r == 0)
+        c->srv->stats.messages_out++;
+    return r;
+}
+
+int uc_conn_bind(struct uc_conn *c, const char *uid, size_t uid_len)
+{
+    if (c->state != CONN_OPEN)
+        return UC_ERR_CLOSED;
+    return uc_umap_bind(&c->srv->umap, &c->uid_link, uid, uid_len);
+}
+
+void uc_conn_unbind(struct uc_conn *c) { uc_umap_unbind(&c->srv->umap, &c->uid_link); }
+
+int uc_conn_close(struct uc_conn *c, int code, const char *reason, size_t reason_len)
+{
+    if (c->state != CONN_OPEN)
+        return UC_ERR_CLOSED;
+    if (reason_len > 123)
+        reason_len = 123; /* a close frame's payload is at most 125 bytes */
+    if (uc_ws_close(c, code, reason, reason_len) != 0) {
+        uc_conn_abort(c, code, "close failed");
+        return 0;
+    }
+    uc_conn_leave_open(c, code, reason, reason_len);
+    uc_conn_mark_dirty(c);
+    return 0;
+}
+
+int uc_conn_is_open(const struct uc_conn *c) { return c->state == CONN_OPEN; }
+uint64_t uc_conn_id(const struct uc_conn *c) { return c->id; }
+const char *uc_conn_remote_addr(const struct uc_conn *c) { return c->remote_addr; }
+void uc_conn_set_user(struct uc_conn *c, void *user) { c->user = user; }
+void *uc_conn_get_user(const struct uc_conn *c) { return c->user; }
+
+const char *uc_conn_uid(const struct uc_conn *c, size_t *len)
+{
+    if (c->uid_link.uid) {
+        *len = c->uid_link.uid->len;
+        return c->uid_link.uid->name;
+    }
+    *len = c->last_uid_len;
+    return c->last_uid;
+}

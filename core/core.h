@@ -1,0 +1,125 @@
+/* core.h -- the structs that conn.c, ws.c and server.c share; private to core/.
+ *
+ * Lifetime of a connection:
+ *   HANDSHAKE -> OPEN -> CLOSING -> LINGER -> DEAD -> freed
+ * with shortcuts to DEAD on any I/O error or overflow. Leaving OPEN unlinks the connection
+ * from the uid map at once (so a broadcast running now skips it) and queues it on the reap
+ * list; the policy's on_close and the free both happen from the loop's prepare watcher,
+ * never inside a callback that is still using the connection. */
+#ifndef UC_CORE_H
+#define UC_CORE_H
+
+#include <ev.h>
+#include <stdint.h>
+#include <wslay/wslay.h>
+
+#include "outq.h"
+#include "server.h"
+#include "umap.h"
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+enum conn_state {
+    CONN_HANDSHAKE, /* reading the HTTP upgrade request */
+    CONN_OPEN,      /* WebSocket messages flow both ways */
+    CONN_CLOSING,   /* close frame queued; waiting for it to flush and for the peer's close */
+    CONN_LINGER,    /* our side is done (shutdown SHUT_WR); draining until EOF or timeout */
+    CONN_DEAD,      /* socket finished; waiting in the reap list to be freed */
+};
+
+enum conn_flag {
+    CONN_ACCEPTED = 1 << 0,    /* on_open accepted it: on_close is owed */
+    CONN_NOTIFY = 1 << 1,      /* on_close still to be called */
+    CONN_IN_REAP = 1 << 2,     /* on the reap list */
+    CONN_IN_DIRTY = 1 << 3,    /* on the flush list */
+    CONN_WRITE_WAIT = 1 << 4,  /* write watcher started after EAGAIN */
+    CONN_CLOSE_RECV = 1 << 5,  /* the peer's close frame arrived */
+    CONN_FINISHING = 1 << 6,   /* nothing more to send: shut down once the queue is flushed */
+};
+
+struct uc_handshake {
+    size_t len;
+    char bytes[UC_HTTP_MAX_HEAD];
+};
+
+struct uc_conn {
+    struct uc_server *srv;
+    ev_io rio;       /* always on while the socket is open */
+    ev_io wio;       /* only while a flush hit EAGAIN */
+    ev_timer timer;  /* the deadline of the current state */
+    int fd;
+    uint8_t state;
+    uint16_t flags;
+    uint16_t close_code;    /* reported to on_close */
+    uint64_t id;
+    struct uc_outq outq;
+    struct uc_umap_link uid_link;
+    struct uc_conn *prev, *next; /* every live connection, for shutdown */
+    struct uc_conn *dirty_next;  /* flush list */
+    struct uc_conn *reap_next;   /* reap list */
+    struct uc_handshake *hs;     /* only during CONN_HANDSHAKE */
+    wslay_event_context_ptr ws;  /* from the upgrade until the socket is done */
+    const uint8_t *in;           /* bytes wslay's recv callback hands out */
+    size_t in_len;
+    char *last_uid;  /* copy of the uid at close, for on_close; owned */
+    size_t last_uid_len;
+    char *close_reason; /* owned; reported to on_close */
+    void *user;
+    char remote_addr[56];
+};
+
+struct uc_server {
+    struct ev_loop *loop;
+    struct uc_options opt;
+    struct uc_handlers handlers;
+    int listen_fd;
+    int reserve_fd; /* spare descriptor, released to shed a connection when out of files */
+    ev_io listen_io;
+    ev_timer accept_retry;
+    ev_prepare prepare;
+    ev_signal sigterm, sigint, sighup;
+    ev_timer drain_timer;
+    int stopping;
+    char listen_addr[300];
+    uint64_t next_id;
+    struct uc_conn *conns; /* every live connection */
+    size_t nconns;         /* live sockets, any state */
+    size_t nopen;          /* in CONN_OPEN */
+    struct uc_conn *dirty, *dirty_tail;
+    struct uc_conn *reap, *reap_tail;
+    struct uc_umap umap;
+    struct uc_stats stats;
+    ev_tstamp started;
+    uint8_t rbuf[65536]; /* one read buffer for every connection: idle ones hold none */
+};
+
+/* ---- conn.c ---- */
+void uc_conn_accept(struct uc_server *srv, int fd, const char *remote_addr);
+/* Drops the connection now (no close frame): I/O error, EOF, overflow. code/reason go to
+ * on_close if it was open. The memory is freed later, from the reap list. */
+void uc_conn_abort(struct uc_conn *c, int code, const char *reason);
+/* OPEN -> CLOSING: unbinds, records code/reason for on_close, queues the notification. */
+void uc_conn_leave_open(struct uc_conn *c, int code, const char *reason, size_t reason_len);
+/* Puts the connection on the flush list (once). */
+void uc_conn_mark_dirty(struct uc_conn *c);
+/* Queues buf on the connection's output, enforcing the send buffer cap. */
+int uc_conn_queue(struct uc_conn *c, struct uc_buf *buf);
+/* Called from the prepare watcher: flush dirty connections, notify and free retired ones. */
+void uc_conn_run_deferred(struct uc_server *srv);
+void uc_conn_destroy_all(struct uc_server *srv);
+
+/* ---- ws.c ---- */
+/* Creates the wslay context of an upgraded connection. Returns 0 or UC_ERR_NOMEM. */
+int uc_ws_start(struct uc_conn *c);
+/* Feeds received bytes through wslay; messages reach the handlers from inside. */
+void uc_ws_feed(struct uc_conn *c, const uint8_t *data, size_t len);
+/* Moves the frames wslay generated (pong, close) into the output queue and follows the close
+ * handshake: a sent close leaves OPEN; sent and received (or a protocol error) finishes. */
+void uc_ws_pump(struct uc_conn *c);
+/* Queues a close frame through wslay (sent by the next uc_ws_pump). */
+int uc_ws_close(struct uc_conn *c, int code, const char *reason, size_t reason_len);
+void uc_ws_free(struct uc_conn *c);
+/* Encodes one unmasked server frame (FIN set) into a new buffer; NULL when out of memory. */
+struct uc_buf *uc_ws_frame(int opcode, const void *payload, size_t len);
+
+#endif

@@ -1,0 +1,26 @@
+/* log.h -- leveled logging to stderr; the only place the core writes diagnostics. */
+#ifndef UC_LOG_H
+#define UC_LOG_H
+
+enum uc_log_level { UC_LOG_ERROR, UC_LOG_WARN, UC_LOG_INFO, UC_LOG_DEBUG };
+
+/* Messages above this level are dropped before formatting. */
+extern enum uc_log_level uc_log_threshold;
+
+/* Parses "error", "warn", "info" or "debug"; returns 0, or -1 for anything else. */
+int uc_log_parse_level(const char *name, enum uc_log_level *out);
+const char *uc_log_level_name(enum uc_log_level level);
+
+void uc_log(enum uc_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define uc_log_enabled(level) ((level) <= uc_log_threshold)
+#define uc_error(...) uc_log(UC_LOG_ERROR, __VA_ARGS__)
+#define uc_warn(...) uc_log(UC_LOG_WARN, __VA_ARGS__)
+#define uc_info(...) uc_log(UC_LOG_INFO, __VA_ARGS__)
+#define uc_debug(...)                                                                              \
+    do {                                                                                           \
+        if (uc_log_enabled(UC_LOG_DEBUG))                                                          \
+            uc_log(UC_LOG_DEBUG, __VA_ARGS__);                                                     \
+    } while (0)
+
+#endif

@@ -1,0 +1,135 @@
+/* outq.c -- bounded output queues of shared buffers (see outq.h).
+ *
+ * Nodes come from a process-wide freelist: a busy server queues and flushes millions of
+ * messages a second, and malloc/free per message would be the hottest thing in the profile. */
+#include "outq.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+
+#include "err.h"
+
+struct uc_outq_node {
+    struct uc_outq_node *next;
+    struct uc_buf *buf;
+    size_t off; /* bytes of buf already written */
+};
+
+/* Enough iovecs to drain a typical backlog in one system call; IOV_MAX is 1024 on Linux. */
+#define OUTQ_MAX_IOV 64
+/* Freed nodes kept for reuse; beyond this they go back to malloc. */
+#define OUTQ_POOL_MAX 65536
+
+static struct uc_outq_node *pool;
+static size_t pool_size;
+
+static struct uc_outq_node *node_get(void)
+{
+    struct uc_outq_node *n = pool;
+    if (n) {
+        pool = n->next;
+        pool_size--;
+        return n;
+    }
+    return malloc(sizeof *n);
+}
+
+static void node_put(struct uc_outq_node *n)
+{
+    if (pool_size >= OUTQ_POOL_MAX) {
+        free(n);
+        return;
+    }
+    n->next = pool;
+    pool = n;
+    pool_size++;
+}
+
+int uc_outq_push(struct uc_outq *q, struct uc_buf *buf)
+{
+    struct uc_outq_node *n = node_get();
+    if (!n)
+        return UC_ERR_NOMEM;
+    n->next = NULL;
+    n->buf = uc_buf_ref(buf);
+    n->off = 0;
+    if (q->tail)
+        q->tail->next = n;
+    else
+        q->head = n;
+    q->tail = n;
+    q->bytes += buf->len;
+    return 0;
+}
+
+static void pop_head(struct uc_outq *q)
+{
+    struct uc_outq_node *n = q->head;
+    q->head = n->next;
+    if (!q->head)
+        q->tail = NULL;
+    uc_buf_unref(n->buf);
+    node_put(n);
+}
+
+int uc_outq_flush_with(struct uc_outq *q, uc_outq_writer writer, void *ctx)
+{
+    while (q->head) {
+        struct iovec iov[OUTQ_MAX_IOV];
+        int cnt = 0;
+        size_t asked = 0;
+        for (struct uc_outq_node *n = q->head; n && cnt < OUTQ_MAX_IOV; n = n->next, cnt++) {
+            iov[cnt].iov_base = n->buf->data + n->off;
+            iov[cnt].iov_len = n->buf->len - n->off;
+            asked += iov[cnt].iov_len;
+        }
+        ssize_t w = writer(ctx, iov, cnt);
+        if (w < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return 1;
+            if (errno == EINTR)
+                continue;
+            return UC_ERR_SYS;
+        }
+        size_t left = (size_t)w;
+        q->bytes -= left;
+        while (left) {
+            size_t rest = q->head->buf->len - q->head->off;
+            if (left < rest) {
+                q->head->off += left;
+                break;
+            }
+            left -= rest;
+            pop_head(q);
+        }
+        /* A short write means the socket buffer is full; asking again would only get EAGAIN. */
+        if ((size_t)w < asked)
+            return 1;
+    }
+    return 0;
+}
+
+static ssize_t fd_writer(void *ctx, const struct iovec *iov, int iovcnt)
+{
+    return writev(*(int *)ctx, iov, iovcnt);
+}
+
+int uc_outq_flush(struct uc_outq *q, int fd) { return uc_outq_flush_with(q, fd_writer, &fd); }
+
+void uc_outq_clear(struct uc_outq *q)
+{
+    while (q->head)
+        pop_head(q);
+    q->bytes = 0;
+}
+
+void uc_outq_release_pool(void)
+{
+    while (pool) {
+        struct uc_outq_node *n = pool;
+        pool = n->next;
+        free(n);
+    }
+    pool_size = 0;
+}

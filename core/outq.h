@@ -1,0 +1,45 @@
+/* outq.h -- a connection's bounded output queue of shared buffers, flushed with writev.
+ *
+ * The queue holds references to uc_buf (never copies) plus the offset already written of the
+ * first one. It does not enforce the byte cap itself: the caller compares uc_outq_bytes() with
+ * its limit before pushing, because what to do on overflow (close the slow reader) is policy of
+ * the connection, not of the queue. */
+#ifndef UC_OUTQ_H
+#define UC_OUTQ_H
+
+#include <stddef.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "buf.h"
+
+struct uc_outq_node;
+
+struct uc_outq {
+    struct uc_outq_node *head, *tail;
+    size_t bytes; /* bytes still to write, across every node */
+};
+
+/* Appends buf to the queue, taking a new reference (the caller keeps its own).
+ * Returns 0, or UC_ERR_NOMEM (nothing queued). */
+int uc_outq_push(struct uc_outq *q, struct uc_buf *buf);
+
+static inline size_t uc_outq_bytes(const struct uc_outq *q) { return q->bytes; }
+static inline int uc_outq_empty(const struct uc_outq *q) { return q->head == NULL; }
+
+/* Writes as much as the writer accepts. writer has writev's contract.
+ * Returns 0 when the queue is now empty, 1 when the writer would block (EAGAIN) with bytes left,
+ * or UC_ERR_SYS on a write error (errno set; the queue keeps what was not written). */
+typedef ssize_t (*uc_outq_writer)(void *ctx, const struct iovec *iov, int iovcnt);
+int uc_outq_flush_with(struct uc_outq *q, uc_outq_writer writer, void *ctx);
+
+/* uc_outq_flush_with() on a file descriptor with writev(2). */
+int uc_outq_flush(struct uc_outq *q, int fd);
+
+/* Drops every queued buffer (releasing the references). The queue is empty and reusable. */
+void uc_outq_clear(struct uc_outq *q);
+
+/* Releases the node freelist kept for reuse; for leak checks at exit. */
+void uc_outq_release_pool(void);
+
+#endif

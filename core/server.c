@@ -1,0 +1,322 @@
+/* server.c -- the loop: the listener and accept, signals, the prepare-time flush, delivery to
+ * uids and to everyone, and the counters. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core.h"
+#include "log.h"
+#include "net.h"
+
+static void open_reserve(struct uc_server *srv)
+{
+    if (srv->reserve_fd < 0)
+        srv->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+/* Out of descriptors: the pending connection would make the listener fire forever. Give up
+ * the spare descriptor, accept the connection and close it at once, then take the spare back
+ * (libev's documentation recommends exactly this), and log once per burst. */
+static void shed_one(struct uc_server *srv)
+{
+    static ev_tstamp last_log;
+    ev_tstamp now = ev_now(srv->loop);
+    if (now - last_log >= 1.0) {
+        uc_warn("out of file descriptors (%zu connections): refusing new connections",
+                srv->nconns);
+        last_log = now;
+    }
+    if (srv->reserve_fd >= 0) {
+        close(srv->reserve_fd);
+        srv->reserve_fd = -1;
+        int fd = accept(srv->listen_fd, NULL, NULL);
+        if (fd >= 0)
+            close(fd);
+        open_reserve(srv);
+    }
+    /* Without a spare, pause accepting briefly instead of spinning on EMFILE. */
+    if (srv->reserve_fd < 0) {
+        ev_io_stop(srv->loop, &srv->listen_io);
+        ev_timer_start(srv->loop, &srv->accept_retry);
+    }
+}
+
+static void refuse_busy(int fd)
+{
+    static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+                               "Content-Length: 24\r\nConnection: close\r\n\r\n"
+                               "too many connections\r\n\r\n";
+    /* Best effort on a fresh socket whose buffer is empty: one write, never a wait. */
+    ssize_t ignored = write(fd, busy, sizeof busy - 1);
+    (void)ignored;
+    close(fd);
+}
+
+static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct uc_server *srv = container_of(w, struct uc_server, listen_io);
+    /* A bounded batch per wake-up keeps one busy listener from starving established clients. */
+    for (int i = 0; i < 64; i++) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof ss;
+        int fd = accept4(srv->listen_fd, (struct sockaddr *)&ss, &len,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE)
+                shed_one(srv);
+            else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+                     errno != ECONNABORTED)
+                uc_warn("accept: %s", strerror(errno));
+            return;
+        }
+        if (srv->opt.max_connections && srv->nconns >= srv->opt.max_connections) {
+            srv->stats.handshakes_refused++;
+            refuse_busy(fd);
+            continue;
+        }
+        char addr[64];
+        uc_net_format_addr((struct sockaddr *)&ss, addr, sizeof addr);
+        uc_conn_accept(srv, fd, addr);
+    }
+}
+
+static void accept_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    struct uc_server *srv = container_of(w, struct uc_server, accept_retry);
+    open_reserve(srv);
+    if (!srv->stopping)
+        ev_io_start(loop, &srv->listen_io);
+}
+
+static void prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    (void)revents;
+    struct uc_server *srv = container_of(w, struct uc_server, prepare);
+    uc_conn_run_deferred(srv);
+    if (srv->stopping && !srv->conns)
+        ev_break(loop, EVBREAK_ALL);
+}
+
+static void drain_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    struct uc_server *srv = container_of(w, struct uc_server, drain_timer);
+    uc_warn("drain timeout: dropping %zu connections still open", srv->nconns);
+    ev_break(loop, EVBREAK_ALL);
+}
+
+static void begin_shutdown(struct uc_server *srv, const char *why)
+{
+    if (srv->stopping) {
+        uc_warn("%s again: stopping now", why);
+        ev_break(srv->loop, EVBREAK_ALL);
+        return;
+    }
+    srv->stopping = 1;
+    uc_info("%s: closing %zu connections with 1001 and stopping", why, srv->nopen);
+    ev_io_stop(srv->loop, &srv->listen_io);
+    ev_timer_stop(srv->loop, &srv->accept_retry);
+    for (struct uc_conn *c = srv->conns; c; c = c->next) {
+        if (c->state == CONN_OPEN)
+            uc_conn_close(c, 1001, "server shutting down", 20);
+        else if (c->state == CONN_HANDSHAKE)
+            uc_conn_abort(c, 1001, "server shutting down");
+    }
+    if (srv->handlers.on_stop)
+        srv->handlers.on_stop(srv->handlers.user_data);
+    ev_timer_set(&srv->drain_timer, srv->opt.drain_timeout, 0.);
+    ev_timer_start(srv->loop, &srv->drain_timer);
+}
+
+static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    if (w->signum == SIGHUP) {
+        struct uc_server *srv = container_of(w, struct uc_server, sighup);
+        uc_info("SIGHUP: reloading");
+        if (srv->handlers.on_reload)
+            srv->handlers.on_reload(srv, srv->handlers.user_data);
+        return;
+    }
+    struct uc_server *srv = w->signum == SIGTERM ? container_of(w, struct uc_server, sigterm)
+                                                 : container_of(w, struct uc_server, sigint);
+    begin_shutdown(srv, w->signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+struct uc_server *uc_server_new(const struct uc_options *opts, const struct uc_handlers *handlers,
+                                char *err, size_t err_size)
+{
+    struct uc_server *srv = calloc(1, sizeof *srv);
+    if (!srv) {
+        snprintf(err, err_size, "out of memory");
+        return NULL;
+    }
+    srv->opt = *opts;
+    srv->handlers = *handlers;
+    srv->reserve_fd = -1;
+    srv->listen_fd = uc_net_listen(opts->listen, 0, err, err_size);
+    if (srv->listen_fd < 0) {
+        free(srv);
+        return NULL;
+    }
+    srv->loop = ev_default_loop(EVFLAG_AUTO);
+    uc_net_local_addr(srv->listen_fd, srv->listen_addr, sizeof srv->listen_addr);
+    open_reserve(srv);
+    signal(SIGPIPE, SIG_IGN);
+
+    ev_io_init(&srv->listen_io, accept_cb, srv->listen_fd, EV_READ);
+    ev_io_start(srv->loop, &srv->listen_io);
+    ev_timer_init(&srv->accept_retry, accept_retry_cb, 0.1, 0.);
+    ev_prepare_init(&srv->prepare, prepare_cb);
+    ev_prepare_start(srv->loop, &srv->prepare);
+    ev_timer_init(&srv->drain_timer, drain_cb, 0., 0.);
+    ev_signal_init(&srv->sigterm, signal_cb, SIGTERM);
+    ev_signal_init(&srv->sigint, signal_cb, SIGINT);
+    ev_signal_init(&srv->sighup, signal_cb, SIGHUP);
+    ev_signal_start(srv->loop, &srv->sigterm);
+    ev_signal_start(srv->loop, &srv->sigint);
+    ev_signal_start(srv->loop, &srv->sighup);
+    /* Signal watchers must not keep the loop alive on their own once we are draining. */
+    ev_unref(srv->loop);
+    ev_unref(srv->loop);
+    ev_unref(srv->loop);
+    srv->started = ev_time();
+    return srv;
+}
+
+int uc_server_run(struct uc_server *srv)
+{
+    uc_info("listening on ws://%s/", srv->listen_addr);
+    ev_run(srv->loop, 0);
+    return 0;
+}
+
+void uc_server_set_handlers(struct uc_server *srv, const struct uc_handlers *handlers)
+{
+    srv->handlers = *handlers;
+}
+
+void uc_server_free(struct uc_server *srv)
+{
+    if (!srv)
+        return;
+    uc_conn_destroy_all(srv);
+    uc_umap_destroy(&srv->umap);
+    ev_ref(srv->loop);
+    ev_ref(srv->loop);
+    ev_ref(srv->loop);
+    ev_signal_stop(srv->loop, &srv->sigterm);
+    ev_signal_stop(srv->loop, &srv->sigint);
+    ev_signal_stop(srv->loop, &srv->sighup);
+    ev_io_stop(srv->loop, &srv->listen_io);
+    ev_timer_stop(srv->loop, &srv->accept_retry);
+    ev_timer_stop(srv->loop, &srv->drain_timer);
+    ev_prepare_stop(srv->loop, &srv->prepare);
+    close(srv->listen_fd);
+    if (srv->reserve_fd >= 0)
+        close(srv->reserve_fd);
+    ev_loop_destroy(srv->loop);
+    uc_outq_release_pool();
+    free(srv);
+}
+
+const char *uc_server_listen_addr(const struct uc_server *srv) { return srv->listen_addr; }
+
+struct ev_loop *uc_server_loop(struct uc_server *srv) { return srv->loop; }
+
+void uc_server_stats(const struct uc_server *srv, struct uc_stats *out)
+{
+    *out = srv->stats;
+    out->connections = srv->nopen;
+    out->bound_connections = srv->umap.bound;
+    out->uids = uc_umap_uids(&srv->umap);
+    out->uptime = ev_time() - srv->started;
+}
+
+/* Queues frame (built on first use) to every open connection of u but except; returns the
+ * count. The next link is read before queueing: a slow reader cut off by the queue unlinks
+ * itself, and only itself. */
+static size_t deliver_to_uid(struct uc_uid *u, struct uc_buf **frame, const void *data,
+                             size_t len, int binary, const struct uc_conn *except)
+{
+    size_t count = 0;
+    struct uc_umap_link *link = u->head;
+    while (link) {
+        struct uc_umap_link *next = link->next;
+        struct uc_conn *c = container_of(link, struct uc_conn, uid_link);
+        if (c != except && c->state == CONN_OPEN) {
+            if (!*frame) {
+                *frame = uc_ws_frame(binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME, data, len);
+                if (!*frame)
+                    return count;
+            }
+            if (uc_conn_queue(c, *frame) == 0) {
+                c->srv->stats.messages_out++;
+                count++;
+            }
+        }
+        link = next;
+    }
+    return count;
+}
+
+size_t uc_send_uid(struct uc_server *srv, const char *uid, size_t uid_len, const void *data,
+                   size_t len, int binary, const struct uc_conn *except)
+{
+    struct uc_uid *u = uc_umap_find(&srv->umap, uid, uid_len);
+    if (!u)
+        return 0;
+    struct uc_buf *frame = NULL;
+    size_t count = deliver_to_uid(u, &frame, data, len, binary, except);
+    uc_buf_unref(frame);
+    return count;
+}
+
+size_t uc_broadcast(struct uc_server *srv, const void *data, size_t len, int binary,
+                    const struct uc_conn *except)
+{
+    struct uc_buf *frame = NULL;
+    size_t count = 0;
+    struct uc_uid *u, *tmp;
+    HASH_ITER(hh, srv->umap.table, u, tmp)
+    {
+        count += deliver_to_uid(u, &frame, data, len, binary, except);
+    }
+    uc_buf_unref(frame);
+    return count;
+}
+
+size_t uc_uid_count(const struct uc_server *srv, const char *uid, size_t uid_len)
+{
+    struct uc_uid *u = uc_umap_find(&srv->umap, uid, uid_len);
+    return u ? u->count : 0;
+}
+
+void uc_uid_each(struct uc_server *srv, const char *uid, size_t uid_len,
+                 void (*fn)(struct uc_conn *conn, void *ctx), void *ctx)
+{
+    struct uc_uid *u = uc_umap_find(&srv->umap, uid, uid_len);
+    for (struct uc_umap_link *l = u ? u->head : NULL; l; l = l->next)
+        fn(container_of(l, struct uc_conn, uid_link), ctx);
+}
+
+const char *uc_strerror(int err)
+{
+    switch (err) {
+    case UC_OK: return "ok";
+    case UC_ERR_NOMEM: return "out of memory";
+    case UC_ERR_CLOSED: return "closed";
+    case UC_ERR_INVALID: return "invalid argument";
+    case UC_ERR_OVERFLOW: return "send buffer full";
+    case UC_ERR_SYS: return "system error";
+    default: return "unknown error";
+    }
+}

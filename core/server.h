@@ -1,0 +1,142 @@
+/* server.h -- the core's public interface: what main and the Lua policy layer may call.
+ *
+ * The core owns sockets, framing, connections and the uid map. Policy (who may connect, what
+ * a message means) lives behind struct uc_handlers, which the core calls and never looks into;
+ * the policy answers by calling the delivery functions below. Everything here runs on the
+ * server's single event-loop thread. */
+#ifndef UC_SERVER_H
+#define UC_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "http.h"
+
+struct uc_server;
+struct uc_conn;
+struct ev_loop;
+
+/* Options, filled by the CLI (see cli.h for defaults and parsing). */
+struct uc_options {
+    char listen[300];      /* HOST:PORT; port 0 picks a free port (logged at start) */
+    size_t max_message;    /* bytes; larger messages close with 1009 */
+    size_t max_send_buffer; /* bytes queued per connection before it is cut off */
+    unsigned max_connections; /* 0 = no limit beyond the file limit */
+    double handshake_timeout; /* seconds to complete the HTTP upgrade */
+    double close_timeout;     /* seconds to wait for the peer's close frame / EOF */
+    double drain_timeout;     /* seconds a graceful shutdown waits for connections to finish */
+};
+
+/* What the policy is told when a client asks to upgrade. Every pointer is borrowed until the
+ * on_open callback returns. */
+struct uc_open_request {
+    const struct uc_http_request *http; /* path, query, lower-cased headers */
+    const char *remote_addr;            /* "IP:PORT" or "[IPv6]:PORT" */
+};
+
+/* How the policy refuses an upgrade: an HTTP status (400..599) and a short text body. */
+struct uc_refusal {
+    int status;
+    char reason[256];
+};
+
+/* The policy, called by the core. Each callback is optional (NULL).
+ * A callback may call any function of this header, including uc_conn_close() on the very
+ * connection it was called for: closes and frees are deferred until the callback returns. */
+struct uc_handlers {
+    void *user_data;
+    /* At the upgrade. Return 0 to accept, or fill *refusal and return -1. */
+    int (*on_open)(struct uc_conn *conn, const struct uc_open_request *req,
+                   struct uc_refusal *refusal, void *user_data);
+    /* One complete message (reassembled from fragments). data is borrowed until return. */
+    void (*on_message)(struct uc_conn *conn, const uint8_t *data, size_t len, int binary,
+                       void *user_data);
+    /* Once, when an accepted connection stops being open. The connection is already out of the
+     * uid map; its id, remote address and last uid are still readable. reason is borrowed. */
+    void (*on_close)(struct uc_conn *conn, int code, const char *reason, size_t reason_len,
+                     void *user_data);
+    /* Once, when a graceful shutdown starts, after every connection was told 1001. */
+    void (*on_stop)(void *user_data);
+    /* SIGHUP arrived: the policy reloads itself (and may call uc_server_set_handlers). */
+    void (*on_reload)(struct uc_server *srv, void *user_data);
+};
+
+struct uc_stats {
+    uint64_t connections;       /* open WebSocket connections */
+    uint64_t bound_connections; /* of which bound to a uid */
+    uint64_t uids;              /* distinct uids bound */
+    uint64_t accepted;          /* TCP connections accepted since start */
+    uint64_t handshakes_refused;
+    uint64_t messages_in, messages_out;
+    uint64_t bytes_in, bytes_out;
+    uint64_t slow_readers_closed;
+    uint64_t protocol_errors;
+    double uptime; /* seconds */
+};
+
+/* Creates a server bound to opts->listen. Returns NULL and writes a message to err on failure.
+ * The handlers are copied; user_data is borrowed for the server's lifetime. */
+struct uc_server *uc_server_new(const struct uc_options *opts, const struct uc_handlers *handlers,
+                                char *err, size_t err_size);
+
+/* Runs the loop until a graceful shutdown (SIGTERM/SIGINT) completes. Returns 0. */
+int uc_server_run(struct uc_server *srv);
+
+/* Replaces the handlers (script reload). Connections and bindings are untouched. */
+void uc_server_set_handlers(struct uc_server *srv, const struct uc_handlers *handlers);
+
+/* Frees everything. Only after uc_server_run returned (or instead of it). */
+void uc_server_free(struct uc_server *srv);
+
+/* The address actually listened on ("127.0.0.1:1234"). Borrowed. */
+const char *uc_server_listen_addr(const struct uc_server *srv);
+
+void uc_server_stats(const struct uc_server *srv, struct uc_stats *out);
+
+/* The libev loop, for the policy's timers. Borrowed for the server's lifetime. */
+struct ev_loop *uc_server_loop(struct uc_server *srv);
+
+/* ---- delivery: each returns how many connections the message was queued to ---- */
+
+/* Every connection bound to uid, except `except` (may be NULL). The frame is encoded once. */
+size_t uc_send_uid(struct uc_server *srv, const char *uid, size_t uid_len, const void *data,
+                   size_t len, int binary, const struct uc_conn *except);
+
+/* Every connection bound to any uid (unbound connections never get broadcasts). */
+size_t uc_broadcast(struct uc_server *srv, const void *data, size_t len, int binary,
+                    const struct uc_conn *except);
+
+/* Number of open connections bound to uid. */
+size_t uc_uid_count(const struct uc_server *srv, const char *uid, size_t uid_len);
+
+/* Calls fn for each open connection bound to uid (fn must not bind, unbind or close). */
+void uc_uid_each(struct uc_server *srv, const char *uid, size_t uid_len,
+                 void (*fn)(struct uc_conn *conn, void *ctx), void *ctx);
+
+/* ---- one connection ---- */
+
+/* Queues one message. Returns 0, UC_ERR_CLOSED (not open), UC_ERR_NOMEM, or UC_ERR_OVERFLOW
+ * (the send buffer cap was hit: the connection is being cut off as a slow reader). */
+int uc_conn_send(struct uc_conn *conn, const void *data, size_t len, int binary);
+
+/* Binds to uid (1..UC_UID_MAX bytes), leaving any previous uid. Returns 0, UC_ERR_CLOSED,
+ * UC_ERR_INVALID or UC_ERR_NOMEM. */
+int uc_conn_bind(struct uc_conn *conn, const char *uid, size_t uid_len);
+void uc_conn_unbind(struct uc_conn *conn);
+
+/* Starts the close handshake with code (1000..4999) and a reason of at most 123 bytes.
+ * Returns 0, or UC_ERR_CLOSED when the connection is already closing. */
+int uc_conn_close(struct uc_conn *conn, int code, const char *reason, size_t reason_len);
+
+int uc_conn_is_open(const struct uc_conn *conn);
+uint64_t uc_conn_id(const struct uc_conn *conn);
+const char *uc_conn_remote_addr(const struct uc_conn *conn);
+/* The uid bound, or the last one bound once closed; NULL when never bound. */
+const char *uc_conn_uid(const struct uc_conn *conn, size_t *len);
+
+/* One pointer-sized slot for the policy (the Lua layer keeps its userdata reference here). */
+void uc_conn_set_user(struct uc_conn *conn, void *user);
+void *uc_conn_get_user(const struct uc_conn *conn);
+
+#endif

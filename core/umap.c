@@ -1,0 +1,82 @@
+/* umap.c -- the uid map (see umap.h). */
+#include "umap.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+
+struct uc_uid *uc_umap_find(const struct uc_umap *m, const char *uid, size_t len)
+{
+    struct uc_uid *entry = NULL;
+    HASH_FIND(hh, m->table, uid, len, entry);
+    return entry;
+}
+
+int uc_umap_bind(struct uc_umap *m, struct uc_umap_link *link, const char *uid, size_t len)
+{
+    if (len == 0 || len > UC_UID_MAX)
+        return UC_ERR_INVALID;
+    if (link->uid && link->uid->len == len && memcmp(link->uid->name, uid, len) == 0)
+        return 0;
+
+    struct uc_uid *entry = uc_umap_find(m, uid, len);
+    if (!entry) {
+        entry = malloc(sizeof *entry + len + 1);
+        if (!entry)
+            return UC_ERR_NOMEM;
+        entry->head = entry->tail = NULL;
+        entry->count = 0;
+        entry->len = len;
+        memcpy(entry->name, uid, len);
+        entry->name[len] = '\0';
+        HASH_ADD_KEYPTR(hh, m->table, entry->name, len, entry);
+    }
+    /* Leave the old uid only once the new entry exists, so a failed bind changes nothing. */
+    uc_umap_unbind(m, link);
+
+    link->uid = entry;
+    link->next = NULL;
+    link->prev = entry->tail;
+    if (entry->tail)
+        entry->tail->next = link;
+    else
+        entry->head = link;
+    entry->tail = link;
+    entry->count++;
+    m->bound++;
+    return 0;
+}
+
+void uc_umap_unbind(struct uc_umap *m, struct uc_umap_link *link)
+{
+    struct uc_uid *entry = link->uid;
+    if (!entry)
+        return;
+    if (link->prev)
+        link->prev->next = link->next;
+    else
+        entry->head = link->next;
+    if (link->next)
+        link->next->prev = link->prev;
+    else
+        entry->tail = link->prev;
+    link->uid = NULL;
+    link->prev = link->next = NULL;
+    m->bound--;
+    if (--entry->count == 0) {
+        HASH_DEL(m->table, entry);
+        free(entry);
+    }
+}
+
+void uc_umap_destroy(struct uc_umap *m)
+{
+    struct uc_uid *entry, *tmp;
+    HASH_ITER(hh, m->table, entry, tmp)
+    {
+        HASH_DEL(m->table, entry);
+        free(entry);
+    }
+    m->bound = 0;
+}

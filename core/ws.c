@@ -1,0 +1,179 @@
+/* ws.c -- the wslay glue: inbound frames through wslay, outbound data frames encoded here.
+ *
+ * wslay parses and validates what clients send (masking, RSV bits, opcodes, control frame
+ * rules, UTF-8 of text and close reasons, the message size cap) and produces its own control
+ * frames (pong, close), which its send callback accepts whole into our output queue. Data frames
+ * from the server never pass through wslay_event_queue_msg, which would malloc and copy the
+ * payload per connection: uc_ws_frame() encodes a message once, and every receiver's queue
+ * shares the bytes. Because the send callback never blocks, wslay never holds a half-sent
+ * frame, so our frames and its frames can interleave safely in one queue. */
+#include <arpa/inet.h>
+#include <string.h>
+
+#include "core.h"
+#include "log.h"
+
+static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
+                       void *user_data)
+{
+    (void)flags;
+    struct uc_conn *c = user_data;
+    if (c->in_len == 0) {
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
+    size_t n = len < c->in_len ? len : c->in_len;
+    memcpy(buf, c->in, n);
+    c->in += n;
+    c->in_len -= n;
+    return (ssize_t)n;
+}
+
+static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
+                       void *user_data)
+{
+    (void)flags;
+    struct uc_conn *c = user_data;
+    struct uc_buf *b = uc_buf_new_copy(data, len);
+    int r = b ? uc_conn_queue(c, b) : UC_ERR_NOMEM;
+    uc_buf_unref(b);
+    if (r != 0) {
+        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+        return -1;
+    }
+    return (ssize_t)len;
+}
+
+static void on_msg_recv(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
+                        void *user_data)
+{
+    (void)ctx;
+    struct uc_conn *c = user_data;
+    struct uc_server *srv = c->srv;
+    switch (arg->opcode) {
+    case WSLAY_TEXT_FRAME:
+    case WSLAY_BINARY_FRAME:
+        /* Messages after we started closing are read (to find the peer's close) but dropped. */
+        if (c->state != CONN_OPEN)
+            return;
+        srv->stats.messages_in++;
+        if (srv->handlers.on_message)
+            srv->handlers.on_message(c, arg->msg, arg->msg_length,
+                                     arg->opcode == WSLAY_BINARY_FRAME, srv->handlers.user_data);
+        break;
+    case WSLAY_CONNECTION_CLOSE: {
+        c->flags |= CONN_CLOSE_RECV;
+        int code = arg->status_code ? arg->status_code : 1005;
+        const char *reason = arg->msg_length > 2 ? (const char *)arg->msg + 2 : "";
+        size_t reason_len = arg->msg_length > 2 ? arg->msg_length - 2 : 0;
+        uc_conn_leave_open(c, code, reason, reason_len);
+        break;
+    }
+    default:
+        break; /* ping is answered by wslay; pong needs nothing */
+    }
+}
+
+static const struct wslay_event_callbacks callbacks = {
+    .recv_callback = recv_cb,
+    .send_callback = send_cb,
+    .on_msg_recv_callback = on_msg_recv,
+};
+
+int uc_ws_start(struct uc_conn *c)
+{
+    if (wslay_event_context_server_init(&c->ws, &callbacks, c) != 0) {
+        c->ws = NULL;
+        return UC_ERR_NOMEM;
+    }
+    /* Before any frame is read: wslay allocates a frame's declared length when its header
+     * arrives, so without this a header claiming 2^62 bytes would be honoured. */
+    wslay_event_config_set_max_recv_msg_length(c->ws, c->srv->opt.max_message);
+    return 0;
+}
+
+void uc_ws_free(struct uc_conn *c)
+{
+    if (c->ws) {
+        wslay_event_context_free(c->ws);
+        c->ws = NULL;
+    }
+}
+
+void uc_ws_pump(struct uc_conn *c)
+{
+    if (!c->ws || c->state == CONN_DEAD || (c->flags & CONN_FINISHING))
+        return;
+    if (wslay_event_want_write(c->ws) && wslay_event_send(c->ws) != 0) {
+        if (c->state != CONN_DEAD)
+            uc_conn_abort(c, 1011, "internal error sending a control frame");
+        return;
+    }
+    if (c->state == CONN_DEAD || !wslay_event_get_close_sent(c->ws))
+        return;
+    /* wslay queued a close on its own: a protocol error (1002), bad UTF-8 (1007), a message
+     * over the limit (1009), or the echo of the peer's close. */
+    int sent = wslay_event_get_status_code_sent(c->ws);
+    if (c->state == CONN_OPEN) {
+        c->srv->stats.protocol_errors++;
+        uc_info("conn %llu (%s): closing with %d (protocol violation)", (unsigned long long)c->id,
+                c->remote_addr, sent);
+        uc_conn_leave_open(c, sent, "protocol error", 14);
+    }
+    if (!wslay_event_get_read_enabled(c->ws)) {
+        c->flags |= CONN_FINISHING;
+        uc_conn_mark_dirty(c);
+    }
+}
+
+void uc_ws_feed(struct uc_conn *c, const uint8_t *data, size_t len)
+{
+    c->in = data;
+    c->in_len = len;
+    int r = wslay_event_recv(c->ws);
+    c->in = NULL;
+    c->in_len = 0;
+    if (c->state == CONN_DEAD)
+        return; /* cut off inside (a slow reader's pong overflowed, say) */
+    if (r != 0) {
+        uc_conn_abort(c, 1011, "internal error reading frames");
+        return;
+    }
+    uc_ws_pump(c);
+}
+
+int uc_ws_close(struct uc_conn *c, int code, const char *reason, size_t reason_len)
+{
+    if (!c->ws)
+        return UC_ERR_CLOSED;
+    int r = wslay_event_queue_close(c->ws, (uint16_t)code, (const uint8_t *)reason, reason_len);
+    return r == 0 ? 0 : UC_ERR_INVALID;
+}
+
+struct uc_buf *uc_ws_frame(int opcode, const void *payload, size_t len)
+{
+    uint8_t head[10];
+    size_t head_len;
+    head[0] = (uint8_t)(0x80 | (opcode & 0x0f));
+    if (len < 126) {
+        head[1] = (uint8_t)len;
+        head_len = 2;
+    } else if (len <= 0xffff) {
+        head[1] = 126;
+        head[2] = (uint8_t)(len >> 8);
+        head[3] = (uint8_t)len;
+        head_len = 4;
+    } else {
+        head[1] = 127;
+        for (int i = 0; i < 8; i++)
+            head[2 + i] = (uint8_t)((uint64_t)len >> (56 - 8 * i));
+        head_len = 10;
+    }
+    struct uc_buf *b = uc_buf_new(head_len + len);
+    if (!b)
+        return NULL;
+    memcpy(b->data, head, head_len);
+    if (len)
+        memcpy(b->data + head_len, payload, len);
+    return b;
+}

@@ -1,0 +1,205 @@
+/* api.c -- the uidcast module: what a script calls to deliver, look up and log.
+ *
+ * Misuse (a wrong type, an empty uid) raises a Lua error naming the argument; a runtime
+ * outcome (nobody online, a closed connection) is a return value. */
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "../core/log.h"
+#include "../core/umap.h"
+#include "internal.h"
+
+static struct uc_server *server_of(lua_State *L)
+{
+    struct uc_server *srv = ucl_state_of(L)->policy->srv;
+    if (!srv)
+        luaL_error(L, "the server is not running (uidcast functions work from handlers)");
+    return srv;
+}
+
+static const char *check_uid(lua_State *L, int idx, size_t *len)
+{
+    const char *uid = luaL_checklstring(L, idx, len);
+    luaL_argcheck(L, *len >= 1 && *len <= UC_UID_MAX, idx, "uid must be 1 to 1024 bytes");
+    return uid;
+}
+
+struct send_opts {
+    int binary;
+    struct uc_conn *except;
+};
+
+/* opts: nil or {binary = bool, except = conn}. */
+static void check_opts(lua_State *L, int idx, struct send_opts *o)
+{
+    o->binary = 0;
+    o->except = NULL;
+    if (lua_isnoneornil(L, idx))
+        return;
+    luaL_checktype(L, idx, LUA_TTABLE);
+    lua_getfield(L, idx, "binary");
+    o->binary = lua_toboolean(L, -1);
+    lua_getfield(L, idx, "except");
+    if (!lua_isnil(L, -1)) {
+        if (!luaL_testudata(L, -1, "uidcast.conn"))
+            luaL_argerror(L, idx, "opts.except must be a connection");
+        o->except = ucl_check_conn(L, -1);
+    }
+    lua_pop(L, 2);
+}
+
+/* send_uid(uid, data [, opts]) -> number of connections it was queued to */
+static int api_send_uid(lua_State *L)
+{
+    size_t uid_len, len;
+    const char *uid = check_uid(L, 1, &uid_len);
+    const char *data = luaL_checklstring(L, 2, &len);
+    struct send_opts o;
+    check_opts(L, 3, &o);
+    lua_pushinteger(L, (lua_Integer)uc_send_uid(server_of(L), uid, uid_len, data, len, o.binary,
+                                                o.except));
+    return 1;
+}
+
+/* broadcast(data [, opts]) -> number of bound connections it was queued to */
+static int api_broadcast(lua_State *L)
+{
+    size_t len;
+    const char *data = luaL_checklstring(L, 1, &len);
+    struct send_opts o;
+    check_opts(L, 2, &o);
+    lua_pushinteger(L, (lua_Integer)uc_broadcast(server_of(L), data, len, o.binary, o.except));
+    return 1;
+}
+
+static int api_is_online(lua_State *L)
+{
+    size_t uid_len;
+    const char *uid = check_uid(L, 1, &uid_len);
+    lua_pushboolean(L, uc_uid_count(server_of(L), uid, uid_len) > 0);
+    return 1;
+}
+
+struct collect {
+    lua_State *L;
+    lua_Integer n;
+};
+
+static void collect_conn(struct uc_conn *c, void *ctx)
+{
+    struct collect *col = ctx;
+    ucl_push_conn(col->L, c);
+    lua_rawseti(col->L, -2, ++col->n);
+}
+
+/* connections(uid) -> array of the uid's connection handles */
+static int api_connections(lua_State *L)
+{
+    size_t uid_len;
+    const char *uid = check_uid(L, 1, &uid_len);
+    struct uc_server *srv = server_of(L);
+    lua_createtable(L, (int)uc_uid_count(srv, uid, uid_len), 0);
+    struct collect col = {L, 0};
+    uc_uid_each(srv, uid, uid_len, collect_conn, &col);
+    return 1;
+}
+
+static int api_stats(lua_State *L)
+{
+    struct uc_stats s;
+    uc_server_stats(server_of(L), &s);
+    lua_createtable(L, 0, 14);
+#define FIELD(name)                                                                                \
+    lua_pushinteger(L, (lua_Integer)s.name);                                                       \
+    lua_setfield(L, -2, #name)
+    FIELD(connections);
+    FIELD(bound_connections);
+    FIELD(uids);
+    FIELD(accepted);
+    FIELD(handshakes_refused);
+    FIELD(messages_in);
+    FIELD(messages_out);
+    FIELD(bytes_in);
+    FIELD(bytes_out);
+    FIELD(slow_readers_closed);
+    FIELD(protocol_errors);
+#undef FIELD
+    lua_pushinteger(L, (lua_Integer)ucl_state_of(L)->policy->errors);
+    lua_setfield(L, -2, "lua_errors");
+    lua_pushnumber(L, s.uptime);
+    lua_setfield(L, -2, "uptime");
+    lua_pushinteger(L, (lua_Integer)ucl_state_of(L)->mem_used);
+    lua_setfield(L, -2, "lua_memory");
+    return 1;
+}
+
+/* log(level, ...) -- the values joined with spaces, as print would show them. */
+static int api_log(lua_State *L)
+{
+    static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
+    int level = luaL_checkoption(L, 1, NULL, levels);
+    if (!uc_log_enabled((enum uc_log_level)level))
+        return 0;
+    int n = lua_gettop(L);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (int i = 2; i <= n; i++) {
+        if (i > 2)
+            luaL_addchar(&b, ' ');
+        luaL_tolstring(L, i, NULL);
+        luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+    uc_log((enum uc_log_level)level, "[lua] %s", lua_tostring(L, -1));
+    return 0;
+}
+
+/* now() -> wall-clock seconds since the epoch, with sub-second precision */
+static int api_now(lua_State *L)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    lua_pushnumber(L, (lua_Number)tv.tv_sec + (lua_Number)tv.tv_usec / 1e6);
+    return 1;
+}
+
+/* hmac_sha256(key, data) -> lower-case hex digest */
+static int api_hmac_sha256(lua_State *L)
+{
+    size_t key_len, data_len;
+    const char *key = luaL_checklstring(L, 1, &key_len);
+    const char *data = luaL_checklstring(L, 2, &data_len);
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int digest_len = 0;
+    if (!HMAC(EVP_sha256(), key, (int)key_len, (const unsigned char *)data, data_len, digest,
+              &digest_len))
+        return luaL_error(L, "hmac_sha256 failed");
+    char hex[EVP_MAX_MD_SIZE * 2];
+    static const char digits[] = "0123456789abcdef";
+    for (unsigned i = 0; i < digest_len; i++) {
+        hex[2 * i] = digits[digest[i] >> 4];
+        hex[2 * i + 1] = digits[digest[i] & 15];
+    }
+    lua_pushlstring(L, hex, 2 * (size_t)digest_len);
+    return 1;
+}
+
+static const luaL_Reg api[] = {
+    {"send_uid", api_send_uid},
+    {"broadcast", api_broadcast},
+    {"is_online", api_is_online},
+    {"connections", api_connections},
+    {"stats", api_stats},
+    {"log", api_log},
+    {"now", api_now},
+    {"hmac_sha256", api_hmac_sha256},
+    {NULL, NULL},
+};
+
+int ucl_open_api(lua_State *L)
+{
+    luaL_newlib(L, api);
+    return 1;
+}

@@ -1,0 +1,199 @@
+/* conn.c -- the connection handle (userdata "uidcast.conn"): fields, methods, and its life.
+ *
+ * One handle per connection per Lua state, created on first use and kept in the state's conns
+ * table (id -> handle), so the same connection is always the same Lua value. When the core
+ * reports the close, the handle is forgotten and its pointer cleared: a script that kept it
+ * gets a harmless closed handle whose send returns false. */
+#include <string.h>
+
+#include "../core/umap.h"
+#include "internal.h"
+
+#define CONN_MT "uidcast.conn"
+
+struct conn_handle {
+    struct uc_conn *conn; /* NULL once closed */
+    lua_Integer id;
+};
+
+static struct conn_handle *check_handle(lua_State *L, int idx)
+{
+    return luaL_checkudata(L, idx, CONN_MT);
+}
+
+struct uc_conn *ucl_check_conn(lua_State *L, int idx) { return check_handle(L, idx)->conn; }
+
+static void push_conns_table(lua_State *L)
+{
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ucl_state_of(L)->conns_ref);
+}
+
+void ucl_push_conn(lua_State *L, struct uc_conn *c)
+{
+    lua_Integer id = (lua_Integer)uc_conn_id(c);
+    push_conns_table(L);
+    if (lua_rawgeti(L, -1, id) != LUA_TNIL) {
+        lua_remove(L, -2);
+        return;
+    }
+    lua_pop(L, 1);
+    struct conn_handle *h = lua_newuserdatauv(L, sizeof *h, 1);
+    h->conn = c;
+    h->id = id;
+    luaL_setmetatable(L, CONN_MT);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, -3, id);
+    lua_remove(L, -2);
+}
+
+void ucl_conn_forget(lua_State *L, struct uc_conn *c)
+{
+    lua_Integer id = (lua_Integer)uc_conn_id(c);
+    push_conns_table(L);
+    if (lua_rawgeti(L, -1, id) == LUA_TUSERDATA) {
+        struct conn_handle *h = lua_touserdata(L, -1);
+        h->conn = NULL;
+        lua_pushnil(L);
+        lua_rawseti(L, -3, id);
+    }
+    lua_pop(L, 2);
+}
+
+/* conn:bind(uid) -> true | false, "closed" */
+static int conn_bind(lua_State *L)
+{
+    struct conn_handle *h = check_handle(L, 1);
+    size_t len;
+    const char *uid = luaL_checklstring(L, 2, &len);
+    luaL_argcheck(L, len >= 1 && len <= UC_UID_MAX, 2, "uid must be 1 to 1024 bytes");
+    int r = h->conn ? uc_conn_bind(h->conn, uid, len) : UC_ERR_CLOSED;
+    if (r == UC_ERR_NOMEM)
+        return luaL_error(L, "not enough memory");
+    lua_pushboolean(L, r == 0);
+    if (r == 0)
+        return 1;
+    lua_pushstring(L, uc_strerror(r));
+    return 2;
+}
+
+static int conn_unbind(lua_State *L)
+{
+    struct conn_handle *h = check_handle(L, 1);
+    if (h->conn)
+        uc_conn_unbind(h->conn);
+    return 0;
+}
+
+/* conn:send(data [, binary]) -> true | false, "closed" */
+static int conn_send(lua_State *L)
+{
+    struct conn_handle *h = check_handle(L, 1);
+    size_t len;
+    const char *data = luaL_checklstring(L, 2, &len);
+    int binary = lua_toboolean(L, 3);
+    int r = h->conn ? uc_conn_send(h->conn, data, len, binary) : UC_ERR_CLOSED;
+    lua_pushboolean(L, r == 0);
+    if (r == 0)
+        return 1;
+    lua_pushstring(L, uc_strerror(r));
+    return 2;
+}
+
+/* conn:close([code [, reason]]) -> true | false, "closed" */
+static int conn_close(lua_State *L)
+{
+    struct conn_handle *h = check_handle(L, 1);
+    lua_Integer code = luaL_optinteger(L, 2, 1000);
+    size_t reason_len;
+    const char *reason = luaL_optlstring(L, 3, "", &reason_len);
+    /* 1000-1003, 1007-1011 are the codes an endpoint may send; 3000-4999 are for applications. */
+    luaL_argcheck(L, (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1011) ||
+                         (code >= 3000 && code <= 4999),
+                  2, "close code must be 1000-1003, 1007-1011 or 3000-4999");
+    luaL_argcheck(L, reason_len <= 123, 3, "close reason must be at most 123 bytes");
+    int r = h->conn ? uc_conn_close(h->conn, (int)code, reason, reason_len) : UC_ERR_CLOSED;
+    lua_pushboolean(L, r == 0);
+    if (r == 0)
+        return 1;
+    lua_pushstring(L, uc_strerror(r));
+    return 2;
+}
+
+static const luaL_Reg methods[] = {
+    {"bind", conn_bind},   {"unbind", conn_unbind}, {"send", conn_send},
+    {"close", conn_close}, {NULL, NULL},
+};
+
+/* conn.data: a table of the script's own, created on first access. */
+static void push_data(lua_State *L, int idx)
+{
+    if (lua_getiuservalue(L, idx, 1) == LUA_TTABLE)
+        return;
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, idx, 1);
+}
+
+static int conn_index(lua_State *L)
+{
+    struct conn_handle *h = check_handle(L, 1);
+    const char *key = luaL_checkstring(L, 2);
+    /* Methods first: they are the common case (conn:send). */
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL)
+        return 1;
+    lua_pop(L, 1);
+    if (strcmp(key, "id") == 0) {
+        lua_pushinteger(L, h->id);
+    } else if (strcmp(key, "uid") == 0) {
+        size_t len = 0;
+        const char *uid = h->conn ? uc_conn_uid(h->conn, &len) : NULL;
+        if (uid)
+            lua_pushlstring(L, uid, len);
+        else
+            lua_pushnil(L);
+    } else if (strcmp(key, "remote_addr") == 0) {
+        if (h->conn)
+            lua_pushstring(L, uc_conn_remote_addr(h->conn));
+        else
+            lua_pushnil(L);
+    } else if (strcmp(key, "data") == 0) {
+        push_data(L, 1);
+    } else if (strcmp(key, "closed") == 0) {
+        lua_pushboolean(L, !h->conn || !uc_conn_is_open(h->conn));
+    } else {
+        lua_pushnil(L);
+    }
+    return 1;
+}
+
+static int conn_newindex(lua_State *L)
+{
+    const char *key = luaL_checkstring(L, 2);
+    return luaL_error(L, "conn.%s is read-only; keep your own values in conn.data", key);
+}
+
+static int conn_tostring(lua_State *L)
+{
+    struct conn_handle *h = check_handle(L, 1);
+    lua_pushfstring(L, "uidcast.conn(%I%s)", h->id, h->conn ? "" : ", closed");
+    return 1;
+}
+
+void ucl_conn_register(lua_State *L)
+{
+    luaL_newmetatable(L, CONN_MT);
+    luaL_newlib(L, methods);
+    lua_pushcclosure(L, conn_index, 1);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, conn_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushcfunction(L, conn_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushliteral(L, "uidcast.conn");
+    lua_setfield(L, -2, "__name");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable"); /* scripts cannot swap the methods under the core */
+    lua_pop(L, 1);
+}

@@ -1,0 +1,64 @@
+/* internal.h -- what the files of lua/ share: one Lua state and the policy that owns it. */
+#ifndef UCL_INTERNAL_H
+#define UCL_INTERNAL_H
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "policy.h"
+
+/* The handlers a script may return, cached as registry references at load time. */
+enum ucl_hook { UCL_ON_OPEN, UCL_ON_MESSAGE, UCL_ON_CLOSE, UCL_ON_START, UCL_ON_RELOAD,
+                UCL_ON_STOP, UCL_HOOK_COUNT };
+
+/* One Lua state. A reload builds a new one and frees the old; connections, uids and groups
+ * live in the core and survive, conn handles and conn.data do not. */
+struct ucl_state {
+    lua_State *L;
+    struct ucl_policy *policy;
+    size_t mem_used, mem_limit;
+    int hooks[UCL_HOOK_COUNT]; /* registry refs, LUA_NOREF when the script has none */
+    int conns_ref;             /* registry ref: table conn id -> conn handle */
+};
+
+struct ucl_policy {
+    struct uc_server *srv; /* NULL until started (and in --check) */
+    char *script;
+    struct ucl_limits limits;
+    struct ucl_state *st;
+    unsigned long errors; /* handler errors since start */
+};
+
+/* The state a C function runs in, stored in the state's extra space. */
+static inline struct ucl_state *ucl_state_of(lua_State *L)
+{
+    return *(struct ucl_state **)lua_getextraspace(L);
+}
+
+/* vm.c */
+struct ucl_state *ucl_state_new(struct ucl_policy *p, char *err, size_t err_size);
+void ucl_state_free(struct ucl_state *st);
+
+/* call.c: calls the function below nargs arguments on the stack with a traceback handler;
+ * logs any error as "lua error in <what>: ..." and leaves nresults values (nil-padded on
+ * error) on the stack. Returns 0 or the lua_pcall status. */
+int ucl_call(struct ucl_state *st, int nargs, int nresults, const char *what);
+/* A message handler: the error message with a traceback. */
+int ucl_traceback(lua_State *L);
+/* Pushes the hook function and returns 1, or pushes nothing and returns 0. */
+int ucl_push_hook(struct ucl_state *st, enum ucl_hook hook);
+extern const char *const ucl_hook_names[UCL_HOOK_COUNT];
+
+/* conn.c */
+void ucl_conn_register(lua_State *L);
+/* Pushes the handle of c, creating it on first use in this state. */
+void ucl_push_conn(lua_State *L, struct uc_conn *c);
+/* Marks c's handle (if any) closed and forgets it. */
+void ucl_conn_forget(lua_State *L, struct uc_conn *c);
+/* The open connection at idx, or NULL for a closed handle; raises for a non-handle. */
+struct uc_conn *ucl_check_conn(lua_State *L, int idx);
+
+/* api.c */
+int ucl_open_api(lua_State *L);
+
+#endif
