@@ -126,6 +126,30 @@ void uc_ws_pump(struct uc_conn *c)
     }
 }
 
+/* Errors in a frame header (a control frame over 125 bytes or fragmented, a 64-bit length that
+ * is not minimal or has the top bit set) make wslay give up with an empty close queued. Send the
+ * close code RFC 6455 asks for ourselves, and never let wslay's own frame out. */
+static void fail_protocol(struct uc_conn *c)
+{
+    c->flags |= CONN_FINISHING;
+    if (c->state != CONN_OPEN) {
+        uc_conn_mark_dirty(c);
+        return;
+    }
+    c->srv->stats.protocol_errors++;
+    uc_info("conn %llu (%s): closing with 1002 (malformed frame)", (unsigned long long)c->id,
+            c->remote_addr);
+    uc_conn_leave_open(c, 1002, "protocol error", 14);
+    static const uint8_t code[2] = {1002 >> 8, 1002 & 0xff};
+    struct uc_buf *frame = uc_ws_frame(WSLAY_CONNECTION_CLOSE, code, sizeof code);
+    if (!frame) {
+        uc_conn_abort(c, 1002, "protocol error");
+        return;
+    }
+    uc_conn_queue(c, frame);
+    uc_buf_unref(frame);
+}
+
 void uc_ws_feed(struct uc_conn *c, const uint8_t *data, size_t len)
 {
     c->in = data;
@@ -135,8 +159,13 @@ void uc_ws_feed(struct uc_conn *c, const uint8_t *data, size_t len)
     c->in_len = 0;
     if (c->state == CONN_DEAD)
         return; /* cut off inside (a slow reader's pong overflowed, say) */
+    if (r == WSLAY_ERR_NOMEM) {
+        uc_conn_abort(c, 1011, "out of memory reading frames");
+        return;
+    }
+    /* Our recv callback never fails, so any other failure is the peer's malformed frame. */
     if (r != 0) {
-        uc_conn_abort(c, 1011, "internal error reading frames");
+        fail_protocol(c);
         return;
     }
     uc_ws_pump(c);

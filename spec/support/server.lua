@@ -1,0 +1,114 @@
+-- spec/support/server.lua -- starts build/uidcast on a free port for one spec file.
+--
+-- The server runs under a small sh wrapper that records its exit status, so a spec can
+-- check how it ended. UIDCAST_WRAPPER (e.g. "valgrind --error-exitcode=99 ...") is put in
+-- front of the binary: the memcheck run reuses every integration spec this way.
+local socket = require "socket"
+
+local server = {}
+server.__index = server
+
+local ROOT = os.getenv("UIDCAST_ROOT") or "."
+server.ROOT = ROOT
+server.BIN = ROOT .. "/build/uidcast"
+server.wrapped = (os.getenv("UIDCAST_WRAPPER") or "") ~= ""
+-- Valgrind slows everything by an order of magnitude; specs scale their waits with this.
+server.slowdown = server.wrapped and 10 or 1
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+server.read_file = read_file
+
+local function shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+server.shell_quote = shell_quote
+
+local counter = 0
+
+-- Starts the server. opts.script (path), opts.args (array of extra CLI words), opts.env
+-- (a table of environment variables). Returns the server object once it is listening.
+function server.start(opts)
+  opts = opts or {}
+  counter = counter + 1
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir -p " .. dir))
+  local self = setmetatable({ dir = dir, log_path = dir .. "/log" }, server)
+  local words = { os.getenv("UIDCAST_WRAPPER") or "", shell_quote(server.BIN),
+                  "--listen", "127.0.0.1:0" }
+  for _, a in ipairs(opts.args or {}) do words[#words + 1] = shell_quote(a) end
+  words[#words + 1] = shell_quote(opts.script or (ROOT .. "/scripts/default.lua"))
+  local env = ""
+  for k, v in pairs(opts.env or {}) do env = env .. k .. "=" .. shell_quote(v) .. " " end
+  local cmd = ("%s %s 2>%s & pid=$!; echo $pid > %s/pid; wait $pid; echo $? > %s/status")
+      :format(env, table.concat(words, " "), self.log_path, dir, dir)
+  assert(os.execute("( " .. cmd .. " ) >/dev/null 2>&1 &"))
+  local deadline = socket.gettime() + 10 * server.slowdown
+  while socket.gettime() < deadline do
+    local log = read_file(self.log_path) or ""
+    local port = log:match("listening on ws://127%.0%.0%.1:(%d+)/")
+    if port then
+      self.port = tonumber(port)
+      self.pid = tonumber(read_file(dir .. "/pid"))
+      return self
+    end
+    if read_file(dir .. "/status") then break end
+    socket.sleep(0.02)
+  end
+  error("uidcast did not start:\n" .. (read_file(self.log_path) or "(no log)"))
+end
+
+function server:log() return read_file(self.log_path) or "" end
+
+function server:signal(name) return os.execute(("kill -%s %d 2>/dev/null"):format(name, self.pid)) end
+
+-- Waits for the process to end; returns its exit status, or nil on timeout.
+function server:wait(timeout)
+  local deadline = socket.gettime() + (timeout or 10) * server.slowdown
+  while socket.gettime() < deadline do
+    local status = read_file(self.dir .. "/status")
+    if status then return tonumber(status) end
+    socket.sleep(0.02)
+  end
+  return nil
+end
+
+function server:running() return read_file(self.dir .. "/status") == nil end
+
+-- SIGTERM and wait; returns the exit status (0 for a clean, leak-free stop under valgrind).
+function server:stop()
+  if not self:running() then return self:wait(0) end
+  self:signal("TERM")
+  local status = self:wait(10)
+  if not status then
+    self:signal("KILL")
+    status = self:wait(5)
+  end
+  return status
+end
+
+-- Polls fn until it returns a truthy value or the timeout passes; returns that value.
+function server.eventually(fn, timeout)
+  local deadline = socket.gettime() + (timeout or 3) * server.slowdown
+  repeat
+    local v = fn()
+    if v then return v end
+    socket.sleep(0.02)
+  until socket.gettime() > deadline
+  return fn()
+end
+
+-- Writes a temporary Lua script and returns its path.
+function server.script(source)
+  local path = os.tmpname() .. ".lua"
+  local f = assert(io.open(path, "w"))
+  f:write(source)
+  f:close()
+  return path
+end
+
+return server
