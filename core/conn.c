@@ -305,8 +305,14 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 static void finish_output(struct uc_conn *c)
 {
-    /* Half-close and drain instead of close(): closing with unread input makes the kernel
-     * send RST, which can destroy our last bytes (the close frame, an HTTP error) in flight. */
+    /* After a complete close handshake the peer sends nothing more, and RFC 6455 (7.1.1) has
+     * the server close the TCP connection first. */
+    if (c->flags & CONN_CLOSE_RECV) {
+        kill_conn(c);
+        return;
+    }
+    /* Otherwise half-close and drain instead of close(): closing with unread input makes the
+     * kernel send RST, which can destroy our last bytes (a close frame, an HTTP error). */
     shutdown(c->fd, SHUT_WR);
     c->state = CONN_LINGER;
     set_deadline(c, c->srv->opt.close_timeout);
@@ -412,13 +418,15 @@ void uc_conn_run_deferred(struct uc_server *srv)
 
 void uc_conn_destroy_all(struct uc_server *srv)
 {
+    srv->dirty = srv->dirty_tail = srv->reap = srv->reap_tail = NULL;
     while (srv->conns) {
         struct uc_conn *c = srv->conns;
-        c->flags &= (uint16_t)~CONN_NOTIFY;
+        /* Flagged as already listed, so kill_conn does not append it to the reap list we
+         * are abandoning (whose tail may be freed by now). */
+        c->flags = (uint16_t)((c->flags | CONN_IN_REAP) & ~CONN_NOTIFY);
         kill_conn(c);
         destroy(c);
     }
-    srv->dirty = srv->dirty_tail = srv->reap = srv->reap_tail = NULL;
 }
 
 /* ---- the public per-connection interface (server.h) ---- */

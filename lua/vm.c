@@ -50,9 +50,13 @@ static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 static int text_only_load(lua_State *L)
 {
     int n = lua_gettop(L);
+    luaL_checkany(L, 1);
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_pushvalue(L, 1);
-    lua_pushvalue(L, 2);
+    if (n >= 2)
+        lua_pushvalue(L, 2);
+    else
+        lua_pushnil(L);
     lua_pushliteral(L, "t");
     int nargs = 3;
     if (n >= 4) {

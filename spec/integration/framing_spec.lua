@@ -43,6 +43,17 @@ describe("WebSocket framing", function()
     assert.equals(4001, c:close(4001))
   end)
 
+  it("closes the TCP connection first once the close handshake is complete", function()
+    local c = assert(ws.connect(srv.port))
+    c:send_frame { opcode = OP.close, payload = "\3\232" }
+    assert.equals(1000, (c:expect_close()))
+    c.sock:settimeout(2 * server.slowdown)
+    local data, err = c.sock:receive(1)
+    assert.is_nil(data)
+    assert.equals("closed", err)
+    c.sock:close()
+  end)
+
   for _, case in ipairs {
     { "an unmasked frame", { opcode = OP.text, payload = "x", mask = false }, 1002 },
     { "a reserved bit", { opcode = OP.text, payload = "x", rsv = 4 }, 1002 },

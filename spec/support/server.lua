@@ -50,7 +50,7 @@ function server.start(opts)
   local deadline = socket.gettime() + 10 * server.slowdown
   while socket.gettime() < deadline do
     local log = read_file(self.log_path) or ""
-    local port = log:match("listening on ws://127%.0%.0%.1:(%d+)/")
+    local port = log:match("listening on ws://%S-:(%d+)/")
     if port then
       self.port = tonumber(port)
       self.pid = tonumber(read_file(dir .. "/pid"))

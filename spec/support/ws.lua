@@ -119,16 +119,19 @@ function ws:receive_frame(timeout)
   if not head then return nil, err end
   local b0, b1 = head:byte(1, 2)
   local len = b1 & 0x7f
-  if len == 126 then
-    local ext = assert(self.sock:receive(2))
-    len = (ext:byte(1) << 8) | ext:byte(2)
-  elseif len == 127 then
-    local ext = assert(self.sock:receive(8))
+  if len == 126 or len == 127 then
+    local ext
+    ext, err = self.sock:receive(len == 126 and 2 or 8)
+    if not ext then return nil, err end
     len = 0
-    for i = 1, 8 do len = (len << 8) | ext:byte(i) end
+    for i = 1, #ext do len = (len << 8) | ext:byte(i) end
   end
   assert(b1 & 0x80 == 0, "server frames must not be masked")
-  local payload = len > 0 and assert(self.sock:receive(len)) or ""
+  local payload = ""
+  if len > 0 then
+    payload, err = self.sock:receive(len)
+    if not payload then return nil, err end
+  end
   return b0 & 0x0f, payload, (b0 & 0x80) ~= 0
 end
 

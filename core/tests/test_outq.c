@@ -1,0 +1,122 @@
+/* test_outq.c -- output queues: shared buffers, partial writes, EAGAIN and errors. */
+#include "../outq.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+#include "../err.h"
+#include "check.h"
+
+/* A writer that accepts at most `budget` bytes per call, then reports EAGAIN once empty. */
+struct fake_writer {
+    size_t per_call;
+    size_t budget; /* total bytes before EAGAIN */
+    int fail_errno;
+    char out[4096];
+    size_t out_len;
+};
+
+static ssize_t fake_write(void *ctx, const struct iovec *iov, int iovcnt)
+{
+    struct fake_writer *w = ctx;
+    if (w->fail_errno) {
+        errno = w->fail_errno;
+        return -1;
+    }
+    if (w->budget == 0) {
+        errno = EAGAIN;
+        return -1;
+    }
+    size_t allowed = w->per_call < w->budget ? w->per_call : w->budget, done = 0;
+    for (int i = 0; i < iovcnt && done < allowed; i++) {
+        size_t n = iov[i].iov_len < allowed - done ? iov[i].iov_len : allowed - done;
+        memcpy(w->out + w->out_len, iov[i].iov_base, n);
+        w->out_len += n;
+        done += n;
+    }
+    w->budget -= done;
+    return (ssize_t)done;
+}
+
+TEST(shares_one_buffer_between_queues_without_copying)
+{
+    struct uc_buf *b = uc_buf_new_copy("hello", 5);
+    struct uc_outq q1 = {0}, q2 = {0};
+    CHECK_EQ_INT(uc_outq_push(&q1, b), 0);
+    CHECK_EQ_INT(uc_outq_push(&q2, b), 0);
+    CHECK_EQ_INT(b->refs, 3);
+    uc_buf_unref(b);
+    uc_outq_clear(&q1);
+    CHECK_EQ_INT(b->refs, 1);
+    CHECK_EQ_INT(uc_outq_bytes(&q2), 5);
+    uc_outq_clear(&q2);
+}
+
+TEST(resumes_after_one_byte_partial_writes)
+{
+    struct uc_outq q = {0};
+    struct uc_buf *a = uc_buf_new_copy("abc", 3), *b = uc_buf_new_copy("defg", 4);
+    uc_outq_push(&q, a);
+    uc_outq_push(&q, b);
+    uc_buf_unref(a);
+    uc_buf_unref(b);
+    struct fake_writer w = {.per_call = 1, .budget = 1000};
+    int r;
+    int calls = 0;
+    while ((r = uc_outq_flush_with(&q, fake_write, &w)) == 1)
+        calls++;
+    CHECK_EQ_INT(r, 0);
+    CHECK(calls >= 6);
+    CHECK_MEM(w.out, w.out_len, "abcdefg");
+    CHECK(uc_outq_empty(&q));
+    CHECK_EQ_INT(uc_outq_bytes(&q), 0);
+}
+
+TEST(reports_would_block_and_keeps_the_rest)
+{
+    struct uc_outq q = {0};
+    struct uc_buf *a = uc_buf_new_copy("0123456789", 10);
+    uc_outq_push(&q, a);
+    uc_buf_unref(a);
+    struct fake_writer w = {.per_call = 100, .budget = 4};
+    CHECK_EQ_INT(uc_outq_flush_with(&q, fake_write, &w), 1);
+    CHECK_EQ_INT(uc_outq_bytes(&q), 6);
+    w.budget = 100;
+    CHECK_EQ_INT(uc_outq_flush_with(&q, fake_write, &w), 0);
+    CHECK_MEM(w.out, w.out_len, "0123456789");
+}
+
+TEST(reports_a_write_error)
+{
+    struct uc_outq q = {0};
+    struct uc_buf *a = uc_buf_new_copy("x", 1);
+    uc_outq_push(&q, a);
+    uc_buf_unref(a);
+    struct fake_writer w = {.fail_errno = EPIPE};
+    CHECK_EQ_INT(uc_outq_flush_with(&q, fake_write, &w), UC_ERR_SYS);
+    CHECK_EQ_INT(uc_outq_bytes(&q), 1);
+    uc_outq_clear(&q);
+}
+
+TEST(flushes_more_buffers_than_one_writev_takes)
+{
+    struct uc_outq q = {0};
+    struct uc_buf *a = uc_buf_new_copy("ab", 2);
+    for (int i = 0; i < 200; i++)
+        uc_outq_push(&q, a);
+    uc_buf_unref(a);
+    struct fake_writer w = {.per_call = 4096, .budget = 4096};
+    CHECK_EQ_INT(uc_outq_flush_with(&q, fake_write, &w), 0);
+    CHECK_EQ_INT(w.out_len, 400);
+}
+
+int main(void)
+{
+    RUN(shares_one_buffer_between_queues_without_copying);
+    RUN(resumes_after_one_byte_partial_writes);
+    RUN(reports_would_block_and_keeps_the_rest);
+    RUN(reports_a_write_error);
+    RUN(flushes_more_buffers_than_one_writev_takes);
+    uc_outq_release_pool();
+    return CHECK_SUMMARY("test_outq");
+}

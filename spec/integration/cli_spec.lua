@@ -1,0 +1,131 @@
+-- The command line: --help, --version, --check, bad options, and the signals.
+local ws = require "ws"
+local server = require "server"
+
+-- Runs the binary with args; returns exit status, stdout, stderr.
+local function run(args)
+  local out, err = os.tmpname(), os.tmpname()
+  local ok, _, code = os.execute(("%s %s >%s 2>%s </dev/null"):format(
+    server.shell_quote(server.BIN), args, out, err))
+  local o, e = server.read_file(out), server.read_file(err)
+  os.remove(out)
+  os.remove(err)
+  return ok and 0 or code, o, e
+end
+
+describe("uidcast command line", function()
+  it("--help documents every option and exits 0", function()
+    local code, out = run("--help")
+    assert.equals(0, code)
+    for _, opt in ipairs { "--listen", "--max-message", "--max-send-buffer", "--max-connections",
+                           "--handshake-timeout", "--close-timeout", "--drain-timeout",
+                           "--log-level", "--check", "--version", "SIGHUP", "SIGTERM" } do
+      assert.truthy(out:find(opt, 1, true), opt .. " missing from --help")
+    end
+  end)
+
+  it("--version prints the version and exits 0", function()
+    local code, out = run("--version")
+    assert.equals(0, code)
+    assert.matches("^uidcast %d+%.%d+%.%d+\n$", out)
+  end)
+
+  it("--check accepts the default script", function()
+    local code, out = run("--check scripts/default.lua")
+    assert.equals(0, code)
+    assert.matches("is OK", out)
+  end)
+
+  it("--check reports a syntax error with file and line and exits 1", function()
+    local path = server.script("local M = {}\nfunction M.on_message(\n  oops oops\nend\nreturn M\n")
+    local code, _, err = run("--check " .. path)
+    assert.equals(1, code)
+    assert.truthy(err:find(path .. ":3:", 1, true), err)
+  end)
+
+  it("--check reports a runtime error in the main chunk with its line", function()
+    local path = server.script("local x = nil\n\nreturn x.field\n")
+    local code, _, err = run("--check " .. path)
+    assert.equals(1, code)
+    assert.truthy(err:find(path .. ":3:", 1, true), err)
+  end)
+
+  it("--check refuses a script that does not return a table of handlers", function()
+    local code, _, err = run("--check " .. server.script("return 42\n"))
+    assert.equals(1, code)
+    assert.matches("must return a table of handlers, not number", err)
+    code, _, err = run("--check " .. server.script("return { on_message = 'nope' }\n"))
+    assert.equals(1, code)
+    assert.matches("on_message must be a function", err)
+  end)
+
+  it("--check reports a missing script", function()
+    local code, _, err = run("--check /nonexistent/script.lua")
+    assert.equals(1, code)
+    assert.matches("cannot open /nonexistent/script.lua", err)
+  end)
+
+  for _, case in ipairs {
+    { "--bogus", "unknown option '%-%-bogus'" },
+    { "--listen", "needs a value" },
+    { "--listen nowhere", "expected HOST:PORT" },
+    { "--listen 127.0.0.1:99999", "port must be a number from 0 to 65535" },
+    { "--max-message 0", "%-%-max%-message takes a byte count" },
+    { "--max-message lots", "%-%-max%-message takes a byte count" },
+    { "--max-send-buffer -5", "%-%-max%-send%-buffer takes a byte count" },
+    { "--max-connections x", "%-%-max%-connections takes a whole number" },
+    { "--handshake-timeout 0", "%-%-handshake%-timeout takes a positive number" },
+    { "--log-level loud", "%-%-log%-level takes error, warn, info or debug" },
+    { "a.lua b.lua", "unexpected argument 'b.lua'" },
+  } do
+    it("rejects '" .. case[1] .. "' with a clear message and exit 2", function()
+      local code, _, err = run(case[1])
+      assert.equals(2, code)
+      assert.matches(case[2], err)
+      assert.matches("Try 'uidcast %-%-help'", err)
+    end)
+  end
+
+  it("exits 1 with a clear message when the port is taken", function()
+    local srv = server.start()
+    local code, _, err = run("--listen 127.0.0.1:" .. srv.port)
+    assert.equals(1, code)
+    assert.matches("cannot listen on 127%.0%.0%.1:%d+: Address already in use", err)
+    assert.equals(0, srv:stop())
+  end)
+
+  it("listens on an IPv6 literal", function()
+    local srv = server.start { args = { "--listen", "[::1]:0" } }
+    assert.truthy(srv:log():find("listening on ws://[::1]:", 1, true))
+    assert.equals(0, srv:stop())
+  end)
+end)
+
+describe("signals", function()
+  it("SIGTERM closes every connection with 1001 and exits 0", function()
+    local srv = server.start()
+    local a, b = ws.login(srv.port, "t-a"), ws.login(srv.port, "t-b")
+    srv:signal("TERM")
+    assert.equals(1001, (a:expect_close()))
+    assert.equals(1001, (b:expect_close()))
+    a:send_frame { opcode = ws.OP.close, payload = "\3\233" }
+    b:send_frame { opcode = ws.OP.close, payload = "\3\233" }
+    assert.equals(0, srv:wait(3))
+  end)
+
+  it("SIGINT stops the server the same way", function()
+    local srv = server.start()
+    local a = ws.login(srv.port, "i-a")
+    srv:signal("INT")
+    assert.equals(1001, (a:expect_close()))
+    assert.equals(0, srv:wait(5))
+  end)
+
+  it("SIGTERM exits within the drain timeout even when clients never answer", function()
+    local srv = server.start { args = { "--drain-timeout", "0.5", "--close-timeout", "5" } }
+    local a = ws.login(srv.port, "deaf")
+    srv:signal("TERM")
+    assert.equals(0, srv:wait(3))
+    a.sock:close()
+  end)
+end)

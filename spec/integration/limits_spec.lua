@@ -1,0 +1,47 @@
+-- Bounded resources: slow readers are cut off, connections beyond the limit get 503.
+local ws = require "ws"
+local server = require "server"
+
+describe("limits", function()
+  it("cuts off a reader that lets its send buffer overflow, while others keep flowing", function()
+    local srv = server.start { args = { "--max-send-buffer", "65536", "--max-message", "70000" } }
+    local slow = ws.login(srv.port, "slow")
+    local a, b = ws.login(srv.port, "fast-a"), ws.login(srv.port, "fast-b")
+    local sender = ws.login(srv.port, "sender")
+    local blob = string.rep("z", 60000)
+    -- 24 MB towards a client that never reads: far beyond any loopback socket buffer.
+    for i = 1, 400 do
+      sender:send("slow:" .. blob)
+      if i % 50 == 0 then
+        a:send("fast-b:" .. i)
+        assert.equals(tostring(i), b:receive())
+      end
+    end
+    assert.truthy(server.eventually(function() return srv:log():find("closing slow reader") end))
+    a:send("fast-b:after")
+    assert.equals("after", b:receive())
+    -- the slow client finds its connection gone once it finally reads
+    local got_eof = server.eventually(function()
+      local payload, err = slow:receive(0.5)
+      return payload == nil and err ~= "timeout"
+    end, 10)
+    assert.truthy(got_eof)
+    for _, c in ipairs { a, b, sender } do c:close() end
+    assert.equals(0, srv:stop())
+  end)
+
+  it("answers connections beyond --max-connections with 503", function()
+    local srv = server.start { args = { "--max-connections", "2" } }
+    local a, b = ws.login(srv.port, "m1"), ws.login(srv.port, "m2")
+    local c, status, _, body = ws.connect(srv.port)
+    assert.is_nil(c)
+    assert.equals(503, status)
+    assert.matches("too many connections", body)
+    a:close()
+    local d = server.eventually(function() return ws.connect(srv.port) end)
+    assert.truthy(d)
+    d:close()
+    b:close()
+    assert.equals(0, srv:stop())
+  end)
+end)
