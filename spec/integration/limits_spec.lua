@@ -45,3 +45,32 @@ describe("limits", function()
     assert.equals(0, srv:stop())
   end)
 end)
+
+describe("out of file descriptors", function()
+  -- Under valgrind the process needs descriptors of its own, so this one runs natively only.
+  it("sheds connections beyond the file limit, logs once, and serves again after #no_memcheck", function()
+    local srv = server.start { prefix = "prlimit --nofile=32:32" }
+    local keep = { ws.login(srv.port, "fd-0") }
+    local extra = {}
+    for i = 1, 60 do
+      local s = require("socket").tcp()
+      s:settimeout(1)
+      if s:connect("127.0.0.1", srv.port) then extra[#extra + 1] = s end
+    end
+    -- the server is not spinning and still routes for the connection it holds
+    keep[1]:send("fd-0:alive")
+    assert.equals("alive", keep[1]:receive())
+    local log = srv:log()
+    local _, warnings = log:gsub("out of file descriptors", "")
+    assert.is_true(warnings >= 1 and warnings <= 3)
+    for _, s in ipairs(extra) do s:close() end
+    local again = server.eventually(function()
+      local ok, c = pcall(ws.login, srv.port, "fd-1")
+      return ok and c
+    end)
+    assert.truthy(again)
+    again:close()
+    keep[1]:close()
+    assert.equals(0, srv:stop())
+  end)
+end)

@@ -30,7 +30,8 @@ server.shell_quote = shell_quote
 local counter = 0
 
 -- Starts the server. opts.script (path), opts.args (array of extra CLI words), opts.env
--- (a table of environment variables). Returns the server object once it is listening.
+-- (a table of environment variables), opts.prefix (a command put in front, e.g. prlimit).
+-- Returns the server object once it is listening.
 function server.start(opts)
   opts = opts or {}
   counter = counter + 1
@@ -38,7 +39,7 @@ function server.start(opts)
   os.remove(dir)
   assert(os.execute("mkdir -p " .. dir))
   local self = setmetatable({ dir = dir, log_path = dir .. "/log" }, server)
-  local words = { os.getenv("UIDCAST_WRAPPER") or "", shell_quote(server.BIN),
+  local words = { opts.prefix or "", os.getenv("UIDCAST_WRAPPER") or "", shell_quote(server.BIN),
                   "--listen", "127.0.0.1:0" }
   for _, a in ipairs(opts.args or {}) do words[#words + 1] = shell_quote(a) end
   words[#words + 1] = shell_quote(opts.script or (ROOT .. "/scripts/default.lua"))
