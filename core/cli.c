@@ -17,6 +17,10 @@ static const char usage[] =
     "\n"
     "  -l, --listen HOST:PORT       WebSocket listener (default 127.0.0.1:1234; [::1]:PORT for\n"
     "                               IPv6; port 0 picks a free port and logs it)\n"
+    "      --push HOST:PORT|off     HTTP push API (default 127.0.0.1:1235)\n"
+    "      --push-token TOKEN       require \"Authorization: Bearer TOKEN\" on the push API\n"
+    "                               (default: env UIDCAST_PUSH_TOKEN, else none)\n"
+    "      --push-timeout S         seconds a push connection may idle (default 30)\n"
     "      --max-message BYTES      largest message accepted; larger closes with 1009\n"
     "                               (default 1048576; suffixes k, m allowed)\n"
     "      --max-send-buffer BYTES  bytes queued per connection before a slow reader is\n"
@@ -35,7 +39,10 @@ static const char usage[] =
     "Exit status: 0 on success, 1 on a start-up error, 2 on a bad command line.\n";
 
 enum {
-    OPT_MAX_MESSAGE = 256,
+    OPT_PUSH = 256,
+    OPT_PUSH_TOKEN,
+    OPT_PUSH_TIMEOUT,
+    OPT_MAX_MESSAGE,
     OPT_MAX_SEND_BUFFER,
     OPT_MAX_CONNECTIONS,
     OPT_HANDSHAKE_TIMEOUT,
@@ -47,6 +54,9 @@ enum {
 
 static const struct option long_options[] = {
     {"listen", required_argument, NULL, 'l'},
+    {"push", required_argument, NULL, OPT_PUSH},
+    {"push-token", required_argument, NULL, OPT_PUSH_TOKEN},
+    {"push-timeout", required_argument, NULL, OPT_PUSH_TIMEOUT},
     {"max-message", required_argument, NULL, OPT_MAX_MESSAGE},
     {"max-send-buffer", required_argument, NULL, OPT_MAX_SEND_BUFFER},
     {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
@@ -115,6 +125,9 @@ enum uc_cli_result uc_cli_parse(int argc, char **argv, struct uc_cli *cli, char 
     cli->opt.drain_timeout = 2;
     cli->log_level = UC_LOG_INFO;
     cli->script = UC_DEFAULT_SCRIPT;
+    snprintf(cli->opt.push, sizeof cli->opt.push, "127.0.0.1:1235");
+    cli->opt.push_token = getenv("UIDCAST_PUSH_TOKEN");
+    cli->opt.push_timeout = 30;
 
     optind = 1;
     opterr = 0; /* we print our own messages */
@@ -130,6 +143,24 @@ enum uc_cli_result uc_cli_parse(int argc, char **argv, struct uc_cli *cli, char 
             snprintf(cli->opt.listen, sizeof cli->opt.listen, "%s", optarg);
             break;
         }
+        case OPT_PUSH: {
+            char host[256], port[8];
+            if (strcmp(optarg, "off") != 0 &&
+                uc_net_split_hostport(optarg, host, sizeof host, port, sizeof port, err,
+                                      err_size) != 0)
+                return UC_CLI_USAGE;
+            snprintf(cli->opt.push, sizeof cli->opt.push, "%s", optarg);
+            break;
+        }
+        case OPT_PUSH_TOKEN:
+            if (optarg[0] == '\0')
+                bad = "--push-token must not be empty";
+            cli->opt.push_token = optarg;
+            break;
+        case OPT_PUSH_TIMEOUT:
+            if (parse_seconds(optarg, &cli->opt.push_timeout) != 0)
+                bad = "--push-timeout takes a positive number of seconds";
+            break;
         case OPT_MAX_MESSAGE:
             if (parse_bytes(optarg, 1, &cli->opt.max_message) != 0)
                 bad = "--max-message takes a byte count of at least 1 (e.g. 1048576 or 1m)";

@@ -71,6 +71,7 @@ void uc_conn_accept(struct uc_server *srv, int fd, const char *remote_addr)
     c->fd = fd;
     c->id = ++srv->next_id;
     c->state = CONN_HANDSHAKE;
+    c->uid_link.owner = c;
     snprintf(c->remote_addr, sizeof c->remote_addr, "%s", remote_addr);
     ev_io_init(&c->rio, read_cb, fd, EV_READ);
     ev_io_init(&c->wio, write_cb, fd, EV_WRITE);
@@ -116,6 +117,16 @@ static int copy_text(char **dst, const char *src, size_t len)
     return 0;
 }
 
+static void leave_all_groups(struct uc_conn *c)
+{
+    while (c->groups) {
+        struct uc_membership *m = c->groups;
+        c->groups = m->next;
+        uc_umap_unbind(&c->srv->groups, &m->link);
+        free(m);
+    }
+}
+
 void uc_conn_leave_open(struct uc_conn *c, int code, const char *reason, size_t reason_len)
 {
     if (c->state != CONN_OPEN)
@@ -123,13 +134,14 @@ void uc_conn_leave_open(struct uc_conn *c, int code, const char *reason, size_t 
     struct uc_server *srv = c->srv;
     c->state = CONN_CLOSING;
     srv->nopen--;
-    if (c->uid_link.uid) {
-        struct uc_uid *u = c->uid_link.uid;
+    if (c->uid_link.entry) {
+        struct uc_umap_entry *u = c->uid_link.entry;
         if (copy_text(&c->last_uid, u->name, u->len) == 0)
             c->last_uid_len = u->len;
         /* Unlink now, so that a broadcast or send_uid running right now skips it. */
         uc_umap_unbind(&srv->umap, &c->uid_link);
     }
+    leave_all_groups(c);
     c->close_code = (uint16_t)code;
     copy_text(&c->close_reason, reason ? reason : "", reason ? reason_len : 0);
     if (c->flags & CONN_ACCEPTED)
@@ -228,6 +240,7 @@ static void upgrade(struct uc_conn *c, char *head, size_t avail)
         srv->handlers.on_open(c, &open_req, &refusal, srv->handlers.user_data) != 0) {
         if (c->state == CONN_OPEN) {
             uc_umap_unbind(&srv->umap, &c->uid_link);
+            leave_all_groups(c);
             srv->nopen--;
         }
         c->flags &= (uint16_t)~(CONN_ACCEPTED | CONN_NOTIFY);
@@ -375,6 +388,7 @@ static void destroy(struct uc_conn *c)
         c->next->prev = c->prev;
     uc_ws_free(c);
     uc_outq_clear(&c->outq);
+    leave_all_groups(c);
     free(c->hs);
     free(c->last_uid);
     free(c->close_reason);
@@ -454,6 +468,63 @@ int uc_conn_bind(struct uc_conn *c, const char *uid, size_t uid_len)
 
 void uc_conn_unbind(struct uc_conn *c) { uc_umap_unbind(&c->srv->umap, &c->uid_link); }
 
+static struct uc_membership **find_membership(struct uc_conn *c, const char *group, size_t len)
+{
+    struct uc_membership **pm = &c->groups;
+    for (; *pm; pm = &(*pm)->next) {
+        struct uc_umap_entry *e = (*pm)->link.entry;
+        if (e->len == len && memcmp(e->name, group, len) == 0)
+            break;
+    }
+    return pm;
+}
+
+int uc_conn_join(struct uc_conn *c, const char *group, size_t group_len)
+{
+    if (c->state != CONN_OPEN)
+        return UC_ERR_CLOSED;
+    if (group_len == 0 || group_len > UC_UID_MAX)
+        return UC_ERR_INVALID;
+    if (*find_membership(c, group, group_len))
+        return 0;
+    struct uc_membership *m = calloc(1, sizeof *m);
+    if (!m)
+        return UC_ERR_NOMEM;
+    m->link.owner = c;
+    int r = uc_umap_bind(&c->srv->groups, &m->link, group, group_len);
+    if (r != 0) {
+        free(m);
+        return r;
+    }
+    m->next = c->groups;
+    c->groups = m;
+    return 0;
+}
+
+int uc_conn_in_group(struct uc_conn *c, const char *group, size_t group_len)
+{
+    return *find_membership(c, group, group_len) != NULL;
+}
+
+void uc_conn_each_group(struct uc_conn *c, void (*fn)(const char *name, size_t len, void *ctx),
+                        void *ctx)
+{
+    for (struct uc_membership *m = c->groups; m; m = m->next)
+        fn(m->link.entry->name, m->link.entry->len, ctx);
+}
+
+int uc_conn_leave(struct uc_conn *c, const char *group, size_t group_len)
+{
+    struct uc_membership **pm = find_membership(c, group, group_len);
+    struct uc_membership *m = *pm;
+    if (!m)
+        return 0;
+    *pm = m->next;
+    uc_umap_unbind(&c->srv->groups, &m->link);
+    free(m);
+    return 1;
+}
+
 int uc_conn_close(struct uc_conn *c, int code, const char *reason, size_t reason_len)
 {
     if (c->state != CONN_OPEN)
@@ -477,9 +548,9 @@ void *uc_conn_get_user(const struct uc_conn *c) { return c->user; }
 
 const char *uc_conn_uid(const struct uc_conn *c, size_t *len)
 {
-    if (c->uid_link.uid) {
-        *len = c->uid_link.uid->len;
-        return c->uid_link.uid->name;
+    if (c->uid_link.entry) {
+        *len = c->uid_link.entry->len;
+        return c->uid_link.entry->name;
     }
     *len = c->last_uid_len;
     return c->last_uid;

@@ -14,6 +14,7 @@
 #include <wslay/wslay.h>
 
 #include "outq.h"
+#include "push.h"
 #include "server.h"
 #include "umap.h"
 
@@ -37,6 +38,13 @@ enum conn_flag {
     CONN_FINISHING = 1 << 6,   /* nothing more to send: shut down once the queue is flushed */
 };
 
+/* One connection's membership of one group: linked into the group's list (link) and into the
+ * connection's own list of groups (next). Allocated at join, freed at leave or close. */
+struct uc_membership {
+    struct uc_umap_link link; /* link.owner is the connection */
+    struct uc_membership *next;
+};
+
 struct uc_handshake {
     size_t len;
     char bytes[UC_HTTP_MAX_HEAD];
@@ -53,7 +61,8 @@ struct uc_conn {
     uint16_t close_code;    /* reported to on_close */
     uint64_t id;
     struct uc_outq outq;
-    struct uc_umap_link uid_link;
+    struct uc_umap_link uid_link;     /* uid_link.owner is the connection itself */
+    struct uc_membership *groups;     /* the groups it joined */
     struct uc_conn *prev, *next; /* every live connection, for shutdown */
     struct uc_conn *dirty_next;  /* flush list */
     struct uc_conn *reap_next;   /* reap list */
@@ -87,7 +96,9 @@ struct uc_server {
     size_t nopen;          /* in CONN_OPEN */
     struct uc_conn *dirty, *dirty_tail;
     struct uc_conn *reap, *reap_tail;
-    struct uc_umap umap;
+    struct uc_umap umap;   /* uid -> connections */
+    struct uc_umap groups; /* group -> memberships */
+    struct uc_push *push;  /* NULL when --push off */
     struct uc_stats stats;
     ev_tstamp started;
     uint8_t rbuf[65536]; /* one read buffer for every connection: idle ones hold none */

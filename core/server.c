@@ -123,6 +123,8 @@ static void begin_shutdown(struct uc_server *srv, const char *why)
     uc_info("%s: closing %zu connections with 1001 and stopping", why, srv->nopen);
     ev_io_stop(srv->loop, &srv->listen_io);
     ev_timer_stop(srv->loop, &srv->accept_retry);
+    if (srv->push)
+        uc_push_stop(srv->push);
     for (struct uc_conn *c = srv->conns; c; c = c->next) {
         if (c->state == CONN_OPEN)
             uc_conn_close(c, 1001, "server shutting down", 20);
@@ -169,6 +171,15 @@ struct uc_server *uc_server_new(const struct uc_options *opts, const struct uc_h
     }
     srv->loop = ev_default_loop(EVFLAG_AUTO);
     uc_net_local_addr(srv->listen_fd, srv->listen_addr, sizeof srv->listen_addr);
+    if (strcmp(opts->push, "off") != 0) {
+        srv->push = uc_push_new(srv, opts->push, opts->push_token, err, err_size);
+        if (!srv->push) {
+            close(srv->listen_fd);
+            ev_loop_destroy(srv->loop);
+            free(srv);
+            return NULL;
+        }
+    }
     open_reserve(srv);
     signal(SIGPIPE, SIG_IGN);
 
@@ -195,6 +206,8 @@ struct uc_server *uc_server_new(const struct uc_options *opts, const struct uc_h
 int uc_server_run(struct uc_server *srv)
 {
     uc_info("listening on ws://%s/", srv->listen_addr);
+    if (srv->push)
+        uc_info("push API on http://%s/", uc_push_addr(srv->push));
     ev_run(srv->loop, 0);
     return 0;
 }
@@ -209,7 +222,9 @@ void uc_server_free(struct uc_server *srv)
     if (!srv)
         return;
     uc_conn_destroy_all(srv);
+    uc_push_free(srv->push);
     uc_umap_destroy(&srv->umap);
+    uc_umap_destroy(&srv->groups);
     ev_ref(srv->loop);
     ev_ref(srv->loop);
     ev_ref(srv->loop);
@@ -232,26 +247,34 @@ const char *uc_server_listen_addr(const struct uc_server *srv) { return srv->lis
 
 struct ev_loop *uc_server_loop(struct uc_server *srv) { return srv->loop; }
 
+void uc_server_count_policy_error(struct uc_server *srv) { srv->stats.policy_errors++; }
+
+const char *uc_server_push_addr(const struct uc_server *srv)
+{
+    return srv->push ? uc_push_addr(srv->push) : NULL;
+}
+
 void uc_server_stats(const struct uc_server *srv, struct uc_stats *out)
 {
     *out = srv->stats;
     out->connections = srv->nopen;
     out->bound_connections = srv->umap.bound;
-    out->uids = uc_umap_uids(&srv->umap);
+    out->uids = uc_umap_keys(&srv->umap);
+    out->groups = uc_umap_keys(&srv->groups);
     out->uptime = ev_time() - srv->started;
 }
 
-/* Queues frame (built on first use) to every open connection of u but except; returns the
- * count. The next link is read before queueing: a slow reader cut off by the queue unlinks
- * itself, and only itself. */
-static size_t deliver_to_uid(struct uc_uid *u, struct uc_buf **frame, const void *data,
-                             size_t len, int binary, const struct uc_conn *except)
+/* Queues frame (built on first use) to the owner of every link of entry but except; returns
+ * the count. The next link is read before queueing: a slow reader cut off by the queue unlinks
+ * its own links, and only those. */
+static size_t deliver_to_entry(struct uc_umap_entry *u, struct uc_buf **frame, const void *data,
+                               size_t len, int binary, const struct uc_conn *except)
 {
     size_t count = 0;
     struct uc_umap_link *link = u->head;
     while (link) {
         struct uc_umap_link *next = link->next;
-        struct uc_conn *c = container_of(link, struct uc_conn, uid_link);
+        struct uc_conn *c = link->owner;
         if (c != except && c->state == CONN_OPEN) {
             if (!*frame) {
                 *frame = uc_ws_frame(binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME, data, len);
@@ -271,11 +294,11 @@ static size_t deliver_to_uid(struct uc_uid *u, struct uc_buf **frame, const void
 size_t uc_send_uid(struct uc_server *srv, const char *uid, size_t uid_len, const void *data,
                    size_t len, int binary, const struct uc_conn *except)
 {
-    struct uc_uid *u = uc_umap_find(&srv->umap, uid, uid_len);
+    struct uc_umap_entry *u = uc_umap_find(&srv->umap, uid, uid_len);
     if (!u)
         return 0;
     struct uc_buf *frame = NULL;
-    size_t count = deliver_to_uid(u, &frame, data, len, binary, except);
+    size_t count = deliver_to_entry(u, &frame, data, len, binary, except);
     uc_buf_unref(frame);
     return count;
 }
@@ -285,27 +308,45 @@ size_t uc_broadcast(struct uc_server *srv, const void *data, size_t len, int bin
 {
     struct uc_buf *frame = NULL;
     size_t count = 0;
-    struct uc_uid *u, *tmp;
+    struct uc_umap_entry *u, *tmp;
     HASH_ITER(hh, srv->umap.table, u, tmp)
     {
-        count += deliver_to_uid(u, &frame, data, len, binary, except);
+        count += deliver_to_entry(u, &frame, data, len, binary, except);
     }
     uc_buf_unref(frame);
     return count;
 }
 
+size_t uc_send_group(struct uc_server *srv, const char *group, size_t group_len, const void *data,
+                     size_t len, int binary, const struct uc_conn *except)
+{
+    struct uc_umap_entry *g = uc_umap_find(&srv->groups, group, group_len);
+    if (!g)
+        return 0;
+    struct uc_buf *frame = NULL;
+    size_t count = deliver_to_entry(g, &frame, data, len, binary, except);
+    uc_buf_unref(frame);
+    return count;
+}
+
+size_t uc_group_count(const struct uc_server *srv, const char *group, size_t group_len)
+{
+    struct uc_umap_entry *g = uc_umap_find(&srv->groups, group, group_len);
+    return g ? g->count : 0;
+}
+
 size_t uc_uid_count(const struct uc_server *srv, const char *uid, size_t uid_len)
 {
-    struct uc_uid *u = uc_umap_find(&srv->umap, uid, uid_len);
+    struct uc_umap_entry *u = uc_umap_find(&srv->umap, uid, uid_len);
     return u ? u->count : 0;
 }
 
 void uc_uid_each(struct uc_server *srv, const char *uid, size_t uid_len,
                  void (*fn)(struct uc_conn *conn, void *ctx), void *ctx)
 {
-    struct uc_uid *u = uc_umap_find(&srv->umap, uid, uid_len);
+    struct uc_umap_entry *u = uc_umap_find(&srv->umap, uid, uid_len);
     for (struct uc_umap_link *l = u ? u->head : NULL; l; l = l->next)
-        fn(container_of(l, struct uc_conn, uid_link), ctx);
+        fn(l->owner, ctx);
 }
 
 const char *uc_strerror(int err)

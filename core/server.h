@@ -26,6 +26,9 @@ struct uc_options {
     double handshake_timeout; /* seconds to complete the HTTP upgrade */
     double close_timeout;     /* seconds to wait for the peer's close frame / EOF */
     double drain_timeout;     /* seconds a graceful shutdown waits for connections to finish */
+    char push[300];           /* HOST:PORT of the HTTP push API, or "off" */
+    const char *push_token;   /* Bearer token the push API requires, or NULL */
+    double push_timeout;      /* seconds a push connection may idle or take to send a request */
 };
 
 /* What the policy is told when a client asks to upgrade. Every pointer is borrowed until the
@@ -66,12 +69,15 @@ struct uc_stats {
     uint64_t connections;       /* open WebSocket connections */
     uint64_t bound_connections; /* of which bound to a uid */
     uint64_t uids;              /* distinct uids bound */
+    uint64_t groups;            /* groups with at least one member */
     uint64_t accepted;          /* TCP connections accepted since start */
     uint64_t handshakes_refused;
     uint64_t messages_in, messages_out;
     uint64_t bytes_in, bytes_out;
     uint64_t slow_readers_closed;
     uint64_t protocol_errors;
+    uint64_t policy_errors; /* errors raised by the policy's handlers */
+    uint64_t push_requests;
     double uptime; /* seconds */
 };
 
@@ -94,6 +100,12 @@ const char *uc_server_listen_addr(const struct uc_server *srv);
 
 void uc_server_stats(const struct uc_server *srv, struct uc_stats *out);
 
+/* Counts an error raised by the policy (shown as lua_errors in the counters). */
+void uc_server_count_policy_error(struct uc_server *srv);
+
+/* The address the push API listens on, or NULL when it is off. Borrowed. */
+const char *uc_server_push_addr(const struct uc_server *srv);
+
 /* The libev loop, for the policy's timers. Borrowed for the server's lifetime. */
 struct ev_loop *uc_server_loop(struct uc_server *srv);
 
@@ -106,6 +118,13 @@ size_t uc_send_uid(struct uc_server *srv, const char *uid, size_t uid_len, const
 /* Every connection bound to any uid (unbound connections never get broadcasts). */
 size_t uc_broadcast(struct uc_server *srv, const void *data, size_t len, int binary,
                     const struct uc_conn *except);
+
+/* Every connection that joined group, except `except`. The frame is encoded once. */
+size_t uc_send_group(struct uc_server *srv, const char *group, size_t group_len, const void *data,
+                     size_t len, int binary, const struct uc_conn *except);
+
+/* Number of open connections in group. */
+size_t uc_group_count(const struct uc_server *srv, const char *group, size_t group_len);
 
 /* Number of open connections bound to uid. */
 size_t uc_uid_count(const struct uc_server *srv, const char *uid, size_t uid_len);
@@ -124,6 +143,17 @@ int uc_conn_send(struct uc_conn *conn, const void *data, size_t len, int binary)
  * UC_ERR_INVALID or UC_ERR_NOMEM. */
 int uc_conn_bind(struct uc_conn *conn, const char *uid, size_t uid_len);
 void uc_conn_unbind(struct uc_conn *conn);
+
+/* Joins group (1..UC_UID_MAX bytes); joining a group twice is a no-op. Returns 0,
+ * UC_ERR_CLOSED, UC_ERR_INVALID or UC_ERR_NOMEM. Memberships end with the connection. */
+int uc_conn_join(struct uc_conn *conn, const char *group, size_t group_len);
+/* Leaves group; returns 1 when it was a member, else 0. */
+int uc_conn_leave(struct uc_conn *conn, const char *group, size_t group_len);
+/* 1 when the connection is in group. */
+int uc_conn_in_group(struct uc_conn *conn, const char *group, size_t group_len);
+/* Calls fn with the name of each group the connection is in (fn must not join or leave). */
+void uc_conn_each_group(struct uc_conn *conn, void (*fn)(const char *name, size_t len, void *ctx),
+                        void *ctx);
 
 /* Starts the close handshake with code (1000..4999) and a reason of at most 123 bytes.
  * Returns 0, or UC_ERR_CLOSED when the connection is already closing. */

@@ -1,4 +1,4 @@
-/* umap.c -- the uid map (see umap.h). */
+/* umap.c -- keyed lists of links: the uid map and the group map (see umap.h). */
 #include "umap.h"
 
 #include <stdlib.h>
@@ -6,21 +6,21 @@
 
 #include "err.h"
 
-struct uc_uid *uc_umap_find(const struct uc_umap *m, const char *uid, size_t len)
+struct uc_umap_entry *uc_umap_find(const struct uc_umap *m, const char *key, size_t len)
 {
-    struct uc_uid *entry = NULL;
-    HASH_FIND(hh, m->table, uid, len, entry);
+    struct uc_umap_entry *entry = NULL;
+    HASH_FIND(hh, m->table, key, len, entry);
     return entry;
 }
 
-int uc_umap_bind(struct uc_umap *m, struct uc_umap_link *link, const char *uid, size_t len)
+int uc_umap_bind(struct uc_umap *m, struct uc_umap_link *link, const char *key, size_t len)
 {
     if (len == 0 || len > UC_UID_MAX)
         return UC_ERR_INVALID;
-    if (link->uid && link->uid->len == len && memcmp(link->uid->name, uid, len) == 0)
+    if (link->entry && link->entry->len == len && memcmp(link->entry->name, key, len) == 0)
         return 0;
 
-    struct uc_uid *entry = uc_umap_find(m, uid, len);
+    struct uc_umap_entry *entry = uc_umap_find(m, key, len);
     if (!entry) {
         entry = malloc(sizeof *entry + len + 1);
         if (!entry)
@@ -28,14 +28,14 @@ int uc_umap_bind(struct uc_umap *m, struct uc_umap_link *link, const char *uid, 
         entry->head = entry->tail = NULL;
         entry->count = 0;
         entry->len = len;
-        memcpy(entry->name, uid, len);
+        memcpy(entry->name, key, len);
         entry->name[len] = '\0';
         HASH_ADD_KEYPTR(hh, m->table, entry->name, len, entry);
     }
-    /* Leave the old uid only once the new entry exists, so a failed bind changes nothing. */
+    /* Leave the old key only once the new entry exists, so a failed bind changes nothing. */
     uc_umap_unbind(m, link);
 
-    link->uid = entry;
+    link->entry = entry;
     link->next = NULL;
     link->prev = entry->tail;
     if (entry->tail)
@@ -50,7 +50,7 @@ int uc_umap_bind(struct uc_umap *m, struct uc_umap_link *link, const char *uid, 
 
 void uc_umap_unbind(struct uc_umap *m, struct uc_umap_link *link)
 {
-    struct uc_uid *entry = link->uid;
+    struct uc_umap_entry *entry = link->entry;
     if (!entry)
         return;
     if (link->prev)
@@ -61,7 +61,7 @@ void uc_umap_unbind(struct uc_umap *m, struct uc_umap_link *link)
         link->next->prev = link->prev;
     else
         entry->tail = link->prev;
-    link->uid = NULL;
+    link->entry = NULL;
     link->prev = link->next = NULL;
     m->bound--;
     if (--entry->count == 0) {
@@ -72,7 +72,7 @@ void uc_umap_unbind(struct uc_umap *m, struct uc_umap_link *link)
 
 void uc_umap_destroy(struct uc_umap *m)
 {
-    struct uc_uid *entry, *tmp;
+    struct uc_umap_entry *entry, *tmp;
     HASH_ITER(hh, m->table, entry, tmp)
     {
         HASH_DEL(m->table, entry);

@@ -1,9 +1,10 @@
-/* umap.h -- the uid map: uid -> every connection bound to it, and connection -> its uid.
+/* umap.h -- a map from a key (a uid or a group name) to the links bound to it.
  *
- * A connection embeds one struct uc_umap_link; the map links it into its uid's list, so
- * binding allocates nothing per connection, only one entry per distinct uid (freed when its
- * last connection leaves). Lookups are O(1) on average (uthash). The map never owns
- * connections: callers get back from a link to their connection with container_of. */
+ * The core keeps two: uid -> the connections bound to that uid, and group -> the memberships
+ * of that group. A link is embedded in what owns it (a connection's uid link, a group
+ * membership) and points back at its owner, so binding allocates nothing per link, only one
+ * entry per distinct key (freed when its last link leaves). Lookups are O(1) on average
+ * (uthash). The map never owns links or their owners. */
 #ifndef UC_UMAP_H
 #define UC_UMAP_H
 
@@ -11,12 +12,12 @@
 
 #include "uthash.h"
 
-/* Longest uid the core accepts; the default script is stricter (128). */
+/* Longest key the core accepts (uids and group names); the default script is stricter (128). */
 #define UC_UID_MAX 1024
 
-struct uc_uid {
+struct uc_umap_entry {
     UT_hash_handle hh;
-    struct uc_umap_link *head; /* the bound links, newest last */
+    struct uc_umap_link *head; /* the bound links, oldest first */
     struct uc_umap_link *tail;
     size_t count;
     size_t len;
@@ -24,26 +25,28 @@ struct uc_uid {
 };
 
 struct uc_umap_link {
-    struct uc_uid *uid; /* NULL while unbound */
+    struct uc_umap_entry *entry; /* NULL while unbound */
     struct uc_umap_link *prev, *next;
+    void *owner; /* what the link belongs to (a connection), set by the owner */
 };
 
 struct uc_umap {
-    struct uc_uid *table;
-    size_t bound; /* links bound, over every uid */
+    struct uc_umap_entry *table;
+    size_t bound; /* links bound, over every key */
 };
 
-/* Binds link to uid (any bytes, 1..UC_UID_MAX), leaving the uid it had. Binding to the uid it
+/* Binds link to key (any bytes, 1..UC_UID_MAX), leaving the key it had. Binding to the key it
  * already has is a no-op. Returns 0, UC_ERR_INVALID (length) or UC_ERR_NOMEM (link unchanged). */
-int uc_umap_bind(struct uc_umap *m, struct uc_umap_link *link, const char *uid, size_t len);
+int uc_umap_bind(struct uc_umap *m, struct uc_umap_link *link, const char *key, size_t len);
 
-/* Unlinks link from its uid; the uid disappears with its last link. No-op when unbound. */
+/* Unlinks link from its key; the key disappears with its last link. No-op when unbound. */
 void uc_umap_unbind(struct uc_umap *m, struct uc_umap_link *link);
 
-/* The entry of uid, or NULL when nobody is bound to it. Borrowed until the next bind/unbind. */
-struct uc_uid *uc_umap_find(const struct uc_umap *m, const char *uid, size_t len);
+/* The entry of key, or NULL when nothing is bound to it. Borrowed until the next bind/unbind. */
+struct uc_umap_entry *uc_umap_find(const struct uc_umap *m, const char *key, size_t len);
 
-static inline size_t uc_umap_uids(const struct uc_umap *m) { return HASH_COUNT(m->table); }
+/* Number of distinct keys bound. */
+static inline size_t uc_umap_keys(const struct uc_umap *m) { return HASH_COUNT(m->table); }
 
 /* Frees every entry, leaving all links dangling: only for tearing the whole server down. */
 void uc_umap_destroy(struct uc_umap *m);

@@ -4,10 +4,12 @@
  * outcome (nobody online, a closed connection) is a return value. */
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 
 #include "../core/log.h"
+#include "../core/stats.h"
 #include "../core/umap.h"
 #include "internal.h"
 
@@ -74,6 +76,44 @@ static int api_broadcast(lua_State *L)
     return 1;
 }
 
+/* send_group(group, data [, opts]) -> number of members it was queued to */
+static int api_send_group(lua_State *L)
+{
+    size_t group_len, len;
+    const char *group = luaL_checklstring(L, 1, &group_len);
+    luaL_argcheck(L, group_len >= 1 && group_len <= UC_UID_MAX, 1,
+                  "group must be 1 to 1024 bytes");
+    const char *data = luaL_checklstring(L, 2, &len);
+    struct send_opts o;
+    check_opts(L, 3, &o);
+    lua_pushinteger(L, (lua_Integer)uc_send_group(server_of(L), group, group_len, data, len,
+                                                  o.binary, o.except));
+    return 1;
+}
+
+static int api_group_count(lua_State *L)
+{
+    size_t group_len;
+    const char *group = luaL_checklstring(L, 1, &group_len);
+    lua_pushinteger(L, (lua_Integer)uc_group_count(server_of(L), group, group_len));
+    return 1;
+}
+
+/* env(name) -> the value of environment variable name, which must start with UIDCAST_ so
+ * that a script reads only what the operator meant for it; nil when unset. */
+static int api_env(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    luaL_argcheck(L, strncmp(name, "UIDCAST_", 8) == 0, 1,
+                  "only variables named UIDCAST_* are readable");
+    const char *value = getenv(name);
+    if (value)
+        lua_pushstring(L, value);
+    else
+        lua_pushnil(L);
+    return 1;
+}
+
 static int api_is_online(lua_State *L)
 {
     size_t uid_len;
@@ -110,24 +150,11 @@ static int api_stats(lua_State *L)
 {
     struct uc_stats s;
     uc_server_stats(server_of(L), &s);
-    lua_createtable(L, 0, 14);
-#define FIELD(name)                                                                                \
-    lua_pushinteger(L, (lua_Integer)s.name);                                                       \
-    lua_setfield(L, -2, #name)
-    FIELD(connections);
-    FIELD(bound_connections);
-    FIELD(uids);
-    FIELD(accepted);
-    FIELD(handshakes_refused);
-    FIELD(messages_in);
-    FIELD(messages_out);
-    FIELD(bytes_in);
-    FIELD(bytes_out);
-    FIELD(slow_readers_closed);
-    FIELD(protocol_errors);
-#undef FIELD
-    lua_pushinteger(L, (lua_Integer)ucl_state_of(L)->policy->errors);
-    lua_setfield(L, -2, "lua_errors");
+    lua_createtable(L, 0, (int)uc_stat_field_count + 2);
+    for (size_t i = 0; i < uc_stat_field_count; i++) {
+        lua_pushinteger(L, (lua_Integer)uc_stat_value(&s, &uc_stat_fields[i]));
+        lua_setfield(L, -2, uc_stat_fields[i].name);
+    }
     lua_pushnumber(L, s.uptime);
     lua_setfield(L, -2, "uptime");
     lua_pushinteger(L, (lua_Integer)ucl_state_of(L)->mem_used);
@@ -189,6 +216,9 @@ static int api_hmac_sha256(lua_State *L)
 static const luaL_Reg api[] = {
     {"send_uid", api_send_uid},
     {"broadcast", api_broadcast},
+    {"send_group", api_send_group},
+    {"group_count", api_group_count},
+    {"env", api_env},
     {"is_online", api_is_online},
     {"connections", api_connections},
     {"stats", api_stats},

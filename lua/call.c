@@ -30,7 +30,8 @@ int ucl_call(struct ucl_state *st, int nargs, int nresults, const char *what)
     int status = lua_pcall(L, nargs, nresults, func);
     lua_remove(L, func);
     if (status != LUA_OK) {
-        st->policy->errors++;
+        if (st->policy->srv)
+            uc_server_count_policy_error(st->policy->srv);
         uc_error("lua error in %s: %s", what,
                  lua_isstring(L, -1) ? lua_tostring(L, -1) : "(no message)");
         lua_pop(L, 1);

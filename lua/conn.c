@@ -119,9 +119,70 @@ static int conn_close(lua_State *L)
     return 2;
 }
 
+static const char *check_group(lua_State *L, int idx, size_t *len)
+{
+    const char *group = luaL_checklstring(L, idx, len);
+    luaL_argcheck(L, *len >= 1 && *len <= UC_UID_MAX, idx, "group must be 1 to 1024 bytes");
+    return group;
+}
+
+/* conn:join(group) -> true | false, "closed" */
+static int conn_join(lua_State *L)
+{
+    struct conn_handle *h = check_handle(L, 1);
+    size_t len;
+    const char *group = check_group(L, 2, &len);
+    int r = h->conn ? uc_conn_join(h->conn, group, len) : UC_ERR_CLOSED;
+    if (r == UC_ERR_NOMEM)
+        return luaL_error(L, "not enough memory");
+    lua_pushboolean(L, r == 0);
+    if (r == 0)
+        return 1;
+    lua_pushstring(L, uc_strerror(r));
+    return 2;
+}
+
+/* conn:leave(group) -> true when it was a member */
+static int conn_leave(lua_State *L)
+{
+    struct conn_handle *h = check_handle(L, 1);
+    size_t len;
+    const char *group = check_group(L, 2, &len);
+    lua_pushboolean(L, h->conn && uc_conn_leave(h->conn, group, len));
+    return 1;
+}
+
+/* conn:in_group(group) -> boolean */
+static int conn_in_group(lua_State *L)
+{
+    struct conn_handle *h = check_handle(L, 1);
+    size_t len;
+    const char *group = check_group(L, 2, &len);
+    lua_pushboolean(L, h->conn && uc_conn_in_group(h->conn, group, len));
+    return 1;
+}
+
+static void append_name(const char *name, size_t len, void *ctx)
+{
+    lua_State *L = ctx;
+    lua_pushlstring(L, name, len);
+    lua_rawseti(L, -2, (lua_Integer)luaL_len(L, -2) + 1);
+}
+
+/* conn:groups() -> array of the names of the groups it is in */
+static int conn_groups(lua_State *L)
+{
+    struct conn_handle *h = check_handle(L, 1);
+    lua_newtable(L);
+    if (h->conn)
+        uc_conn_each_group(h->conn, append_name, L);
+    return 1;
+}
+
 static const luaL_Reg methods[] = {
-    {"bind", conn_bind},   {"unbind", conn_unbind}, {"send", conn_send},
-    {"close", conn_close}, {NULL, NULL},
+    {"bind", conn_bind},   {"unbind", conn_unbind},       {"join", conn_join},
+    {"leave", conn_leave}, {"in_group", conn_in_group},   {"groups", conn_groups},
+    {"send", conn_send},   {"close", conn_close},         {NULL, NULL},
 };
 
 /* conn.data: a table of the script's own, created on first access. */

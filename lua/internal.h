@@ -26,7 +26,6 @@ struct ucl_policy {
     char *script;
     struct ucl_limits limits;
     struct ucl_state *st;
-    unsigned long errors; /* handler errors since start */
 };
 
 /* The state a C function runs in, stored in the state's extra space. */

@@ -4,7 +4,7 @@
 #include "../err.h"
 #include "check.h"
 
-static size_t list_len(const struct uc_uid *u)
+static size_t list_len(const struct uc_umap_entry *u)
 {
     size_t n = 0;
     for (const struct uc_umap_link *l = u ? u->head : NULL; l; l = l->next)
@@ -18,9 +18,9 @@ TEST(binds_many_links_to_one_uid)
     struct uc_umap_link a = {0}, b = {0};
     CHECK_EQ_INT(uc_umap_bind(&m, &a, "alice", 5), 0);
     CHECK_EQ_INT(uc_umap_bind(&m, &b, "alice", 5), 0);
-    struct uc_uid *u = uc_umap_find(&m, "alice", 5);
+    struct uc_umap_entry *u = uc_umap_find(&m, "alice", 5);
     CHECK(u && u->count == 2 && list_len(u) == 2);
-    CHECK_EQ_INT(uc_umap_uids(&m), 1);
+    CHECK_EQ_INT(uc_umap_keys(&m), 1);
     CHECK_EQ_INT(m.bound, 2);
     uc_umap_unbind(&m, &a);
     uc_umap_unbind(&m, &b);
@@ -34,12 +34,12 @@ TEST(removing_one_link_keeps_the_others)
     uc_umap_bind(&m, &b, "bob", 3);
     uc_umap_bind(&m, &c, "bob", 3);
     uc_umap_unbind(&m, &b);
-    struct uc_uid *u = uc_umap_find(&m, "bob", 3);
+    struct uc_umap_entry *u = uc_umap_find(&m, "bob", 3);
     CHECK(u && u->count == 2 && u->head == &a && u->tail == &c && a.next == &c);
     uc_umap_unbind(&m, &a);
     uc_umap_unbind(&m, &c);
     CHECK(uc_umap_find(&m, "bob", 3) == NULL);
-    CHECK_EQ_INT(uc_umap_uids(&m), 0);
+    CHECK_EQ_INT(uc_umap_keys(&m), 0);
 }
 
 TEST(rebinding_moves_the_link)
@@ -67,7 +67,7 @@ TEST(uids_are_binary_safe_and_bounded)
     CHECK_EQ_INT(uc_umap_bind(&m, &b, "", 0), UC_ERR_INVALID);
     char big[UC_UID_MAX + 1] = {0};
     CHECK_EQ_INT(uc_umap_bind(&m, &b, big, sizeof big), UC_ERR_INVALID);
-    CHECK(b.uid == NULL);
+    CHECK(b.entry == NULL);
     uc_umap_unbind(&m, &a);
 }
 
@@ -81,11 +81,11 @@ TEST(holds_a_hundred_thousand_uids)
         int n = snprintf(name, sizeof name, "user%d", i);
         uc_umap_bind(&m, &links[i], name, (size_t)n);
     }
-    CHECK_EQ_INT(uc_umap_uids(&m), N);
-    CHECK(uc_umap_find(&m, "user77777", 9) == links[77777].uid);
+    CHECK_EQ_INT(uc_umap_keys(&m), N);
+    CHECK(uc_umap_find(&m, "user77777", 9) == links[77777].entry);
     for (int i = 0; i < N; i++)
         uc_umap_unbind(&m, &links[i]);
-    CHECK_EQ_INT(uc_umap_uids(&m), 0);
+    CHECK_EQ_INT(uc_umap_keys(&m), 0);
 }
 
 int main(void)

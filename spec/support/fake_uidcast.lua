@@ -5,7 +5,7 @@ local fake = {}
 
 -- Returns a fresh module table (put it in package.loaded.uidcast) and its inspector.
 function fake.new()
-  local state = { next_id = 0, conns = {}, sent = {} }
+  local state = { next_id = 0, conns = {}, sent = {}, env = {}, logs = {} }
   local m = {}
 
   local Conn = {}
@@ -18,6 +18,24 @@ function fake.new()
     return true
   end
   function Conn:unbind() self.uid = nil end
+  function Conn:join(group)
+    assert(type(group) == "string" and #group > 0, "join needs a non-empty group")
+    if self.closed then return false, "closed" end
+    self.joined[group] = true
+    return true
+  end
+  function Conn:leave(group)
+    local was = self.joined[group] == true
+    self.joined[group] = nil
+    return was
+  end
+  function Conn:in_group(group) return self.joined[group] == true end
+  function Conn:groups()
+    local t = {}
+    for g in pairs(self.joined) do t[#t + 1] = g end
+    table.sort(t)
+    return t
+  end
   function Conn:send(data, binary)
     if self.closed then return false, "closed" end
     self.inbox[#self.inbox + 1] = { data = data, binary = binary and true or false }
@@ -36,7 +54,7 @@ function fake.new()
   function state.connect(remote_addr)
     state.next_id = state.next_id + 1
     local c = setmetatable({ id = state.next_id, remote_addr = remote_addr or "127.0.0.1:5000",
-                             data = {}, inbox = {} }, Conn)
+                             data = {}, inbox = {}, joined = {} }, Conn)
     state.conns[#state.conns + 1] = c
     return c
   end
@@ -71,6 +89,21 @@ function fake.new()
     assert(type(data) == "string", "bad argument #1 to 'broadcast'")
     return deliver(function(c) return c.uid ~= nil end, data, opts)
   end
+  function m.send_group(group, data, opts)
+    assert(type(group) == "string" and #group > 0, "bad argument #1 to 'send_group'")
+    return deliver(function(c) return c.joined[group] end, data, opts)
+  end
+  function m.group_count(group)
+    local n = 0
+    for _, c in ipairs(state.conns) do if c.joined[group] then n = n + 1 end end
+    return n
+  end
+  function m.env(name)
+    assert(name:sub(1, 8) == "UIDCAST_", "only variables named UIDCAST_* are readable")
+    return state.env[name]
+  end
+  -- Not the real digest: a stand-in that is deterministic and depends on both inputs.
+  function m.hmac_sha256(key, data) return ("hmac(%s,%s)"):format(key, data) end
   function m.is_online(uid)
     for _, c in ipairs(state.conns) do if c.uid == uid then return true end end
     return false
@@ -80,7 +113,7 @@ function fake.new()
     for _, c in ipairs(state.conns) do if c.uid == uid then t[#t + 1] = c end end
     return t
   end
-  function m.log() end
+  function m.log(level, ...) state.logs[#state.logs + 1] = { level, ... } end
   function m.now() return os.time() end
   function m.stats() return { connections = #state.conns } end
 
@@ -88,8 +121,10 @@ function fake.new()
 end
 
 -- Loads a script with a fresh fake module; returns handlers, fake module, inspector.
-function fake.load_script(path)
+-- env: the environment variables uidcast.env() sees.
+function fake.load_script(path, env)
   local m, state = fake.new()
+  state.env = env or {}
   package.loaded.uidcast = m
   local handlers = dofile(path)
   return handlers, m, state

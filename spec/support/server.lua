@@ -40,7 +40,7 @@ function server.start(opts)
   assert(os.execute("mkdir -p " .. dir))
   local self = setmetatable({ dir = dir, log_path = dir .. "/log" }, server)
   local words = { opts.prefix or "", os.getenv("UIDCAST_WRAPPER") or "", shell_quote(server.BIN),
-                  "--listen", "127.0.0.1:0" }
+                  "--listen", "127.0.0.1:0", "--push", "127.0.0.1:0" }
   for _, a in ipairs(opts.args or {}) do words[#words + 1] = shell_quote(a) end
   words[#words + 1] = shell_quote(opts.script or (ROOT .. "/scripts/default.lua"))
   local env = ""
@@ -54,6 +54,7 @@ function server.start(opts)
     local port = log:match("listening on ws://%S-:(%d+)/")
     if port then
       self.port = tonumber(port)
+      self.push_port = tonumber(log:match("push API on http://%S-:(%d+)/"))
       self.pid = tonumber(read_file(dir .. "/pid"))
       return self
     end

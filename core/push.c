@@ -1,0 +1,614 @@
+/* push.c -- the HTTP push API: POST /send, POST /broadcast, GET /online, /stats, /metrics.
+ *
+ * Requests are parsed as a stream with http-parser, so keep-alive, pipelining, Content-Length
+ * and chunked bodies all come from the library. Each complete request is answered at once from
+ * on_message_complete; deliveries go straight to the core (the Lua policy is for WebSocket
+ * clients, a push is already authorised by its token). Every error is a JSON body. */
+#include "push.h"
+
+#include <errno.h>
+#include <http_parser.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core.h"
+#include "log.h"
+#include "net.h"
+#include "stats.h"
+#include "utf8.h"
+
+#define PUSH_MAX_URL 4096
+#define PUSH_MAX_AUTH 1024
+
+struct push_conn {
+    struct uc_push *push;
+    ev_io rio, wio;
+    ev_timer timer;
+    int fd;
+    int closing;    /* answer sent that ends the connection: close once flushed */
+    int write_wait; /* write watcher started after EAGAIN */
+    http_parser parser;
+    struct uc_outq outq;
+    /* the request being parsed */
+    size_t head_bytes;
+    char url[PUSH_MAX_URL];
+    size_t url_len;
+    char field[32];
+    size_t field_len;
+    int last_was_value;
+    char auth[PUSH_MAX_AUTH];
+    size_t auth_len;
+    int in_auth;
+    char *body;
+    size_t body_len, body_cap;
+    struct push_conn *prev, *next;
+};
+
+struct uc_push {
+    struct uc_server *srv;
+    int fd;
+    ev_io io;
+    char *token;
+    size_t token_len;
+    char addr[300];
+    struct push_conn *conns;
+};
+
+/* ---- responses ---- */
+
+static void respond(struct push_conn *pc, int status, const char *extra, const char *type,
+                    const char *body, size_t len)
+{
+    int keep = !pc->closing && http_should_keep_alive(&pc->parser);
+    struct uc_buf *b = uc_http_response(status, extra, type, body, len, keep);
+    if (!keep)
+        pc->closing = 1;
+    if (b) {
+        uc_outq_push(&pc->outq, b);
+        uc_buf_unref(b);
+    } else {
+        pc->closing = 1;
+    }
+}
+
+static void respond_json(struct push_conn *pc, int status, const char *json)
+{
+    respond(pc, status, NULL, "application/json", json, strlen(json));
+}
+
+static void respond_error(struct push_conn *pc, int status, const char *extra, const char *msg)
+{
+    char json[256];
+    snprintf(json, sizeof json, "{\"error\":\"%s\"}", msg);
+    if (status >= 400 && status != 401 && status != 404 && status != 405)
+        uc_info("push %d: %s", status, msg);
+    respond(pc, status, extra, "application/json", json, strlen(json));
+}
+
+/* Appends s as a JSON string body (without quotes) to out; bytes that are not valid UTF-8 are
+ * escaped one by one as \u00XX so the document stays valid JSON. */
+static size_t json_escape(char *out, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    int valid = uc_utf8_valid((const uint8_t *)s, len);
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)c;
+        } else if (c < 0x20 || (!valid && c >= 0x80)) {
+            memcpy(out + o, "\\u00", 4);
+            out[o + 4] = hex[c >> 4];
+            out[o + 5] = hex[c & 15];
+            o += 6;
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    return o;
+}
+
+/* ---- endpoints ---- */
+
+/* The query parameter name, decoded; 1 found, 0 absent, -1 malformed or too long. */
+static int query_value(struct http_parser_url *u, const char *url, const char *name, char *out,
+                       size_t cap, size_t *len)
+{
+    if (!(u->field_set & (1 << UF_QUERY)))
+        return 0;
+    long n = uc_http_query_param(url + u->field_data[UF_QUERY].off, u->field_data[UF_QUERY].len,
+                                 name, out, cap);
+    if (n == -1)
+        return 0;
+    if (n < 0)
+        return -1;
+    *len = (size_t)n;
+    return 1;
+}
+
+static int query_flag(struct http_parser_url *u, const char *url, const char *name)
+{
+    char v[8];
+    size_t len;
+    return query_value(u, url, name, v, sizeof v, &len) == 1 && len == 1 && v[0] == '1';
+}
+
+static void handle_send(struct push_conn *pc, struct http_parser_url *u, int broadcast)
+{
+    struct uc_server *srv = pc->push->srv;
+    char uid[UC_UID_MAX], group[UC_UID_MAX];
+    size_t uid_len = 0, group_len = 0;
+    int has_uid = 0, has_group = 0;
+    if (!broadcast) {
+        has_uid = query_value(u, pc->url, "uid", uid, sizeof uid, &uid_len);
+        has_group = query_value(u, pc->url, "group", group, sizeof group, &group_len);
+        if (has_uid < 0 || has_group < 0 || (has_uid && uid_len == 0) ||
+            (has_group && group_len == 0)) {
+            respond_error(pc, 400, NULL, "uid and group must be 1 to 1024 bytes, %-encoded");
+            return;
+        }
+        if (has_uid == has_group) {
+            respond_error(pc, 400, NULL, "give exactly one of ?uid= or ?group=");
+            return;
+        }
+    }
+    int binary = query_flag(u, pc->url, "binary");
+    if (pc->body_len > srv->opt.max_message) {
+        respond_error(pc, 413, NULL, "body larger than --max-message");
+        return;
+    }
+    if (!binary && !uc_utf8_valid((const uint8_t *)pc->body, pc->body_len)) {
+        respond_error(pc, 400, NULL, "a text message must be valid UTF-8 (or use &binary=1)");
+        return;
+    }
+    const char *data = pc->body ? pc->body : "";
+    size_t n;
+    if (broadcast)
+        n = uc_broadcast(srv, data, pc->body_len, binary, NULL);
+    else if (has_uid)
+        n = uc_send_uid(srv, uid, uid_len, data, pc->body_len, binary, NULL);
+    else
+        n = uc_send_group(srv, group, group_len, data, pc->body_len, binary, NULL);
+    char json[64];
+    snprintf(json, sizeof json, "{\"delivered\":%zu}", n);
+    respond_json(pc, 200, json);
+}
+
+static void handle_online(struct push_conn *pc, struct http_parser_url *u)
+{
+    char uid[UC_UID_MAX];
+    size_t uid_len = 0;
+    if (query_value(u, pc->url, "uid", uid, sizeof uid, &uid_len) != 1 || uid_len == 0) {
+        respond_error(pc, 400, NULL, "GET /online needs ?uid= (1 to 1024 bytes, %-encoded)");
+        return;
+    }
+    size_t count = uc_uid_count(pc->push->srv, uid, uid_len);
+    char json[64 + 6 * UC_UID_MAX];
+    size_t o = (size_t)snprintf(json, sizeof json, "{\"uid\":\"");
+    o += json_escape(json + o, uid, uid_len);
+    o += (size_t)snprintf(json + o, sizeof json - o, "\",\"online\":%s,\"connections\":%zu}",
+                          count ? "true" : "false", count);
+    respond(pc, 200, NULL, "application/json", json, o);
+}
+
+static void handle_stats(struct push_conn *pc)
+{
+    struct uc_stats s;
+    uc_server_stats(pc->push->srv, &s);
+    char json[2048];
+    size_t o = 0;
+    json[o++] = '{';
+    for (size_t i = 0; i < uc_stat_field_count; i++)
+        o += (size_t)snprintf(json + o, sizeof json - o, "\"%s\":%llu,", uc_stat_fields[i].name,
+                              uc_stat_value(&s, &uc_stat_fields[i]));
+    o += (size_t)snprintf(json + o, sizeof json - o, "\"uptime\":%.3f}", s.uptime);
+    respond_json(pc, 200, json);
+}
+
+static void handle_metrics(struct push_conn *pc)
+{
+    struct uc_stats s;
+    uc_server_stats(pc->push->srv, &s);
+    char text[8192];
+    size_t o = 0;
+    for (size_t i = 0; i < uc_stat_field_count; i++) {
+        const struct uc_stat_field *f = &uc_stat_fields[i];
+        const char *suffix = f->counter ? "_total" : "";
+        o += (size_t)snprintf(text + o, sizeof text - o,
+                              "# HELP uidcast_%s%s %s\n# TYPE uidcast_%s%s %s\nuidcast_%s%s %llu\n",
+                              f->name, suffix, f->help, f->name, suffix,
+                              f->counter ? "counter" : "gauge", f->name, suffix,
+                              uc_stat_value(&s, f));
+    }
+    o += (size_t)snprintf(text + o, sizeof text - o,
+                          "# HELP uidcast_uptime_seconds Seconds since the server started.\n"
+                          "# TYPE uidcast_uptime_seconds gauge\nuidcast_uptime_seconds %.3f\n",
+                          s.uptime);
+    respond(pc, 200, NULL, "text/plain; version=0.0.4", text, o);
+}
+
+static int authorized(struct push_conn *pc)
+{
+    struct uc_push *push = pc->push;
+    if (!push->token)
+        return 1;
+    static const char prefix[] = "Bearer ";
+    size_t plen = sizeof prefix - 1;
+    if (pc->auth_len != plen + push->token_len || strncasecmp(pc->auth, prefix, plen) != 0)
+        return 0;
+    /* Constant time, so the comparison does not tell an attacker how much of a guess is right. */
+    return CRYPTO_memcmp(pc->auth + plen, push->token, push->token_len) == 0;
+}
+
+/* Answers a request that cannot be read to its end, and stops reading the connection. */
+static void fail(struct push_conn *pc, int status, const char *msg)
+{
+    if (pc->closing)
+        return;
+    pc->push->srv->stats.push_requests++;
+    pc->closing = 1;
+    respond_error(pc, status, NULL, msg);
+    /* http-parser aborts the process if asked to pause a parser that already failed. */
+    if (HTTP_PARSER_ERRNO(&pc->parser) == HPE_OK)
+        http_parser_pause(&pc->parser, 1);
+}
+
+static void route(struct push_conn *pc)
+{
+    pc->push->srv->stats.push_requests++;
+    if (!authorized(pc)) {
+        respond_error(pc, 401, "WWW-Authenticate: Bearer\r\n",
+                      "missing or wrong Authorization: Bearer token");
+        return;
+    }
+    struct http_parser_url u;
+    http_parser_url_init(&u);
+    if (http_parser_parse_url(pc->url, pc->url_len, 0, &u) != 0 ||
+        !(u.field_set & (1 << UF_PATH))) {
+        respond_error(pc, 400, NULL, "malformed request target");
+        return;
+    }
+    const char *path = pc->url + u.field_data[UF_PATH].off;
+    size_t path_len = u.field_data[UF_PATH].len;
+    int method = pc->parser.method;
+#define IS(p) (path_len == sizeof(p) - 1 && memcmp(path, p, sizeof(p) - 1) == 0)
+    if (IS("/send") || IS("/broadcast")) {
+        if (method != HTTP_POST)
+            respond_error(pc, 405, "Allow: POST\r\n", "use POST");
+        else
+            handle_send(pc, &u, IS("/broadcast"));
+    } else if (IS("/online") || IS("/stats") || IS("/metrics")) {
+        if (method != HTTP_GET)
+            respond_error(pc, 405, "Allow: GET\r\n", "use GET");
+        else if (IS("/online"))
+            handle_online(pc, &u);
+        else if (IS("/stats"))
+            handle_stats(pc);
+        else
+            handle_metrics(pc);
+    } else {
+        respond_error(pc, 404, NULL, "no such endpoint: try /send, /broadcast, /online, /stats, "
+                                     "/metrics");
+    }
+#undef IS
+}
+
+/* ---- http-parser callbacks ---- */
+
+static int on_message_begin(http_parser *p)
+{
+    struct push_conn *pc = p->data;
+    pc->head_bytes = pc->url_len = pc->field_len = pc->auth_len = pc->body_len = 0;
+    pc->last_was_value = pc->in_auth = 0;
+    return 0;
+}
+
+static int count_head(struct push_conn *pc, size_t len)
+{
+    pc->head_bytes += len;
+    if (pc->head_bytes > UC_HTTP_MAX_HEAD) {
+        fail(pc, 431, "request head larger than 8 KiB");
+        return -1;
+    }
+    return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t len)
+{
+    struct push_conn *pc = p->data;
+    if (count_head(pc, len))
+        return 0;
+    if (pc->url_len + len > sizeof pc->url) {
+        fail(pc, 414, "request target longer than 4 KiB");
+        return 0;
+    }
+    memcpy(pc->url + pc->url_len, at, len);
+    pc->url_len += len;
+    return 0;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len)
+{
+    struct push_conn *pc = p->data;
+    if (count_head(pc, len))
+        return 0;
+    if (pc->last_was_value) {
+        pc->field_len = 0;
+        pc->last_was_value = 0;
+    }
+    for (size_t i = 0; i < len && pc->field_len < sizeof pc->field; i++)
+        pc->field[pc->field_len++] = (char)((at[i] >= 'A' && at[i] <= 'Z') ? at[i] + 32 : at[i]);
+    return 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len)
+{
+    struct push_conn *pc = p->data;
+    if (count_head(pc, len))
+        return 0;
+    if (!pc->last_was_value) {
+        pc->last_was_value = 1;
+        pc->in_auth = pc->field_len == 13 && memcmp(pc->field, "authorization", 13) == 0;
+        if (pc->in_auth)
+            pc->auth_len = 0;
+    }
+    if (pc->in_auth) {
+        size_t room = sizeof pc->auth - pc->auth_len;
+        size_t n = len < room ? len : room;
+        memcpy(pc->auth + pc->auth_len, at, n);
+        pc->auth_len += n;
+    }
+    return 0;
+}
+
+static int on_headers_complete(http_parser *p)
+{
+    struct push_conn *pc = p->data;
+    size_t max = pc->push->srv->opt.max_message;
+    /* Refuse before reading a byte of a body that can only be refused. */
+    if (p->content_length != ULLONG_MAX && p->content_length > max)
+        fail(pc, 413, "body larger than --max-message");
+    return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t len)
+{
+    struct push_conn *pc = p->data;
+    size_t max = pc->push->srv->opt.max_message;
+    if (pc->closing)
+        return 0;
+    if (pc->body_len + len > max) {
+        fail(pc, 413, "body larger than --max-message");
+        return 0;
+    }
+    if (pc->body_len + len > pc->body_cap) {
+        size_t cap = pc->body_cap ? pc->body_cap : 4096;
+        while (cap < pc->body_len + len)
+            cap *= 2;
+        char *grown = realloc(pc->body, cap);
+        if (!grown) {
+            fail(pc, 503, "out of memory");
+            return 0;
+        }
+        pc->body = grown;
+        pc->body_cap = cap;
+    }
+    memcpy(pc->body + pc->body_len, at, len);
+    pc->body_len += len;
+    return 0;
+}
+
+static int on_message_complete(http_parser *p)
+{
+    struct push_conn *pc = p->data;
+    if (pc->closing)
+        return 0;
+    route(pc);
+    /* A large body's buffer is not kept for the next request on this connection. */
+    if (pc->body_cap > 65536) {
+        free(pc->body);
+        pc->body = NULL;
+        pc->body_cap = 0;
+    }
+    ev_timer_again(pc->push->srv->loop, &pc->timer);
+    if (pc->closing)
+        http_parser_pause(p, 1);
+    return 0;
+}
+
+static const http_parser_settings settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+/* ---- connection lifecycle ---- */
+
+static void conn_free(struct push_conn *pc)
+{
+    struct uc_push *push = pc->push;
+    struct ev_loop *loop = push->srv->loop;
+    ev_io_stop(loop, &pc->rio);
+    ev_io_stop(loop, &pc->wio);
+    ev_timer_stop(loop, &pc->timer);
+    close(pc->fd);
+    if (pc->prev)
+        pc->prev->next = pc->next;
+    else
+        push->conns = pc->next;
+    if (pc->next)
+        pc->next->prev = pc->prev;
+    uc_outq_clear(&pc->outq);
+    free(pc->body);
+    free(pc);
+}
+
+/* Flushes; frees pc when it is finished. Returns 1 when pc was freed. */
+static int flush_or_free(struct push_conn *pc)
+{
+    int r = uc_outq_flush(&pc->outq, pc->fd);
+    if (r < 0) {
+        conn_free(pc);
+        return 1;
+    }
+    if (r == 1) {
+        if (!pc->write_wait) {
+            pc->write_wait = 1;
+            ev_io_start(pc->push->srv->loop, &pc->wio);
+        }
+        return 0;
+    }
+    if (pc->write_wait) {
+        pc->write_wait = 0;
+        ev_io_stop(pc->push->srv->loop, &pc->wio);
+    }
+    if (pc->closing) {
+        conn_free(pc);
+        return 1;
+    }
+    return 0;
+}
+
+static void flush(struct push_conn *pc) { flush_or_free(pc); }
+
+static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct push_conn *pc = container_of(w, struct push_conn, rio);
+    struct uc_server *srv = pc->push->srv;
+    ssize_t n = read(pc->fd, srv->rbuf, sizeof srv->rbuf);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0) {
+        conn_free(pc);
+        return;
+    }
+    if (pc->closing)
+        return; /* answered and closing: what follows is ignored */
+    http_parser_execute(&pc->parser, &settings, (const char *)srv->rbuf, (size_t)n);
+    enum http_errno err = HTTP_PARSER_ERRNO(&pc->parser);
+    if (err != HPE_OK && err != HPE_PAUSED) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "malformed HTTP request: %s", http_errno_description(err));
+        fail(pc, 400, msg);
+    }
+    flush(pc);
+}
+
+static void write_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    flush(container_of(w, struct push_conn, wio));
+}
+
+static void timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    conn_free(container_of(w, struct push_conn, timer));
+}
+
+static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)revents;
+    struct uc_push *push = container_of(w, struct uc_push, io);
+    for (int i = 0; i < 16; i++) {
+        int fd = accept4(push->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE) {
+                uc_warn("push API: out of file descriptors");
+                /* Leave the connection queued; the listener wakes again when one is freed. */
+            }
+            return;
+        }
+        struct push_conn *pc = calloc(1, sizeof *pc);
+        if (!pc) {
+            close(fd);
+            return;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        pc->push = push;
+        pc->fd = fd;
+        http_parser_init(&pc->parser, HTTP_REQUEST);
+        pc->parser.data = pc;
+        ev_io_init(&pc->rio, read_cb, fd, EV_READ);
+        ev_io_init(&pc->wio, write_cb, fd, EV_WRITE);
+        ev_init(&pc->timer, timeout_cb);
+        pc->timer.repeat = push->srv->opt.push_timeout;
+        ev_io_start(loop, &pc->rio);
+        ev_timer_again(loop, &pc->timer);
+        pc->next = push->conns;
+        if (push->conns)
+            push->conns->prev = pc;
+        push->conns = pc;
+    }
+}
+
+static int is_loopback(const char *addr)
+{
+    return strncmp(addr, "127.", 4) == 0 || strncmp(addr, "[::1]", 5) == 0;
+}
+
+struct uc_push *uc_push_new(struct uc_server *srv, const char *spec, const char *token,
+                            char *err, size_t err_size)
+{
+    struct uc_push *push = calloc(1, sizeof *push);
+    if (!push) {
+        snprintf(err, err_size, "out of memory");
+        return NULL;
+    }
+    push->srv = srv;
+    push->fd = uc_net_listen(spec, 0, err, err_size);
+    if (push->fd < 0) {
+        free(push);
+        return NULL;
+    }
+    if (token && *token) {
+        push->token = strdup(token);
+        push->token_len = strlen(token);
+    }
+    uc_net_local_addr(push->fd, push->addr, sizeof push->addr);
+    if (!push->token && !is_loopback(push->addr))
+        uc_warn("WARNING: the push API on %s has no --push-token: anyone who can reach it can "
+                "send to every user. Set --push-token or UIDCAST_PUSH_TOKEN.",
+                push->addr);
+    ev_io_init(&push->io, accept_cb, push->fd, EV_READ);
+    ev_io_start(srv->loop, &push->io);
+    return push;
+}
+
+void uc_push_stop(struct uc_push *push)
+{
+    if (push->fd >= 0) {
+        ev_io_stop(push->srv->loop, &push->io);
+        close(push->fd);
+        push->fd = -1;
+    }
+}
+
+void uc_push_free(struct uc_push *push)
+{
+    if (!push)
+        return;
+    uc_push_stop(push);
+    while (push->conns)
+        conn_free(push->conns);
+    free(push->token);
+    free(push);
+}
+
+const char *uc_push_addr(const struct uc_push *push) { return push->addr; }

@@ -1,0 +1,22 @@
+/* push.h -- the HTTP push API (--push): other systems deliver to uids, groups and everyone, and
+ * read presence and counters, over HTTP/1.1 with keep-alive. Owned by the server. */
+#ifndef UC_PUSH_H
+#define UC_PUSH_H
+
+#include <stddef.h>
+
+struct uc_server;
+struct uc_push;
+
+/* Listens on spec. token (may be NULL) is copied. Returns NULL with a message in err. */
+struct uc_push *uc_push_new(struct uc_server *srv, const char *spec, const char *token,
+                            char *err, size_t err_size);
+
+/* Stops accepting; open push connections finish their current response and close. */
+void uc_push_stop(struct uc_push *push);
+
+void uc_push_free(struct uc_push *push);
+
+const char *uc_push_addr(const struct uc_push *push);
+
+#endif

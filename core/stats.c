@@ -1,0 +1,24 @@
+/* stats.c -- the list of counters (see stats.h). */
+#include "stats.h"
+
+#define F(field, is_counter, text) {#field, text, is_counter, offsetof(struct uc_stats, field)}
+#define F_AS(name, field, is_counter, text) {name, text, is_counter, offsetof(struct uc_stats, field)}
+
+const struct uc_stat_field uc_stat_fields[] = {
+    F(connections, 0, "Open WebSocket connections."),
+    F(bound_connections, 0, "Open connections bound to a uid."),
+    F(uids, 0, "Distinct uids bound."),
+    F(groups, 0, "Groups with at least one member."),
+    F(accepted, 1, "TCP connections accepted."),
+    F(handshakes_refused, 1, "Upgrades refused (bad request, policy, limits)."),
+    F(messages_in, 1, "WebSocket messages received."),
+    F(messages_out, 1, "WebSocket messages queued to connections."),
+    F(bytes_in, 1, "Bytes read from WebSocket sockets."),
+    F(bytes_out, 1, "Bytes written to WebSocket sockets."),
+    F(slow_readers_closed, 1, "Connections closed for overflowing --max-send-buffer."),
+    F(protocol_errors, 1, "Connections closed for a protocol violation."),
+    F_AS("lua_errors", policy_errors, 1, "Errors raised by Lua handlers."),
+    F(push_requests, 1, "Requests to the HTTP push API."),
+};
+
+const size_t uc_stat_field_count = sizeof uc_stat_fields / sizeof uc_stat_fields[0];

@@ -1,0 +1,154 @@
+-- The example policies in scripts/, each against the real server.
+local ws = require "ws"
+local server = require "server"
+local http = require "http"
+
+describe("scripts/rooms.lua", function()
+  local srv
+
+  setup(function() srv = server.start { script = server.ROOT .. "/scripts/rooms.lua" } end)
+  teardown(function() assert.equals(0, srv:stop()) end)
+
+  it("delivers room messages to members only, and groups survive other members' closes", function()
+    local a, b, c = ws.login(srv.port, "ra"), ws.login(srv.port, "rb"), ws.login(srv.port, "rc")
+    a:send("join:lobby")
+    assert.equals("joined lobby (1 members)", a:receive())
+    b:send("join:lobby")
+    assert.equals("joined lobby (2 members)", b:receive())
+    c:send("join:lobby")
+    assert.equals("joined lobby (3 members)", c:receive())
+    c:close()
+    a:send("room:lobby:still: here")
+    assert.equals("[lobby] ra: still: here", a:receive())
+    assert.equals("[lobby] ra: still: here", b:receive())
+    b:send("leave:lobby")
+    assert.equals("left lobby", b:receive())
+    a:send("room:lobby:alone")
+    assert.equals("[lobby] ra: alone", a:receive())
+    assert.is_true(b:silent())
+    a:close()
+    b:close()
+  end)
+
+  it("drops a room when its last member disconnects", function()
+    local a = ws.login(srv.port, "solo")
+    a:send("join:ephemeral")
+    assert.equals("joined ephemeral (1 members)", a:receive())
+    a:close()
+    local _, _, body = http.request1(srv.push_port, "GET", "/stats")
+    assert.truthy(server.eventually(function()
+      _, _, body = http.request1(srv.push_port, "GET", "/stats")
+      return http.json(body).groups == 0
+    end))
+  end)
+end)
+
+describe("scripts/auth_token.lua", function()
+  local SECRET = "a-secret-of-at-least-16-bytes"
+  local srv
+
+  setup(function()
+    srv = server.start { script = server.ROOT .. "/scripts/auth_token.lua",
+                         env = { UIDCAST_SECRET = SECRET } }
+  end)
+  teardown(function() assert.equals(0, srv:stop()) end)
+
+  -- The token a web application would compute, with OpenSSL's command line as the reference.
+  local function token(uid)
+    local p = io.popen(("printf %%s %s | openssl dgst -sha256 -hmac %s -r")
+      :format(server.shell_quote(uid), server.shell_quote(SECRET)))
+    local out = p:read("a")
+    p:close()
+    return out:match("^(%x+)")
+  end
+
+  it("accepts a connection whose token is the HMAC-SHA256 of its uid", function()
+    local a = assert(ws.connect(srv.port, { path = "/?uid=alice&token=" .. token("alice") }))
+    local b = assert(ws.connect(srv.port, { path = "/?uid=bob&token=" .. token("bob") }))
+    a:send("bob:signed and delivered")
+    assert.equals("signed and delivered", b:receive())
+    a:close()
+    b:close()
+  end)
+
+  it("refuses another uid's token with 401", function()
+    local c, status, _, body = ws.connect(srv.port, { path = "/?uid=mallory&token=" .. token("alice") })
+    assert.is_nil(c)
+    assert.equals(401, status)
+    assert.equals("bad token", body)
+  end)
+
+  it("refuses a missing uid with 400", function()
+    local c, status = ws.connect(srv.port, { path = "/?token=abc" })
+    assert.is_nil(c)
+    assert.equals(400, status)
+  end)
+
+  it("refuses to start without UIDCAST_SECRET", function()
+    local out = os.tmpname()
+    local ok = os.execute(("env -u UIDCAST_SECRET %s --check %s/scripts/auth_token.lua 2>%s")
+      :format(server.BIN, server.ROOT, out))
+    assert.is_not_true(ok)
+    assert.matches("set UIDCAST_SECRET", server.read_file(out))
+    os.remove(out)
+  end)
+end)
+
+describe("groups from Lua", function()
+  local SCRIPT = [[
+    local uidcast = require "uidcast"
+    return { on_message = function(conn, data)
+      local cmd, arg = data:match("^(%w+) ?(.*)$")
+      if cmd == "join" then conn:join(arg) conn:send("in " .. table.concat(conn:groups(), ","))
+      elseif cmd == "leave" then conn:send(tostring(conn:leave(arg)))
+      elseif cmd == "count" then conn:send(tostring(uidcast.group_count(arg)))
+      elseif cmd == "send" then
+        local g, text = arg:match("^(%S+) (.*)$")
+        conn:send("sent " .. uidcast.send_group(g, text, { except = conn }))
+      elseif cmd == "bad" then
+        local ok, err = pcall(function() conn:join("") end)
+        conn:send(err)
+      end
+    end }
+  ]]
+  local srv
+
+  setup(function() srv = server.start { script = server.script(SCRIPT) } end)
+  teardown(function() assert.equals(0, srv:stop()) end)
+
+  it("joins, counts, sends once per member, and forgets a closed member", function()
+    local a, b, c = assert(ws.connect(srv.port)), assert(ws.connect(srv.port)), assert(ws.connect(srv.port))
+    a:send("join g1")
+    assert.equals("in g1", a:receive())
+    a:send("join g2")
+    assert.matches("^in g[12],g[12]$", (a:receive()))
+    a:send("join g1")
+    assert.matches("^in g[12],g[12]$", (a:receive()))
+    b:send("join g1")
+    assert.equals("in g1", b:receive())
+    c:send("join g1")
+    assert.equals("in g1", c:receive())
+    a:send("count g1")
+    assert.equals("3", a:receive())
+    a:send("send g1 hello")
+    assert.equals("sent 2", a:receive())
+    assert.equals("hello", b:receive())
+    assert.equals("hello", c:receive())
+    c:close()
+    assert.equals("2", server.eventually(function()
+      a:send("count g1")
+      local n = a:receive()
+      return n == "2" and n
+    end))
+    b:send("leave g1")
+    assert.equals("true", b:receive())
+    b:send("leave g1")
+    assert.equals("false", b:receive())
+    a:send("count g1")
+    assert.equals("1", a:receive())
+    a:send("bad")
+    assert.matches("bad argument #1 to 'join' %(group must be 1 to 1024 bytes%)", (a:receive()))
+    a:close()
+    b:close()
+  end)
+end)

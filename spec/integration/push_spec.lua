@@ -1,0 +1,293 @@
+-- The HTTP push API: other systems deliver to users, and read presence and counters.
+local ws = require "ws"
+local http = require "http"
+local server = require "server"
+local socket = require "socket"
+
+describe("push API", function()
+  local srv
+
+  setup(function()
+    srv = server.start { args = { "--max-message", "65536", "--push-timeout", "1" } }
+  end)
+  teardown(function() assert.equals(0, srv:stop()) end)
+
+  local function push(method, target, opts) return http.request1(srv.push_port, method, target, opts) end
+
+  describe("POST /send?uid=", function()
+    it("delivers the body to every connection of the uid and says how many", function()
+      local a1, a2 = ws.login(srv.port, "p-alice"), ws.login(srv.port, "p-alice")
+      local status, headers, body = push("POST", "/send?uid=p-alice", { body = "from php" })
+      assert.equals(200, status)
+      assert.equals("application/json", headers["content-type"])
+      assert.same({ delivered = 2 }, http.json(body))
+      assert.equals("from php", a1:receive())
+      assert.equals("from php", a2:receive())
+      a1:close()
+      a2:close()
+    end)
+
+    it("answers delivered 0 for an offline uid", function()
+      local status, _, body = push("POST", "/send?uid=p-nobody", { body = "x" })
+      assert.equals(200, status)
+      assert.same({ delivered = 0 }, http.json(body))
+    end)
+
+    it("decodes %-escapes in the uid", function()
+      local c = ws.login(srv.port, "ü b")
+      local _, _, body = push("POST", "/send?uid=%C3%BC%20b", { body = "hi" })
+      assert.same({ delivered = 1 }, http.json(body))
+      assert.equals("hi", c:receive())
+      c:close()
+    end)
+
+    it("sends a binary frame with &binary=1", function()
+      local c = ws.login(srv.port, "p-bin")
+      local _, _, body = push("POST", "/send?uid=p-bin&binary=1", { body = "\0\255" })
+      assert.same({ delivered = 1 }, http.json(body))
+      local data, binary = c:receive()
+      assert.equals("\0\255", data)
+      assert.is_true(binary)
+      c:close()
+    end)
+
+    it("refuses a text body that is not UTF-8 with 400", function()
+      local status, _, body = push("POST", "/send?uid=x", { body = "bad \255" })
+      assert.equals(400, status)
+      assert.matches("UTF%-8", http.json(body).error)
+    end)
+
+    it("takes a chunked body", function()
+      local c = ws.login(srv.port, "p-chunked")
+      local conn = http.open(srv.push_port)
+      conn:send_raw("POST /send?uid=p-chunked HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" ..
+                    "5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n")
+      local status, _, body = conn:read()
+      assert.equals(200, status)
+      assert.same({ delivered = 1 }, http.json(body))
+      assert.equals("hello, world", c:receive())
+      conn:close()
+      c:close()
+    end)
+  end)
+
+  it("POST /send?group= delivers to the group's members", function()
+    local rooms = server.start { script = server.ROOT .. "/scripts/rooms.lua" }
+    local a, b = ws.login(rooms.port, "g-a"), ws.login(rooms.port, "g-b")
+    a:send("join:news")
+    assert.matches("^joined news", (a:receive()))
+    local status, _, body = http.request1(rooms.push_port, "POST", "/send?group=news", { body = "extra!" })
+    assert.equals(200, status)
+    assert.same({ delivered = 1 }, http.json(body))
+    assert.equals("extra!", a:receive())
+    assert.is_true(b:silent())
+    a:close()
+    b:close()
+    assert.equals(0, rooms:stop())
+  end)
+
+  it("POST /broadcast reaches bound connections only", function()
+    local a, b = ws.login(srv.port, "bc-1"), ws.login(srv.port, "bc-2")
+    local unbound = assert(ws.connect(srv.port))
+    local status, _, body = push("POST", "/broadcast", { body = "to all" })
+    assert.equals(200, status)
+    assert.is_true(http.json(body).delivered >= 2)
+    assert.equals("to all", a:receive())
+    assert.equals("to all", b:receive())
+    assert.is_true(unbound:silent())
+    for _, c in ipairs { a, b, unbound } do c:close() end
+  end)
+
+  it("GET /online tells whether a uid is online and on how many connections", function()
+    local a1, a2 = ws.login(srv.port, "on-a"), ws.login(srv.port, "on-a")
+    local status, _, body = push("GET", "/online?uid=on-a")
+    assert.equals(200, status)
+    assert.same({ uid = "on-a", online = true, connections = 2 }, http.json(body))
+    a1:close()
+    a2:close()
+    local gone = server.eventually(function()
+      local _, _, b = push("GET", "/online?uid=on-a")
+      return http.json(b).online == false and http.json(b)
+    end)
+    assert.same({ uid = "on-a", online = false, connections = 0 }, gone)
+  end)
+
+  it("GET /online escapes the uid as JSON", function()
+    local _, _, body = push("GET", "/online?uid=a%22b%5C")
+    assert.equals('{"uid":"a\\"b\\\\","online":false,"connections":0}', body)
+  end)
+
+  it("GET /stats counts traffic as it flows", function()
+    local _, _, before = push("GET", "/stats")
+    before = http.json(before)
+    local a, b = ws.login(srv.port, "st-a"), ws.login(srv.port, "st-b")
+    a:send("st-b:x")
+    assert.equals("x", b:receive())
+    local _, headers, after = push("GET", "/stats")
+    assert.equals("application/json", headers["content-type"])
+    after = http.json(after)
+    for _, k in ipairs { "connections", "bound_connections", "uids", "groups", "accepted",
+                         "messages_in", "messages_out", "bytes_in", "bytes_out",
+                         "slow_readers_closed", "handshakes_refused", "lua_errors",
+                         "protocol_errors", "push_requests", "uptime" } do
+      assert.is_number(after[k], k)
+    end
+    assert.is_true(after.messages_in >= before.messages_in + 3)
+    assert.is_true(after.messages_out >= before.messages_out + 3)
+    assert.is_true(after.accepted >= before.accepted + 2)
+    assert.is_true(after.push_requests >= before.push_requests + 1)
+    a:close()
+    b:close()
+  end)
+
+  it("GET /metrics speaks the Prometheus text format", function()
+    local c = ws.login(srv.port, "metrics-u")
+    local status, headers, body = push("GET", "/metrics")
+    assert.equals(200, status)
+    assert.matches("^text/plain; version=0%.0%.4", headers["content-type"])
+    assert.matches("# HELP uidcast_connections [^\n]+\n# TYPE uidcast_connections gauge\nuidcast_connections %d+\n", body)
+    assert.matches("# TYPE uidcast_messages_in_total counter\nuidcast_messages_in_total %d+\n", body)
+    for line in body:gmatch("[^\n]+") do
+      assert.truthy(line:match("^# HELP uidcast_[a-z_]+ .+$") or line:match("^# TYPE uidcast_[a-z_]+ [a-z]+$")
+                    or line:match("^uidcast_[a-z_]+ [%d.]+$"), line)
+    end
+    local n = tonumber(body:match("\nuidcast_connections (%d+)"))
+    assert.is_true(n >= 1)
+    c:close()
+  end)
+
+  it("serves many requests over one keep-alive connection, pipelined too", function()
+    local c = ws.login(srv.port, "ka")
+    local conn = http.open(srv.push_port)
+    for i = 1, 100 do
+      local status, _, body = conn:request("POST", "/send?uid=ka", { body = "m" .. i })
+      assert.equals(200, status)
+      assert.same({ delivered = 1 }, http.json(body))
+    end
+    local batch = {}
+    for i = 101, 150 do batch[#batch + 1] = http.format("POST", "/send?uid=ka", { body = "m" .. i }) end
+    conn:send_raw(table.concat(batch))
+    for _ = 101, 150 do assert.equals(200, (conn:read())) end
+    for i = 1, 150 do assert.equals("m" .. i, c:receive()) end
+    conn:close()
+    c:close()
+  end)
+
+  describe("errors", function()
+    local function expect_error(status, method, target, opts)
+      local got, headers, body = push(method, target, opts)
+      assert.equals(status, got)
+      assert.equals("application/json", headers["content-type"])
+      assert.is_string(http.json(body).error)
+      return headers, http.json(body).error
+    end
+
+    it("400 for a missing uid, an empty uid, or both uid and group", function()
+      expect_error(400, "POST", "/send", { body = "x" })
+      expect_error(400, "POST", "/send?uid=", { body = "x" })
+      expect_error(400, "POST", "/send?uid=a&group=b", { body = "x" })
+      expect_error(400, "POST", "/send?uid=%zz", { body = "x" })
+      expect_error(400, "GET", "/online")
+    end)
+
+    it("400 for bytes that are not HTTP, and the connection closes", function()
+      local conn = http.open(srv.push_port)
+      conn:send_raw("HELLO?\r\n\r\n")
+      local status, headers, body = conn:read()
+      assert.equals(400, status)
+      assert.equals("close", headers["connection"])
+      assert.matches("malformed HTTP request", http.json(body).error)
+      conn:close()
+    end)
+
+    it("404 for an unknown path", function()
+      expect_error(404, "GET", "/nope")
+    end)
+
+    it("405 with Allow for a wrong method", function()
+      local headers = expect_error(405, "GET", "/send?uid=a")
+      assert.equals("POST", headers["allow"])
+      headers = expect_error(405, "POST", "/stats", { body = "" })
+      assert.equals("GET", headers["allow"])
+    end)
+
+    it("413 for a body over --max-message, before reading it", function()
+      local conn = http.open(srv.push_port)
+      conn:send_raw("POST /send?uid=a HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+      local status, _, body = conn:read()
+      assert.equals(413, status)
+      assert.matches("larger than", http.json(body).error)
+      conn:close()
+    end)
+
+    it("413 for a chunked body that grows past --max-message", function()
+      local conn = http.open(srv.push_port)
+      local chunk = string.rep("a", 40000)
+      conn:send_raw(("POST /send?uid=a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n%x\r\n%s\r\n")
+        :format(#chunk, chunk, #chunk, chunk))
+      assert.equals(413, (conn:read()))
+      conn:close()
+    end)
+
+    it("431 for a request head over 8 KiB", function()
+      expect_error(431, "GET", "/stats", { headers = { "X-Big: " .. string.rep("b", 9000) } })
+    end)
+  end)
+
+  it("closes a push connection that stays idle past --push-timeout", function()
+    local conn = http.open(srv.push_port)
+    conn.sock:settimeout(5 * server.slowdown)
+    local t0 = socket.gettime()
+    local data, err = conn.sock:receive(1)
+    assert.is_nil(data)
+    assert.equals("closed", err)
+    assert.is_true(socket.gettime() - t0 < 3 * server.slowdown)
+    conn:close()
+  end)
+end)
+
+describe("push API with a token", function()
+  local TOKEN = "s3cret-token-for-specs"
+
+  local function check(srv)
+    local c = ws.login(srv.port, "tok")
+    local status, headers = http.request1(srv.push_port, "POST", "/send?uid=tok", { body = "x" })
+    assert.equals(401, status)
+    assert.equals("Bearer", headers["www-authenticate"])
+    status = http.request1(srv.push_port, "POST", "/send?uid=tok",
+                           { body = "x", headers = { "Authorization: Bearer wrong" } })
+    assert.equals(401, status)
+    status = http.request1(srv.push_port, "GET", "/stats",
+                           { headers = { "Authorization: Bearer " .. TOKEN .. "x" } })
+    assert.equals(401, status)
+    local body
+    status, _, body = http.request1(srv.push_port, "POST", "/send?uid=tok",
+                                    { body = "authorized", headers = { "Authorization: Bearer " .. TOKEN } })
+    assert.equals(200, status)
+    assert.same({ delivered = 1 }, http.json(body))
+    assert.equals("authorized", c:receive())
+    c:close()
+    assert.equals(0, srv:stop())
+  end
+
+  it("requires Authorization: Bearer TOKEN with --push-token", function()
+    check(server.start { args = { "--push-token", TOKEN } })
+  end)
+
+  it("takes the token from UIDCAST_PUSH_TOKEN", function()
+    check(server.start { env = { UIDCAST_PUSH_TOKEN = TOKEN } })
+  end)
+
+  it("warns loudly when bound beyond loopback without a token", function()
+    local srv = server.start { args = { "--push", "0.0.0.0:0" } }
+    assert.matches("WARNING: the push API on 0%.0%.0%.0:%d+ has no %-%-push%-token", srv:log())
+    assert.equals(0, srv:stop())
+  end)
+
+  it("is off with --push off", function()
+    local srv = server.start { args = { "--push", "off" } }
+    assert.is_nil(srv.push_port)
+    assert.is_nil(srv:log():find("push API on", 1, true))
+    assert.equals(0, srv:stop())
+  end)
+end)
