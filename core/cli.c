@@ -27,6 +27,15 @@ static const char usage[] =
     "                               closed (default 4194304; suffixes k, m allowed)\n"
     "      --max-connections N      refuse sockets beyond N with HTTP 503 (default 0: no limit)\n"
     "      --handshake-timeout S    seconds to complete the HTTP upgrade (default 10)\n"
+    "      --ping-interval S        ping a client silent for S seconds (default 25)\n"
+    "      --idle-timeout S         close (1001) a client silent for S seconds, pongs\n"
+    "                               included (default 60)\n"
+    "      --max-fragments N        fragments one message may have; more closes with 1008\n"
+    "                               (default 1024)\n"
+    "      --message-timeout S      seconds a fragmented message may stay unfinished; then\n"
+    "                               1008 (default 30)\n"
+    "      --allow-origin ORIGIN    accept browsers only from ORIGIN (repeatable; others get\n"
+    "                               403); default: any origin\n"
     "      --close-timeout S        seconds to wait for a peer to finish closing (default 2)\n"
     "      --drain-timeout S        seconds SIGTERM waits for connections to close (default 2)\n"
     "      --log-level LEVEL        error, warn, info or debug (default info)\n"
@@ -46,6 +55,11 @@ enum {
     OPT_MAX_SEND_BUFFER,
     OPT_MAX_CONNECTIONS,
     OPT_HANDSHAKE_TIMEOUT,
+    OPT_PING_INTERVAL,
+    OPT_IDLE_TIMEOUT,
+    OPT_MAX_FRAGMENTS,
+    OPT_MESSAGE_TIMEOUT,
+    OPT_ALLOW_ORIGIN,
     OPT_CLOSE_TIMEOUT,
     OPT_DRAIN_TIMEOUT,
     OPT_LOG_LEVEL,
@@ -61,6 +75,11 @@ static const struct option long_options[] = {
     {"max-send-buffer", required_argument, NULL, OPT_MAX_SEND_BUFFER},
     {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
     {"handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT},
+    {"ping-interval", required_argument, NULL, OPT_PING_INTERVAL},
+    {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
+    {"max-fragments", required_argument, NULL, OPT_MAX_FRAGMENTS},
+    {"message-timeout", required_argument, NULL, OPT_MESSAGE_TIMEOUT},
+    {"allow-origin", required_argument, NULL, OPT_ALLOW_ORIGIN},
     {"close-timeout", required_argument, NULL, OPT_CLOSE_TIMEOUT},
     {"drain-timeout", required_argument, NULL, OPT_DRAIN_TIMEOUT},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
@@ -121,6 +140,10 @@ enum uc_cli_result uc_cli_parse(int argc, char **argv, struct uc_cli *cli, char 
     cli->opt.max_message = 1024 * 1024;
     cli->opt.max_send_buffer = 4 * 1024 * 1024;
     cli->opt.handshake_timeout = 10;
+    cli->opt.ping_interval = 25;
+    cli->opt.idle_timeout = 60;
+    cli->opt.max_fragments = 1024;
+    cli->opt.message_timeout = 30;
     cli->opt.close_timeout = 2;
     cli->opt.drain_timeout = 2;
     cli->log_level = UC_LOG_INFO;
@@ -177,6 +200,31 @@ enum uc_cli_result uc_cli_parse(int argc, char **argv, struct uc_cli *cli, char 
             if (parse_seconds(optarg, &cli->opt.handshake_timeout) != 0)
                 bad = "--handshake-timeout takes a positive number of seconds";
             break;
+        case OPT_PING_INTERVAL:
+            if (parse_seconds(optarg, &cli->opt.ping_interval) != 0)
+                bad = "--ping-interval takes a positive number of seconds";
+            break;
+        case OPT_IDLE_TIMEOUT:
+            if (parse_seconds(optarg, &cli->opt.idle_timeout) != 0)
+                bad = "--idle-timeout takes a positive number of seconds";
+            break;
+        case OPT_MESSAGE_TIMEOUT:
+            if (parse_seconds(optarg, &cli->opt.message_timeout) != 0)
+                bad = "--message-timeout takes a positive number of seconds";
+            break;
+        case OPT_MAX_FRAGMENTS:
+            if (parse_count(optarg, &cli->opt.max_fragments) != 0 || cli->opt.max_fragments == 0)
+                bad = "--max-fragments takes a whole number of at least 1";
+            break;
+        case OPT_ALLOW_ORIGIN:
+            if (cli->opt.n_allow_origins == sizeof cli->opt.allow_origins /
+                                                 sizeof cli->opt.allow_origins[0])
+                bad = "--allow-origin may be given at most 16 times";
+            else if (optarg[0] == '\0')
+                bad = "--allow-origin takes an origin such as https://example.com";
+            else
+                cli->opt.allow_origins[cli->opt.n_allow_origins++] = optarg;
+            break;
         case OPT_CLOSE_TIMEOUT:
             if (parse_seconds(optarg, &cli->opt.close_timeout) != 0)
                 bad = "--close-timeout takes a positive number of seconds";
@@ -209,6 +257,12 @@ enum uc_cli_result uc_cli_parse(int argc, char **argv, struct uc_cli *cli, char 
             snprintf(err, err_size, "%s, not '%s'", bad, optarg);
             return UC_CLI_USAGE;
         }
+    }
+    if (cli->opt.idle_timeout <= cli->opt.ping_interval) {
+        snprintf(err, err_size, "--idle-timeout (%g) must be longer than --ping-interval (%g), "
+                 "or clients that answer pings would be dropped",
+                 cli->opt.idle_timeout, cli->opt.ping_interval);
+        return UC_CLI_USAGE;
     }
     if (optind < argc)
         cli->script = argv[optind++];

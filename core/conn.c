@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -41,6 +42,59 @@ static void retire(struct uc_conn *c)
     else
         srv->reap = c;
     srv->reap_tail = c;
+}
+
+static void idle_unlink(struct uc_conn *c)
+{
+    struct uc_server *srv = c->srv;
+    if (c->idle_prev)
+        c->idle_prev->idle_next = c->idle_next;
+    else if (srv->idle == c)
+        srv->idle = c->idle_next;
+    else
+        return; /* not on the list */
+    if (c->idle_next)
+        c->idle_next->idle_prev = c->idle_prev;
+    else
+        srv->idle_tail = c->idle_prev;
+    c->idle_prev = c->idle_next = NULL;
+}
+
+/* Marks the connection as just heard from: O(1), so every read can afford it, and the list
+ * stays ordered by last_seen for the liveness timer. */
+static void touch(struct uc_conn *c)
+{
+    struct uc_server *srv = c->srv;
+    c->last_seen = ev_now(srv->loop);
+    c->flags &= (uint16_t)~CONN_PINGED;
+    if (srv->idle_tail == c)
+        return;
+    idle_unlink(c);
+    c->idle_prev = srv->idle_tail;
+    if (srv->idle_tail)
+        srv->idle_tail->idle_next = c;
+    else
+        srv->idle = c;
+    srv->idle_tail = c;
+}
+
+void uc_conn_check_liveness(struct uc_server *srv)
+{
+    ev_tstamp now = ev_now(srv->loop);
+    struct uc_conn *c = srv->idle;
+    while (c && now - c->last_seen >= srv->opt.ping_interval) {
+        struct uc_conn *next = c->idle_next;
+        if (now - c->last_seen >= srv->opt.idle_timeout) {
+            srv->stats.idle_closed++;
+            uc_info("conn %llu (%s): nothing heard for %.0f s, closing",
+                    (unsigned long long)c->id, c->remote_addr, now - c->last_seen);
+            uc_conn_close(c, 1001, "idle timeout", 12);
+        } else if (!(c->flags & CONN_PINGED)) {
+            c->flags |= CONN_PINGED;
+            uc_conn_queue(c, srv->ping_frame);
+        }
+        c = next;
+    }
 }
 
 void uc_conn_mark_dirty(struct uc_conn *c)
@@ -142,6 +196,7 @@ void uc_conn_leave_open(struct uc_conn *c, int code, const char *reason, size_t 
         uc_umap_unbind(&srv->umap, &c->uid_link);
     }
     leave_all_groups(c);
+    idle_unlink(c);
     c->close_code = (uint16_t)code;
     copy_text(&c->close_reason, reason ? reason : "", reason ? reason_len : 0);
     if (c->flags & CONN_ACCEPTED)
@@ -198,6 +253,22 @@ static void refuse(struct uc_conn *c, int status, const char *extra_headers, con
     set_deadline(c, srv->opt.close_timeout);
 }
 
+/* Cross-site WebSocket hijacking defence: browsers always send Origin, and a page on another
+ * site must not ride on its visitor's cookies into this server. */
+static int origin_allowed(const struct uc_server *srv, const struct uc_http_request *req)
+{
+    size_t len;
+    const char *origin = uc_http_header_get(req, "origin", &len);
+    if (!origin)
+        return 0;
+    for (unsigned i = 0; i < srv->opt.n_allow_origins; i++) {
+        const char *allowed = srv->opt.allow_origins[i];
+        if (strlen(allowed) == len && strncasecmp(allowed, origin, len) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 static void upgrade(struct uc_conn *c, char *head, size_t avail)
 {
     struct uc_server *srv = c->srv;
@@ -219,6 +290,10 @@ static void upgrade(struct uc_conn *c, char *head, size_t avail)
                              : "bad WebSocket upgrade request");
         return;
     }
+    if (srv->opt.n_allow_origins && !origin_allowed(srv, &req)) {
+        refuse(c, 403, NULL, "origin not allowed");
+        return;
+    }
     struct uc_buf *resp = uc_http_response_101(accept);
     if (!resp || uc_ws_start(c) != 0) {
         uc_buf_unref(resp);
@@ -233,6 +308,7 @@ static void upgrade(struct uc_conn *c, char *head, size_t avail)
     c->flags |= CONN_ACCEPTED;
     srv->nopen++;
     ev_timer_stop(srv->loop, &c->timer);
+    touch(c);
 
     struct uc_refusal refusal = {.status = 403, .reason = "forbidden"};
     struct uc_open_request open_req = {.http = &req, .remote_addr = c->remote_addr};
@@ -307,6 +383,8 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
         handshake_input(c, srv->rbuf, (size_t)n);
         break;
     case CONN_OPEN:
+        touch(c);
+        /* fall through */
     case CONN_CLOSING:
         if (c->ws && !(c->flags & CONN_FINISHING))
             uc_ws_feed(c, srv->rbuf, (size_t)n);
@@ -371,6 +449,10 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     struct uc_conn *c = container_of(w, struct uc_conn, timer);
+    if (c->state == CONN_OPEN) {
+        uc_ws_fail(c, 1008, "message left unfinished");
+        return;
+    }
     if (c->state == CONN_HANDSHAKE)
         uc_info("conn %llu (%s): handshake timed out", (unsigned long long)c->id,
                 c->remote_addr);
@@ -438,6 +520,7 @@ void uc_conn_destroy_all(struct uc_server *srv)
         /* Flagged as already listed, so kill_conn does not append it to the reap list we
          * are abandoning (whose tail may be freed by now). */
         c->flags = (uint16_t)((c->flags | CONN_IN_REAP) & ~CONN_NOTIFY);
+        idle_unlink(c);
         kill_conn(c);
         destroy(c);
     }

@@ -36,6 +36,7 @@ enum conn_flag {
     CONN_WRITE_WAIT = 1 << 4,  /* write watcher started after EAGAIN */
     CONN_CLOSE_RECV = 1 << 5,  /* the peer's close frame arrived */
     CONN_FINISHING = 1 << 6,   /* nothing more to send: shut down once the queue is flushed */
+    CONN_PINGED = 1 << 7,      /* pinged since it was last heard from */
 };
 
 /* One connection's membership of one group: linked into the group's list (link) and into the
@@ -66,6 +67,9 @@ struct uc_conn {
     struct uc_conn *prev, *next; /* every live connection, for shutdown */
     struct uc_conn *dirty_next;  /* flush list */
     struct uc_conn *reap_next;   /* reap list */
+    struct uc_conn *idle_prev, *idle_next; /* open connections, least recently heard first */
+    ev_tstamp last_seen;         /* when bytes last arrived */
+    unsigned fragments;          /* frames of the message being received so far */
     struct uc_handshake *hs;     /* only during CONN_HANDSHAKE */
     wslay_event_context_ptr ws;  /* from the upgrade until the socket is done */
     const uint8_t *in;           /* bytes wslay's recv callback hands out */
@@ -96,6 +100,9 @@ struct uc_server {
     size_t nopen;          /* in CONN_OPEN */
     struct uc_conn *dirty, *dirty_tail;
     struct uc_conn *reap, *reap_tail;
+    struct uc_conn *idle, *idle_tail; /* the open connections by last_seen, oldest first */
+    ev_timer liveness;                /* walks the idle list: pings, idle timeouts */
+    struct uc_buf *ping_frame;        /* one empty ping, shared by every queue */
     struct uc_umap umap;   /* uid -> connections */
     struct uc_umap groups; /* group -> memberships */
     struct uc_push *push;  /* NULL when --push off */
@@ -113,6 +120,8 @@ void uc_conn_abort(struct uc_conn *c, int code, const char *reason);
 void uc_conn_leave_open(struct uc_conn *c, int code, const char *reason, size_t reason_len);
 /* Puts the connection on the flush list (once). */
 void uc_conn_mark_dirty(struct uc_conn *c);
+/* Called by the liveness timer: pings the silent, closes the dead. */
+void uc_conn_check_liveness(struct uc_server *srv);
 /* Queues buf on the connection's output, enforcing the send buffer cap. */
 int uc_conn_queue(struct uc_conn *c, struct uc_buf *buf);
 /* Called from the prepare watcher: flush dirty connections, notify and free retired ones. */
@@ -127,6 +136,9 @@ void uc_ws_feed(struct uc_conn *c, const uint8_t *data, size_t len);
 /* Moves the frames wslay generated (pong, close) into the output queue and follows the close
  * handshake: a sent close leaves OPEN; sent and received (or a protocol error) finishes. */
 void uc_ws_pump(struct uc_conn *c);
+/* Closes for a violation wslay does not see (too many fragments, a message left unfinished):
+ * sends our own close frame with code, stops reading frames. */
+void uc_ws_fail(struct uc_conn *c, int code, const char *why);
 /* Queues a close frame through wslay (sent by the next uc_ws_pump). */
 int uc_ws_close(struct uc_conn *c, int code, const char *reason, size_t reason_len);
 void uc_ws_free(struct uc_conn *c);

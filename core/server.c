@@ -104,6 +104,13 @@ static void prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
         ev_break(loop, EVBREAK_ALL);
 }
 
+static void liveness_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    uc_conn_check_liveness(container_of(w, struct uc_server, liveness));
+}
+
 static void drain_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)revents;
@@ -189,6 +196,15 @@ struct uc_server *uc_server_new(const struct uc_options *opts, const struct uc_h
     ev_prepare_init(&srv->prepare, prepare_cb);
     ev_prepare_start(srv->loop, &srv->prepare);
     ev_timer_init(&srv->drain_timer, drain_cb, 0., 0.);
+    /* One timer walks the open connections oldest-heard first, instead of one per connection.
+     * Its period bounds how late a ping or an idle close may come. */
+    double tick = (opts->ping_interval < opts->idle_timeout ? opts->ping_interval
+                                                           : opts->idle_timeout) / 4;
+    tick = tick < 0.05 ? 0.05 : tick > 1.0 ? 1.0 : tick;
+    ev_timer_init(&srv->liveness, liveness_cb, tick, tick);
+    ev_timer_start(srv->loop, &srv->liveness);
+    ev_unref(srv->loop);
+    srv->ping_frame = uc_ws_frame(WSLAY_PING, NULL, 0);
     ev_signal_init(&srv->sigterm, signal_cb, SIGTERM);
     ev_signal_init(&srv->sigint, signal_cb, SIGINT);
     ev_signal_init(&srv->sighup, signal_cb, SIGHUP);
@@ -235,6 +251,9 @@ void uc_server_free(struct uc_server *srv)
     ev_timer_stop(srv->loop, &srv->accept_retry);
     ev_timer_stop(srv->loop, &srv->drain_timer);
     ev_prepare_stop(srv->loop, &srv->prepare);
+    ev_ref(srv->loop);
+    ev_timer_stop(srv->loop, &srv->liveness);
+    uc_buf_unref(srv->ping_frame);
     close(srv->listen_fd);
     if (srv->reserve_fd >= 0)
         close(srv->reserve_fd);

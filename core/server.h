@@ -26,6 +26,12 @@ struct uc_options {
     double handshake_timeout; /* seconds to complete the HTTP upgrade */
     double close_timeout;     /* seconds to wait for the peer's close frame / EOF */
     double drain_timeout;     /* seconds a graceful shutdown waits for connections to finish */
+    double ping_interval;     /* seconds of silence from a client before the server pings it */
+    double idle_timeout;      /* seconds of silence (not even a pong) before closing with 1001 */
+    double message_timeout;   /* seconds a fragmented message may stay unfinished (then 1008) */
+    unsigned max_fragments;   /* fragments one message may have (more closes with 1008) */
+    const char *allow_origins[16]; /* when any, the Origin header must be one of them (else 403) */
+    unsigned n_allow_origins;
     char push[300];           /* HOST:PORT of the HTTP push API, or "off" */
     const char *push_token;   /* Bearer token the push API requires, or NULL */
     double push_timeout;      /* seconds a push connection may idle or take to send a request */
@@ -76,6 +82,7 @@ struct uc_stats {
     uint64_t bytes_in, bytes_out;
     uint64_t slow_readers_closed;
     uint64_t protocol_errors;
+    uint64_t idle_closed;   /* closed after --idle-timeout of silence */
     uint64_t policy_errors; /* errors raised by the policy's handlers */
     uint64_t push_requests;
     double uptime; /* seconds */

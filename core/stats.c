@@ -17,6 +17,7 @@ const struct uc_stat_field uc_stat_fields[] = {
     F(bytes_out, 1, "Bytes written to WebSocket sockets."),
     F(slow_readers_closed, 1, "Connections closed for overflowing --max-send-buffer."),
     F(protocol_errors, 1, "Connections closed for a protocol violation."),
+    F(idle_closed, 1, "Connections closed after --idle-timeout of silence."),
     F_AS("lua_errors", policy_errors, 1, "Errors raised by Lua handlers."),
     F(push_requests, 1, "Requests to the HTTP push API."),
 };

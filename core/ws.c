@@ -74,9 +74,13 @@ static void on_msg_recv(wslay_event_context_ptr ctx, const struct wslay_event_on
     }
 }
 
+static void on_frame_start(wslay_event_context_ptr ctx,
+                           const struct wslay_event_on_frame_recv_start_arg *arg, void *user_data);
+
 static const struct wslay_event_callbacks callbacks = {
     .recv_callback = recv_cb,
     .send_callback = send_cb,
+    .on_frame_recv_start_callback = on_frame_start,
     .on_msg_recv_callback = on_msg_recv,
 };
 
@@ -126,28 +130,54 @@ void uc_ws_pump(struct uc_conn *c)
     }
 }
 
-/* Errors in a frame header (a control frame over 125 bytes or fragmented, a 64-bit length that
- * is not minimal or has the top bit set) make wslay give up with an empty close queued. Send the
- * close code RFC 6455 asks for ourselves, and never let wslay's own frame out. */
-static void fail_protocol(struct uc_conn *c)
+void uc_ws_fail(struct uc_conn *c, int code, const char *why)
 {
     c->flags |= CONN_FINISHING;
+    if (c->ws)
+        wslay_event_shutdown_read(c->ws);
     if (c->state != CONN_OPEN) {
         uc_conn_mark_dirty(c);
         return;
     }
     c->srv->stats.protocol_errors++;
-    uc_info("conn %llu (%s): closing with 1002 (malformed frame)", (unsigned long long)c->id,
-            c->remote_addr);
-    uc_conn_leave_open(c, 1002, "protocol error", 14);
-    static const uint8_t code[2] = {1002 >> 8, 1002 & 0xff};
-    struct uc_buf *frame = uc_ws_frame(WSLAY_CONNECTION_CLOSE, code, sizeof code);
+    uc_info("conn %llu (%s): closing with %d (%s)", (unsigned long long)c->id, c->remote_addr,
+            code, why);
+    uc_conn_leave_open(c, code, why, strlen(why));
+    const uint8_t payload[2] = {(uint8_t)(code >> 8), (uint8_t)code};
+    struct uc_buf *frame = uc_ws_frame(WSLAY_CONNECTION_CLOSE, payload, sizeof payload);
     if (!frame) {
-        uc_conn_abort(c, 1002, "protocol error");
+        uc_conn_abort(c, code, why);
         return;
     }
     uc_conn_queue(c, frame);
     uc_buf_unref(frame);
+}
+
+/* wslay bounds a message's size but not its number of fragments nor its duration: a client
+ * could keep one message open forever in one-byte frames. Count and time them here. */
+static void on_frame_start(wslay_event_context_ptr ctx,
+                           const struct wslay_event_on_frame_recv_start_arg *arg, void *user_data)
+{
+    (void)ctx;
+    struct uc_conn *c = user_data;
+    struct uc_server *srv = c->srv;
+    if (arg->opcode & 0x8)
+        return; /* control frames may come between fragments */
+    if (arg->opcode != WSLAY_CONTINUATION_FRAME)
+        c->fragments = 0;
+    c->fragments++;
+    if (c->fragments > srv->opt.max_fragments) {
+        uc_ws_fail(c, 1008, "too many fragments");
+        return;
+    }
+    if (arg->fin) {
+        if (c->fragments > 1)
+            ev_timer_stop(srv->loop, &c->timer);
+        c->fragments = 0;
+    } else if (c->fragments == 1) {
+        ev_timer_set(&c->timer, srv->opt.message_timeout, 0.);
+        ev_timer_start(srv->loop, &c->timer);
+    }
 }
 
 void uc_ws_feed(struct uc_conn *c, const uint8_t *data, size_t len)
@@ -165,7 +195,7 @@ void uc_ws_feed(struct uc_conn *c, const uint8_t *data, size_t len)
     }
     /* Our recv callback never fails, so any other failure is the peer's malformed frame. */
     if (r != 0) {
-        fail_protocol(c);
+        uc_ws_fail(c, 1002, "malformed frame");
         return;
     }
     uc_ws_pump(c);

@@ -19,6 +19,9 @@ describe("uidcast command line", function()
     assert.equals(0, code)
     for _, opt in ipairs { "--listen", "--max-message", "--max-send-buffer", "--max-connections",
                            "--handshake-timeout", "--close-timeout", "--drain-timeout",
+                           "--ping-interval", "--idle-timeout", "--max-fragments",
+                           "--message-timeout", "--allow-origin", "--push", "--push-token",
+                           "--push-timeout",
                            "--log-level", "--check", "--version", "SIGHUP", "SIGTERM" } do
       assert.truthy(out:find(opt, 1, true), opt .. " missing from --help")
     end
@@ -76,6 +79,10 @@ describe("uidcast command line", function()
     { "--max-connections x", "%-%-max%-connections takes a whole number" },
     { "--handshake-timeout 0", "%-%-handshake%-timeout takes a positive number" },
     { "--log-level loud", "%-%-log%-level takes error, warn, info or debug" },
+    { "--ping-interval 30 --idle-timeout 20", "must be longer than %-%-ping%-interval" },
+    { "--max-fragments 0", "%-%-max%-fragments takes a whole number of at least 1" },
+    { "--push somewhere", "expected HOST:PORT" },
+    { "--push-token ''", "%-%-push%-token must not be empty" },
     { "a.lua b.lua", "unexpected argument 'b.lua'" },
   } do
     it("rejects '" .. case[1] .. "' with a clear message and exit 2", function()
