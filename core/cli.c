@@ -38,6 +38,10 @@ static const char usage[] =
     "                               403); default: any origin\n"
     "      --close-timeout S        seconds to wait for a peer to finish closing (default 2)\n"
     "      --drain-timeout S        seconds SIGTERM waits for connections to close (default 2)\n"
+    "      --lua-memory BYTES       memory the Lua state may use (default 256m)\n"
+    "      --lua-budget N           VM instructions one handler call may run before it is\n"
+    "                               aborted (default 5000000)\n"
+    "      --lua-path DIR           directory require() loads modules from (default: none)\n"
     "      --log-level LEVEL        error, warn, info or debug (default info)\n"
     "      --check                  load SCRIPT, report any error, exit 0 or 1\n"
     "  -h, --help                   this text\n"
@@ -63,6 +67,9 @@ enum {
     OPT_CLOSE_TIMEOUT,
     OPT_DRAIN_TIMEOUT,
     OPT_LOG_LEVEL,
+    OPT_LUA_MEMORY,
+    OPT_LUA_BUDGET,
+    OPT_LUA_PATH,
     OPT_CHECK,
 };
 
@@ -83,6 +90,9 @@ static const struct option long_options[] = {
     {"close-timeout", required_argument, NULL, OPT_CLOSE_TIMEOUT},
     {"drain-timeout", required_argument, NULL, OPT_DRAIN_TIMEOUT},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"lua-memory", required_argument, NULL, OPT_LUA_MEMORY},
+    {"lua-budget", required_argument, NULL, OPT_LUA_BUDGET},
+    {"lua-path", required_argument, NULL, OPT_LUA_PATH},
     {"check", no_argument, NULL, OPT_CHECK},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
@@ -147,6 +157,8 @@ enum uc_cli_result uc_cli_parse(int argc, char **argv, struct uc_cli *cli, char 
     cli->opt.close_timeout = 2;
     cli->opt.drain_timeout = 2;
     cli->log_level = UC_LOG_INFO;
+    cli->lua_memory = 256u * 1024 * 1024;
+    cli->lua_budget = 5000000;
     cli->script = UC_DEFAULT_SCRIPT;
     snprintf(cli->opt.push, sizeof cli->opt.push, "127.0.0.1:1235");
     cli->opt.push_token = getenv("UIDCAST_PUSH_TOKEN");
@@ -236,6 +248,20 @@ enum uc_cli_result uc_cli_parse(int argc, char **argv, struct uc_cli *cli, char 
         case OPT_LOG_LEVEL:
             if (uc_log_parse_level(optarg, &cli->log_level) != 0)
                 bad = "--log-level takes error, warn, info or debug";
+            break;
+        case OPT_LUA_MEMORY:
+            if (parse_bytes(optarg, 1024 * 1024, &cli->lua_memory) != 0)
+                bad = "--lua-memory takes a byte count of at least 1m";
+            break;
+        case OPT_LUA_BUDGET: {
+            unsigned budget;
+            if (parse_count(optarg, &budget) != 0 || budget < 10000)
+                bad = "--lua-budget takes a whole number of instructions, at least 10000";
+            cli->lua_budget = (long)budget;
+            break;
+        }
+        case OPT_LUA_PATH:
+            cli->lua_path = optarg;
             break;
         case OPT_CHECK:
             cli->check = 1;

@@ -308,7 +308,6 @@ static void upgrade(struct uc_conn *c, char *head, size_t avail)
     c->flags |= CONN_ACCEPTED;
     srv->nopen++;
     ev_timer_stop(srv->loop, &c->timer);
-    touch(c);
 
     struct uc_refusal refusal = {.status = 403, .reason = "forbidden"};
     struct uc_open_request open_req = {.http = &req, .remote_addr = c->remote_addr};
@@ -330,6 +329,8 @@ static void upgrade(struct uc_conn *c, char *head, size_t avail)
     }
     free(c->hs);
     c->hs = NULL;
+    if (c->state == CONN_OPEN)
+        touch(c); /* only now on the liveness list: a refused upgrade never is */
     uc_debug("conn %llu (%s): upgraded, path %.*s", (unsigned long long)c->id, c->remote_addr,
              (int)req.path_len, req.path);
     /* Frames a client pipelined behind its request are not lost. */
@@ -468,6 +469,7 @@ static void destroy(struct uc_conn *c)
         srv->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
+    idle_unlink(c);
     uc_ws_free(c);
     uc_outq_clear(&c->outq);
     leave_all_groups(c);

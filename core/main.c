@@ -21,7 +21,8 @@ int main(int argc, char **argv)
     }
     uc_log_threshold = cli.log_level;
 
-    struct ucl_limits limits = {.memory = 256u * 1024 * 1024};
+    struct ucl_limits limits = {
+        .memory = cli.lua_memory, .budget = cli.lua_budget, .lua_path = cli.lua_path};
     struct ucl_policy *policy = ucl_policy_new(cli.script, &limits, err, sizeof err);
     if (cli.check) {
         if (!policy) {
@@ -48,8 +49,9 @@ int main(int argc, char **argv)
     uc_info("uidcast " UC_VERSION " running %s", cli.script);
     ucl_policy_start(policy, srv);
     uc_server_run(srv);
-    uc_server_free(srv);
+    /* The policy first: closing its Lua state stops its timers, which needs the loop alive. */
     ucl_policy_free(policy);
+    uc_server_free(srv);
     uc_info("stopped");
     return 0;
 }

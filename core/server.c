@@ -221,9 +221,10 @@ struct uc_server *uc_server_new(const struct uc_options *opts, const struct uc_h
 
 int uc_server_run(struct uc_server *srv)
 {
-    uc_info("listening on ws://%s/", srv->listen_addr);
+    /* The WebSocket line last: tools (and the specs) take it to mean "ready". */
     if (srv->push)
         uc_info("push API on http://%s/", uc_push_addr(srv->push));
+    uc_info("listening on ws://%s/", srv->listen_addr);
     ev_run(srv->loop, 0);
     return 0;
 }

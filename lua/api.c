@@ -219,6 +219,8 @@ static const luaL_Reg api[] = {
     {"send_group", api_send_group},
     {"group_count", api_group_count},
     {"env", api_env},
+    {"timer", ucl_api_timer},
+    {"every", ucl_api_every},
     {"is_online", api_is_online},
     {"connections", api_connections},
     {"stats", api_stats},

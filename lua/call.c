@@ -1,44 +1,131 @@
-/* call.c -- every call from C into Lua goes through ucl_call: a traceback handler, lua_pcall,
- * one log line naming the handler, and the stack left as the caller expects. */
-#include <assert.h>
+/* call.c -- every call from C into Lua goes through here: one handler thread, an instruction
+ * budget the script cannot catch, one log line with a traceback on failure.
+ *
+ * Handlers run as a coroutine (st->co) so that the count hook can stop a runaway one by
+ * yielding: a yield unwinds through the script's own pcall, which an error would not. Where a
+ * yield is impossible (inside a C function such as table.sort's comparator) the hook raises
+ * an error instead, and the guarded pcall/xpcall/coroutine.resume rethrow it while the state
+ * is aborting, so it still reaches the top. */
+#include <string.h>
 
 #include "../core/log.h"
 #include "internal.h"
 
-int ucl_traceback(lua_State *L)
+/* The hook runs every HOOK_EVERY instructions: rare enough to cost nothing measurable, often
+ * enough that the budget is exact to within a thousand instructions. */
+#define HOOK_EVERY 1000
+
+static const char budget_message[] = "instruction budget exceeded";
+
+static void count_hook(lua_State *L, lua_Debug *ar)
 {
-    const char *msg = lua_tostring(L, 1);
-    if (!msg) {
-        if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
-            msg = lua_tostring(L, -1);
-        else
-            msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    (void)ar;
+    struct ucl_state *st = ucl_state_of(L);
+    if (!st->aborting && --st->hooks_left > 0)
+        return;
+    st->aborting = 1;
+    /* From a hook, lua_yield only marks the thread: the yield happens when the hook returns. */
+    if (L == st->co && lua_isyieldable(L)) {
+        lua_yield(L, 0);
+        return;
     }
-    luaL_traceback(L, L, msg, 1);
-    return 1;
+    luaL_error(L, budget_message);
+}
+
+static int guarded_k(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)status;
+    (void)ctx;
+    if (ucl_state_of(L)->aborting)
+        return luaL_error(L, budget_message);
+    return lua_gettop(L);
+}
+
+/* Calls the original catcher (upvalue 1) with every argument, yieldably. */
+static int guarded(lua_State *L)
+{
+    int n = lua_gettop(L);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_callk(L, n, LUA_MULTRET, 0, guarded_k);
+    return guarded_k(L, LUA_OK, 0);
+}
+
+static void guard(lua_State *L, int table, const char *name)
+{
+    table = lua_absindex(L, table);
+    lua_getfield(L, table, name);
+    lua_pushcclosure(L, guarded, 1);
+    lua_setfield(L, table, name);
+}
+
+void ucl_guard_catchers(lua_State *L)
+{
+    lua_pushglobaltable(L);
+    guard(L, -1, "pcall");
+    guard(L, -1, "xpcall");
+    lua_getfield(L, -1, "coroutine");
+    guard(L, -1, "resume");
+    lua_pop(L, 2);
+}
+
+static void describe_failure(lua_State *co, int status, char *err, size_t err_size)
+{
+    const char *msg = lua_tostring(co, -1);
+    if (!msg)
+        msg = status == LUA_ERRMEM ? "not enough memory" : "(error object is not a string)";
+    luaL_traceback(co, co, msg, 0);
+    snprintf(err, err_size, "%s", lua_tostring(co, -1));
+}
+
+int ucl_run(struct ucl_state *st, int nargs, int nresults, char *err, size_t err_size)
+{
+    lua_State *L = st->L, *co = st->co;
+    lua_xmove(L, co, nargs + 1);
+    st->aborting = 0;
+    st->hooks_left = st->policy->limits.budget / HOOK_EVERY + 1;
+    lua_sethook(co, count_hook, LUA_MASKCOUNT, HOOK_EVERY);
+    int nres = 0;
+    st->enforce_limit = 1;
+    int status = lua_resume(co, L, nargs, &nres);
+    st->enforce_limit = 0;
+    if (status == LUA_OK) {
+        if (nres > nresults)
+            lua_pop(co, nres - nresults);
+        lua_xmove(co, L, nres < nresults ? nres : nresults);
+        for (int i = nres; i < nresults; i++)
+            lua_pushnil(L);
+        lua_settop(co, 0);
+        return LUA_OK;
+    }
+    if (st->aborting) {
+        luaL_traceback(co, co, budget_message, 0);
+        snprintf(err, err_size, "%s (%ld instructions)", lua_tostring(co, -1),
+                 st->policy->limits.budget);
+        status = UCL_BUDGET;
+    } else if (status == LUA_YIELD) {
+        snprintf(err, err_size, "a handler must not yield (coroutine.yield outside a coroutine)");
+        status = LUA_ERRRUN;
+    } else {
+        describe_failure(co, status, err, err_size);
+    }
+    /* A dead or suspended thread is reset, to-be-closed variables closed, and used again. */
+    lua_resetthread(co);
+    st->aborting = 0;
+    for (int i = 0; i < nresults; i++)
+        lua_pushnil(L);
+    return status;
 }
 
 int ucl_call(struct ucl_state *st, int nargs, int nresults, const char *what)
 {
-    lua_State *L = st->L;
-    int func = lua_gettop(L) - nargs;
-#ifndef NDEBUG
-    int expected_top = func - 1 + nresults;
-#endif
-    lua_pushcfunction(L, ucl_traceback);
-    lua_insert(L, func);
-    int status = lua_pcall(L, nargs, nresults, func);
-    lua_remove(L, func);
+    char err[4096];
+    int status = ucl_run(st, nargs, nresults, err, sizeof err);
     if (status != LUA_OK) {
         if (st->policy->srv)
             uc_server_count_policy_error(st->policy->srv);
-        uc_error("lua error in %s: %s", what,
-                 lua_isstring(L, -1) ? lua_tostring(L, -1) : "(no message)");
-        lua_pop(L, 1);
-        for (int i = 0; i < nresults; i++)
-            lua_pushnil(L);
+        uc_error("lua error in %s: %s", what, err);
     }
-    assert(lua_gettop(L) == expected_top);
     return status;
 }
 

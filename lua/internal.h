@@ -15,8 +15,13 @@ enum ucl_hook { UCL_ON_OPEN, UCL_ON_MESSAGE, UCL_ON_CLOSE, UCL_ON_START, UCL_ON_
  * live in the core and survive, conn handles and conn.data do not. */
 struct ucl_state {
     lua_State *L;
+    lua_State *co; /* the thread every handler runs on, so the budget can stop it by yielding */
+    int co_ref;
     struct ucl_policy *policy;
     size_t mem_used, mem_limit;
+    int enforce_limit; /* the memory cap applies while a handler runs (see vm.c) */
+    long hooks_left; /* count-hook calls left in the current handler's budget */
+    int aborting;    /* the budget ran out: every pcall rethrows until the handler is gone */
     int hooks[UCL_HOOK_COUNT]; /* registry refs, LUA_NOREF when the script has none */
     int conns_ref;             /* registry ref: table conn id -> conn handle */
 };
@@ -38,12 +43,17 @@ static inline struct ucl_state *ucl_state_of(lua_State *L)
 struct ucl_state *ucl_state_new(struct ucl_policy *p, char *err, size_t err_size);
 void ucl_state_free(struct ucl_state *st);
 
-/* call.c: calls the function below nargs arguments on the stack with a traceback handler;
- * logs any error as "lua error in <what>: ..." and leaves nresults values (nil-padded on
- * error) on the stack. Returns 0 or the lua_pcall status. */
+/* call.c: runs the function below nargs arguments on st->L's stack on the handler thread,
+ * under the instruction budget. Leaves nresults values on st->L (nil-padded on failure).
+ * Returns LUA_OK, UCL_BUDGET when the budget ran out, or another Lua status; on failure
+ * writes the message and a traceback into err. */
+#define UCL_BUDGET 100
+int ucl_run(struct ucl_state *st, int nargs, int nresults, char *err, size_t err_size);
+/* ucl_run, logging a failure as "lua error in <what>: ..." and counting it. */
 int ucl_call(struct ucl_state *st, int nargs, int nresults, const char *what);
-/* A message handler: the error message with a traceback. */
-int ucl_traceback(lua_State *L);
+/* Replaces pcall, xpcall and coroutine.resume with versions that rethrow once the budget has
+ * run out, so a script cannot catch its own abort. */
+void ucl_guard_catchers(lua_State *L);
 /* Pushes the hook function and returns 1, or pushes nothing and returns 0. */
 int ucl_push_hook(struct ucl_state *st, enum ucl_hook hook);
 extern const char *const ucl_hook_names[UCL_HOOK_COUNT];
@@ -56,6 +66,11 @@ void ucl_push_conn(lua_State *L, struct uc_conn *c);
 void ucl_conn_forget(lua_State *L, struct uc_conn *c);
 /* The open connection at idx, or NULL for a closed handle; raises for a non-handle. */
 struct uc_conn *ucl_check_conn(lua_State *L, int idx);
+
+/* timer.c */
+void ucl_timer_register(lua_State *L);
+int ucl_api_timer(lua_State *L);
+int ucl_api_every(lua_State *L);
 
 /* api.c */
 int ucl_open_api(lua_State *L);

@@ -177,7 +177,8 @@ static void on_message(struct uc_conn *conn, const uint8_t *data, size_t len, in
     ucl_push_conn(L, conn);
     lua_pushlstring(L, (const char *)data, len);
     lua_pushboolean(L, binary);
-    ucl_call(st, 3, 0, "on_message");
+    if (ucl_call(st, 3, 0, "on_message") == UCL_BUDGET)
+        uc_conn_close(conn, 1011, "script took too long", 20);
 }
 
 static void on_close(struct uc_conn *conn, int code, const char *reason, size_t reason_len,

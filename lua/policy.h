@@ -11,7 +11,9 @@
 struct ucl_policy;
 
 struct ucl_limits {
-    size_t memory; /* bytes the Lua state may allocate */
+    size_t memory;        /* bytes the Lua state may allocate */
+    long budget;          /* VM instructions one handler call may run */
+    const char *lua_path; /* directory require() may load modules from, or NULL */
 };
 
 /* Loads script into a fresh sandboxed state. Returns NULL and writes the error (with file and

@@ -25,8 +25,11 @@ const char *const ucl_hook_names[UCL_HOOK_COUNT] = {
     "on_open", "on_message", "on_close", "on_start", "on_reload", "on_stop",
 };
 
-/* Fails allocations beyond the state's limit: the failing handler gets a "not enough memory"
- * error, the process keeps its memory. */
+/* Fails allocations beyond the state's limit while a handler runs: the handler gets a "not
+ * enough memory" error, the process keeps its memory. Outside a handler (the core building a
+ * request table, a traceback being formatted) the cap is not applied, because a memory error
+ * outside a protected call would make Lua abort the whole process; those allocations are
+ * small and bounded by the core's own limits. */
 static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
     struct ucl_state *st = ud;
@@ -37,7 +40,7 @@ static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         st->mem_used -= osize;
         return NULL;
     }
-    if (nsize > osize && st->mem_used + (nsize - osize) > st->mem_limit)
+    if (nsize > osize && st->enforce_limit && st->mem_used + (nsize - osize) > st->mem_limit)
         return NULL;
     void *p = realloc(ptr, nsize);
     if (p)
@@ -65,6 +68,39 @@ static int text_only_load(lua_State *L)
     }
     lua_call(L, nargs, LUA_MULTRET);
     return lua_gettop(L) - n;
+}
+
+/* package.searchers entry for --lua-path: "a.b" is <dir>/a/b.lua, loaded as text only. */
+static int search_lua_path(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    const char *dir = ucl_state_of(L)->policy->limits.lua_path;
+    if (!dir) {
+        lua_pushliteral(L, "\n\tno --lua-path is set");
+        return 1;
+    }
+    if (strstr(name, "..") || name[0] == '/' || strchr(name, '\\')) {
+        lua_pushfstring(L, "\n\tmodule name '%s' may not leave --lua-path", name);
+        return 1;
+    }
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, dir);
+    luaL_addchar(&b, '/');
+    for (const char *p = name; *p; p++)
+        luaL_addchar(&b, *p == '.' ? '/' : *p);
+    luaL_addstring(&b, ".lua");
+    luaL_pushresult(&b);
+    const char *file = lua_tostring(L, -1);
+    int status = luaL_loadfilex(L, file, "t");
+    if (status == LUA_ERRFILE) {
+        lua_pushfstring(L, "\n\tno file '%s'", file);
+        return 1;
+    }
+    if (status != LUA_OK)
+        return lua_error(L);
+    lua_pushvalue(L, -2); /* the file name, passed to the chunk as require does */
+    return 2;
 }
 
 static int open_sandbox(lua_State *L)
@@ -95,7 +131,7 @@ static int open_sandbox(lua_State *L)
     lua_setfield(L, -2, LUA_OSLIBNAME);
     lua_pop(L, 3);
 
-    /* require: preload only (uidcast); no file or C searchers, no loadlib. */
+    /* require: preload (uidcast), then --lua-path only; no C searchers, no loadlib. */
     lua_getglobal(L, LUA_LOADLIBNAME);
     lua_pushliteral(L, "");
     lua_setfield(L, -2, "path");
@@ -108,25 +144,31 @@ static int open_sandbox(lua_State *L)
         lua_pushnil(L);
         lua_rawseti(L, -2, i);
     }
+    lua_pushcfunction(L, search_lua_path);
+    lua_rawseti(L, -2, 2);
     lua_pop(L, 1);
     lua_getfield(L, -1, "preload");
     lua_pushcfunction(L, ucl_open_api);
     lua_setfield(L, -2, "uidcast");
     lua_pop(L, 2);
+    ucl_guard_catchers(L);
     ucl_conn_register(L);
+    ucl_timer_register(L);
     return 0;
 }
 
-/* Runs the script and keeps what it returned; on error leaves the message on the stack. */
+/* Runs the script (under the budget, like any handler) and keeps what it returned; on error
+ * leaves the message on the stack. */
 static int load_script(struct ucl_state *st, const char *script)
 {
     lua_State *L = st->L;
-    lua_pushcfunction(L, ucl_traceback);
     if (luaL_loadfilex(L, script, "t") != LUA_OK)
         return -1; /* "script:line: message", or "cannot open script" */
-    if (lua_pcall(L, 0, 1, -2) != LUA_OK)
+    char err[4096];
+    if (ucl_run(st, 0, 1, err, sizeof err) != LUA_OK) {
+        lua_pushstring(L, err);
         return -1;
-    lua_remove(L, -2);
+    }
     if (!lua_istable(L, -1)) {
         lua_pushfstring(L, "%s: the script must return a table of handlers, not %s", script,
                         luaL_typename(L, -1));
@@ -174,6 +216,8 @@ struct ucl_state *ucl_state_new(struct ucl_policy *p, char *err, size_t err_size
         goto fail;
     lua_newtable(L);
     st->conns_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    st->co = lua_newthread(L);
+    st->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     if (load_script(st, p->script) != 0)
         goto fail;
     return st;

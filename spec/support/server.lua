@@ -66,6 +66,9 @@ end
 
 function server:log() return read_file(self.log_path) or "" end
 
+-- Keeps the log of a server that failed a spec (for CI output).
+function server:dump_log() io.stderr:write("---- uidcast log ----\n", self:log(), "\n") end
+
 function server:signal(name) return os.execute(("kill -%s %d 2>/dev/null"):format(name, self.pid)) end
 
 -- Waits for the process to end; returns its exit status, or nil on timeout.
@@ -82,14 +85,20 @@ end
 function server:running() return read_file(self.dir .. "/status") == nil end
 
 -- SIGTERM and wait; returns the exit status (0 for a clean, leak-free stop under valgrind).
+-- Any other status prints the server's log, which holds valgrind's report.
 function server:stop()
-  if not self:running() then return self:wait(0) end
-  self:signal("TERM")
-  local status = self:wait(10)
-  if not status then
-    self:signal("KILL")
-    status = self:wait(5)
+  local status
+  if not self:running() then
+    status = self:wait(0)
+  else
+    self:signal("TERM")
+    status = self:wait(10)
+    if not status then
+      self:signal("KILL")
+      status = self:wait(5)
+    end
   end
+  if status ~= 0 then self:dump_log() end
   return status
 end
 

@@ -1,0 +1,199 @@
+-- The Lua sandbox and its limits: a buggy or hostile script never takes the server down.
+local ws = require "ws"
+local server = require "server"
+local socket = require "socket"
+
+-- Runs the client's message as Lua inside on_message and replies with what it returned.
+local EVAL = [[
+local uidcast = require "uidcast"
+return {
+  on_message = function(conn, data)
+    local fn = assert(load(data, "=eval"))
+    conn:send("ok " .. tostring(fn(conn, uidcast)))
+  end,
+}
+]]
+
+describe("instruction budget", function()
+  local srv
+
+  setup(function()
+    srv = server.start { script = server.script(EVAL), args = { "--lua-budget", "2000000" } }
+  end)
+  teardown(function() assert.equals(0, srv:stop()) end)
+
+  local function expect_abort(code)
+    local c = assert(ws.connect(srv.port))
+    local t0 = socket.gettime()
+    c:send(code)
+    assert.equals(1011, (c:expect_close(10 * server.slowdown)))
+    -- the next client is served at once
+    local d = assert(ws.connect(srv.port))
+    d:send("return 'next'")
+    assert.equals("ok next", d:receive())
+    assert.is_true(socket.gettime() - t0 < 1 * server.slowdown + 0.5)
+    d:close()
+  end
+
+  it("aborts a runaway handler, closes its connection with 1011 and logs why", function()
+    expect_abort("while true do end")
+    assert.truthy(srv:log():find("lua error in on_message: instruction budget exceeded", 1, true))
+  end)
+
+  it("cannot be caught by pcall inside the script", function()
+    expect_abort("while true do pcall(function() while true do end end) end")
+  end)
+
+  it("cannot be caught by xpcall or error handlers", function()
+    expect_abort("while true do xpcall(function() while true do end end, function(e) return e end) end")
+  end)
+
+  it("stops a loop inside a C function's callback, where a yield is impossible", function()
+    expect_abort("table.sort({3, 2, 1}, function(a, b) while true do pcall(error, 'x') end end)")
+  end)
+
+  it("cannot be caught by coroutines the script makes", function()
+    expect_abort([[while true do
+      coroutine.resume(coroutine.create(function() while true do end end))
+    end]])
+    expect_abort("coroutine.wrap(function() while true do end end)()")
+  end)
+
+  it("lets a handler run plenty of ordinary work within the budget", function()
+    local c = assert(ws.connect(srv.port))
+    c:send("local s = 0 for i = 1, 100000 do s = s + i end return s")
+    assert.equals("ok 5000050000", c:receive())
+    c:close()
+  end)
+end)
+
+describe("memory cap", function()
+  it("fails the handler that goes over --lua-memory, not the process", function()
+    local srv = server.start { script = server.script(EVAL), args = { "--lua-memory", "16m" } }
+    local c = assert(ws.connect(srv.port))
+    c:send("local t = {} for i = 1, 1e7 do t[i] = string.rep('x', 100) .. i end return #t")
+    c:send("collectgarbage() return 'alive'")
+    assert.equals("ok alive", c:receive(10 * server.slowdown))
+    assert.truthy(srv:log():find("lua error in on_message: not enough memory", 1, true))
+    c:send("local _, uidcast = ... return uidcast.stats().lua_memory < 16 * 1024 * 1024")
+    assert.equals("ok true", c:receive())
+    c:close()
+    assert.equals(0, srv:stop())
+  end)
+end)
+
+describe("sandbox", function()
+  local srv
+
+  setup(function()
+    srv = server.start { script = server.script(EVAL),
+                         args = { "--lua-path", server.ROOT .. "/spec/fixtures/lua_path" } }
+  end)
+  teardown(function() assert.equals(0, srv:stop()) end)
+
+  local function eval(code)
+    local c = assert(ws.connect(srv.port))
+    c:send(code)
+    local reply = c:receive()
+    c:close()
+    return reply
+  end
+
+  for _, name in ipairs { "io", "os.execute", "os.getenv", "os.exit", "os.remove", "loadfile",
+                          "dofile", "debug", "package.loadlib", "require('io')" } do
+    it("gives scripts no " .. name, function()
+      local expr = name:find("require") and ("select(2, pcall(function() return " .. name .. " end)) and nil")
+                   or name
+      assert.equals("ok nil", eval("return " .. expr))
+    end)
+  end
+
+  it("keeps os.time, os.clock and os.date", function()
+    assert.equals("ok true", eval("return type(os.time()) == 'number' and type(os.clock()) == 'number' and type(os.date()) == 'string'"))
+  end)
+
+  it("refuses to load bytecode", function()
+    assert.matches("^ok attempt to load a binary chunk",
+      eval("local f, err = load(string.dump(function() return 1 end)) return err"))
+  end)
+
+  it("loads modules from --lua-path only, as text", function()
+    assert.equals("ok hello lua", eval("return require('greeting').hello('lua')"))
+    assert.equals("ok deep", eval("return require('sub.deep').value"))
+    assert.matches("may not leave %-%-lua%-path", eval("return select(2, pcall(require, '..secret'))"))
+    assert.matches("module 'nope' not found", eval("return select(2, pcall(require, 'nope'))"))
+  end)
+end)
+
+describe("timers and lifecycle hooks", function()
+  local SCRIPT = [[
+local uidcast = require "uidcast"
+local M = {}
+local ticks = 0
+function M.on_start()
+  uidcast.log("info", "on_start ran")
+  uidcast.timer(0.1, function() uidcast.log("info", "one-shot fired") end)
+  uidcast.every(0.1, function()
+    ticks = ticks + 1
+    if ticks == 2 then error("tick boom") end
+  end)
+end
+function M.on_message(conn, data)
+  if data == "ticks" then return conn:send(tostring(ticks)) end
+  if data == "stopper" then
+    local n = 0
+    local h
+    h = uidcast.every(0.05, function() n = n + 1 if n == 3 then h:stop() end end)
+    uidcast.timer(0.5, function() conn:send("stopped at " .. n .. " " .. tostring(h:stop())) end)
+  end
+  if data == "bad" then
+    local ok, err = pcall(uidcast.timer, -1, function() end)
+    conn:send(err)
+  end
+end
+function M.on_stop() uidcast.log("info", "on_stop ran") end
+return M
+]]
+
+  it("runs on_start, one-shot and repeating timers, :stop(), and on_stop", function()
+    local srv = server.start { script = server.script(SCRIPT) }
+    assert.truthy(server.eventually(function() return srv:log():find("on_start ran", 1, true) end))
+    assert.truthy(server.eventually(function() return srv:log():find("one-shot fired", 1, true) end))
+    local _, fired = srv:log():gsub("one%-shot fired", "")
+    local c = assert(ws.connect(srv.port))
+    socket.sleep(0.5 * server.slowdown)
+    c:send("ticks")
+    local ticks = tonumber((c:receive()))
+    assert.is_true(ticks >= 3, "ticks " .. ticks)
+    assert.truthy(srv:log():find("lua error in a timer callback: .-tick boom"))
+    c:send("stopper")
+    assert.equals("stopped at 3 false", c:receive(5 * server.slowdown))
+    c:send("bad")
+    assert.matches("bad argument #1 to '[%w.]*timer' %(seconds must be from 0%.001", (c:receive()))
+    local _, fired_again = srv:log():gsub("one%-shot fired", "")
+    assert.equals(fired, fired_again)
+    c:close()
+    assert.equals(0, srv:stop())
+    assert.truthy(srv:log():find("on_stop ran", 1, true))
+  end)
+
+  it("refuses timers in the main chunk with a clear error", function()
+    local code = os.execute(("%s --check %s 2>/dev/null"):format(server.BIN,
+      server.script("require('uidcast').timer(1, print) return {}")))
+    assert.is_not_true(code)
+  end)
+
+  it("logs errors in on_start and on_stop and keeps running", function()
+    local srv = server.start { script = server.script([[
+      return { on_start = function() error("start boom") end,
+               on_stop = function() error("stop boom") end,
+               on_message = function(c, d) c:send(d) end }]]) }
+    local c = assert(ws.connect(srv.port))
+    c:send("echo")
+    assert.equals("echo", c:receive())
+    c:close()
+    assert.equals(0, srv:stop())
+    assert.truthy(srv:log():find("lua error in on_start: .-start boom"))
+    assert.truthy(srv:log():find("lua error in on_stop: .-stop boom"))
+  end)
+end)
