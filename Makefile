@@ -3,15 +3,16 @@
 CC       ?= cc
 BUILD    ?= build
 CFLAGS   ?= -O2 -g
-CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread \
-            $(shell pkg-config --cflags lua5.4 2>/dev/null)
+# The flags the code needs; CFLAGS (optimisation, sanitizers) may be overridden on the command line.
+ALL_CFLAGS = $(CFLAGS) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror \
+             $(shell pkg-config --cflags lua5.4 2>/dev/null)
 LDLIBS   += $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4) \
             -lev -lwslay -lhttp_parser -lcrypto -lm
 
 # Debian packages the build, the specs and the interop client need.
 DEB_PACKAGES := gcc make pkg-config liblua5.4-dev lua5.4 libev-dev libwslay-dev \
                 libhttp-parser-dev libssl-dev uthash-dev lua-busted lua-socket \
-                python3 python3-websockets valgrind
+                python3 python3-websockets valgrind clang libclang-rt-14-dev
 
 CORE_SRC := core/buf.c core/outq.c core/http.c core/umap.c core/ws.c core/conn.c \
             core/net.c core/server.c core/log.c core/cli.c \
@@ -26,7 +27,7 @@ TEST_OBJ := $(filter-out $(BUILD)/obj/core/main.o,$(OBJ))
 
 BUSTED   := lua5.4 /usr/bin/busted
 
-.PHONY: all deps run test ctests clean
+.PHONY: all deps run test ctests sanitize-build fuzz-build fuzz memcheck sanitize clean
 
 all: $(BUILD)/uidcast
 
@@ -41,14 +42,14 @@ deps:
 
 $(BUILD)/obj/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 $(BUILD)/uidcast: $(OBJ)
-	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
 $(BUILD)/tests/%: core/tests/%.c core/tests/check.h $(TEST_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) $< $(TEST_OBJ) -o $@ $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $< $(TEST_OBJ) -o $@ $(LDLIBS)
 
 # deps runs first in its own step: the flags above come from pkg-config, which a fresh machine
 # only has once deps installed it, so the build is a second make that reads them anew.
@@ -58,10 +59,42 @@ run: deps
 
 # Every suite, then one line "N passed, M failed" over all of them.
 test: deps
-	@$(MAKE) --no-print-directory all ctests
-	@BUSTED="$(BUSTED)" CTESTS="$(CTESTS)" sh spec/run-all.sh
+	@$(MAKE) --no-print-directory all ctests sanitize-build fuzz-build
+	@BUSTED="$(BUSTED)" CTESTS="$(CTESTS)" FUZZ_SECONDS=$(FUZZ_SECONDS) sh spec/run-all.sh
 
 ctests: $(CTESTS)
+
+# ASan+UBSan build of the server (build/asan/uidcast), for `make sanitize` and `make test`.
+SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+sanitize-build:
+	@$(MAKE) --no-print-directory BUILD=build/asan CFLAGS="$(SAN_FLAGS)" LDFLAGS="$(SAN_FLAGS)" all
+
+# libFuzzer targets (clang), each with ASan+UBSan.
+FUZZ_TARGETS := http_head push_request ws_frames
+FUZZ_SECONDS ?= 60
+FUZZ_CORE    := $(CORE_SRC:%.c=build/fuzz/obj/%.o)
+FUZZ_CFLAGS  := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+                -fno-sanitize-recover=all -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror
+build/fuzz/obj/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+build/fuzz/%: fuzz/%.c fuzz/harness.h $(FUZZ_CORE)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer $< $(FUZZ_CORE) -o $@ -lev -lwslay -lhttp_parser -lcrypto -lm
+fuzz-build: $(FUZZ_TARGETS:%=build/fuzz/%)
+
+# Each fuzz target for FUZZ_SECONDS (default 60), starting from fuzz/corpus/<target>; what it
+# learns goes to build/fuzz/corpus-<target>, never into the repository.
+fuzz: deps
+	@$(MAKE) --no-print-directory fuzz-build
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) sh spec/run-all.sh --only fuzz
+
+# The integration specs with the server under valgrind / built with ASan+UBSan.
+memcheck: deps
+	@$(MAKE) --no-print-directory all
+	@sh spec/run-all.sh --only memcheck
+sanitize: deps
+	@$(MAKE) --no-print-directory all sanitize-build
+	@sh spec/run-all.sh --only sanitize
 
 clean:
 	rm -rf $(BUILD)

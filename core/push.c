@@ -54,6 +54,7 @@ struct uc_push {
     struct uc_server *srv;
     int fd;
     ev_io io;
+    ev_timer retry; /* resumes accepting after EMFILE */
     char *token;
     size_t token_len;
     char addr[300];
@@ -521,41 +522,59 @@ static void timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
     conn_free(container_of(w, struct push_conn, timer));
 }
 
+void uc_push_adopt(struct uc_push *push, int fd)
+{
+    struct push_conn *pc = calloc(1, sizeof *pc);
+    if (!pc) {
+        close(fd);
+        return;
+    }
+    struct ev_loop *loop = push->srv->loop;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    pc->push = push;
+    pc->fd = fd;
+    http_parser_init(&pc->parser, HTTP_REQUEST);
+    pc->parser.data = pc;
+    ev_io_init(&pc->rio, read_cb, fd, EV_READ);
+    ev_io_init(&pc->wio, write_cb, fd, EV_WRITE);
+    ev_init(&pc->timer, timeout_cb);
+    pc->timer.repeat = push->srv->opt.push_timeout;
+    ev_io_start(loop, &pc->rio);
+    ev_timer_again(loop, &pc->timer);
+    pc->next = push->conns;
+    if (push->conns)
+        push->conns->prev = pc;
+    push->conns = pc;
+}
+
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)revents;
     struct uc_push *push = container_of(w, struct uc_push, io);
     for (int i = 0; i < 16; i++) {
         int fd = accept4(push->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE) {
-                uc_warn("push API: out of file descriptors");
-                /* Leave the connection queued; the listener wakes again when one is freed. */
-            }
-            return;
+        if (fd >= 0) {
+            uc_push_adopt(push, fd);
+            continue;
         }
-        struct push_conn *pc = calloc(1, sizeof *pc);
-        if (!pc) {
-            close(fd);
-            return;
+        if (errno == EMFILE || errno == ENFILE) {
+            /* The pending connection would wake a level-triggered listener forever: pause
+             * accepting until descriptors may have been freed. */
+            uc_warn("push API: out of file descriptors, pausing accept for 100 ms");
+            ev_io_stop(loop, &push->io);
+            ev_timer_start(loop, &push->retry);
         }
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        pc->push = push;
-        pc->fd = fd;
-        http_parser_init(&pc->parser, HTTP_REQUEST);
-        pc->parser.data = pc;
-        ev_io_init(&pc->rio, read_cb, fd, EV_READ);
-        ev_io_init(&pc->wio, write_cb, fd, EV_WRITE);
-        ev_init(&pc->timer, timeout_cb);
-        pc->timer.repeat = push->srv->opt.push_timeout;
-        ev_io_start(loop, &pc->rio);
-        ev_timer_again(loop, &pc->timer);
-        pc->next = push->conns;
-        if (push->conns)
-            push->conns->prev = pc;
-        push->conns = pc;
+        return;
     }
+}
+
+static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    struct uc_push *push = container_of(w, struct uc_push, retry);
+    if (push->fd >= 0)
+        ev_io_start(loop, &push->io);
 }
 
 static int is_loopback(const char *addr)
@@ -588,11 +607,13 @@ struct uc_push *uc_push_new(struct uc_server *srv, const char *spec, const char 
                 push->addr);
     ev_io_init(&push->io, accept_cb, push->fd, EV_READ);
     ev_io_start(srv->loop, &push->io);
+    ev_timer_init(&push->retry, retry_cb, 0.1, 0.);
     return push;
 }
 
 void uc_push_stop(struct uc_push *push)
 {
+    ev_timer_stop(push->srv->loop, &push->retry);
     if (push->fd >= 0) {
         ev_io_stop(push->srv->loop, &push->io);
         close(push->fd);
@@ -612,3 +633,11 @@ void uc_push_free(struct uc_push *push)
 }
 
 const char *uc_push_addr(const struct uc_push *push) { return push->addr; }
+
+size_t uc_push_connections(const struct uc_push *push)
+{
+    size_t n = 0;
+    for (const struct push_conn *pc = push->conns; pc; pc = pc->next)
+        n++;
+    return n;
+}

@@ -17,6 +17,13 @@ void uc_push_stop(struct uc_push *push);
 
 void uc_push_free(struct uc_push *push);
 
+/* Serves an already connected socket (non-blocking) as a push connection; takes ownership of
+ * fd. The listener uses it, and so does the fuzzer. */
+void uc_push_adopt(struct uc_push *push, int fd);
+
 const char *uc_push_addr(const struct uc_push *push);
+
+/* Open push connections. */
+size_t uc_push_connections(const struct uc_push *push);
 
 #endif

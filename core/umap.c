@@ -9,6 +9,8 @@
 struct uc_umap_entry *uc_umap_find(const struct uc_umap *m, const char *key, size_t len)
 {
     struct uc_umap_entry *entry = NULL;
+    if (len == 0 || len > UC_UID_MAX)
+        return NULL; /* never bound; and an empty key may come as a NULL pointer */
     HASH_FIND(hh, m->table, key, len, entry);
     return entry;
 }

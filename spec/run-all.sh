@@ -1,35 +1,44 @@
 #!/bin/sh
 # spec/run-all.sh -- runs every suite and ends with one line "N passed, M failed" over all of them:
-#   1. the C unit tests of core/ (each under valgrind: a leak or invalid access fails it),
-#   2. the busted specs (unit specs of scripts, integration specs against build/uidcast,
-#      interop with python3-websockets),
-#   3. the integration specs again with the server under valgrind (memcheck): every spec's
-#      server must stop with exit 0, which valgrind turns into 99 on any error or leak.
-# Called by `make test`; BUSTED and CTESTS come from the Makefile.
+#   ctests    the C unit tests of core/, each under valgrind (a leak or invalid access fails it)
+#   busted    the busted specs: unit specs of scripts, integration specs against build/uidcast,
+#             interop with python3-websockets
+#   memcheck  the integration specs again with the server under valgrind: each spec's server
+#             must stop with exit 0, which valgrind turns into 99 on any error or leak
+#   sanitize  the integration specs with build/asan/uidcast (ASan+UBSan)
+#   fuzz      each libFuzzer target for FUZZ_SECONDS (a crash fails it)
+# `make test` runs them all; `--only NAME` runs one (make memcheck, sanitize, fuzz).
 set -u
 cd "$(dirname "$0")/.."
 BUSTED=${BUSTED:-"lua5.4 /usr/bin/busted"}
+CTESTS=${CTESTS:-$(ls build/tests/test_* 2>/dev/null)}
+FUZZ_SECONDS=${FUZZ_SECONDS:-60}
+ONLY=""
+[ "${1:-}" = "--only" ] && ONLY=$2
 passed=0
 failed=0
-status=0
 VALGRIND="valgrind -q --leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect --error-exitcode=99"
 
-add_counts() { # "N passed, M failed" line on stdin
-    line=$(grep -E '^[a-z_]*:? ?[0-9]+ passed, [0-9]+ failed' | tail -n 1)
-    p=$(echo "$line" | sed -E 's/.*[^0-9]?([0-9]+) passed.*/\1/')
-    f=$(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')
-    echo "${p:-0} ${f:-1}"
+want() { [ -z "$ONLY" ] || [ "$ONLY" = "$1" ]; }
+
+count() { # passed failed
+    passed=$((passed + $1)); failed=$((failed + $2))
 }
 
-echo "== C unit tests (under valgrind)"
-for t in ${CTESTS}; do
-    out=$($VALGRIND "$t" 2>&1); rc=$?
-    echo "$out"
-    set -- $(echo "$out" | add_counts)
-    passed=$((passed + $1)); failed=$((failed + $2))
-    if [ $rc -ne 0 ] && [ "$2" = 0 ]; then failed=$((failed + 1)); echo "$t: exit $rc (valgrind?)"; fi
-    [ $rc -ne 0 ] && status=1
-done
+if want ctests; then
+    echo "== C unit tests (under valgrind)"
+    for t in $CTESTS; do
+        out=$($VALGRIND "$t" 2>&1); rc=$?
+        echo "$out"
+        line=$(echo "$out" | grep -E '[0-9]+ passed, [0-9]+ failed' | tail -n 1)
+        p=$(echo "$line" | sed -E 's/.*: ([0-9]+) passed.*/\1/')
+        f=$(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')
+        count "${p:-0}" "${f:-0}"
+        if [ $rc -ne 0 ] && [ "${f:-0}" = 0 ]; then
+            echo "$t: exit $rc (a valgrind error, or it crashed)"; count 0 1
+        fi
+    done
+fi
 
 run_busted() { # label, then busted arguments
     label=$1; shift
@@ -38,22 +47,39 @@ run_busted() { # label, then busted arguments
     $BUSTED "$@" 2>&1 | tee "$log"
     summary=$(grep -a -E '[0-9]+ successes? / [0-9]+ failures? / [0-9]+ errors?' "$log" | tail -n 1)
     if [ -z "$summary" ]; then
-        echo "$label: busted printed no summary"; failed=$((failed + 1)); status=1
+        echo "$label: busted printed no summary"; count 0 1
     else
         s=$(echo "$summary" | sed -E 's/^([0-9]+) success.*/\1/')
         f=$(echo "$summary" | sed -E 's/.* ([0-9]+) failures? .*/\1/')
         e=$(echo "$summary" | sed -E 's/.* ([0-9]+) errors?.*/\1/')
-        passed=$((passed + s)); failed=$((failed + f + e))
-        [ $((f + e)) -ne 0 ] && status=1
+        count "$s" $((f + e))
     fi
     rm -f "$log"
 }
 
-run_busted "busted: unit and integration specs" spec/unit spec/integration
-if [ "${UIDCAST_SKIP_MEMCHECK:-}" = "" ]; then
-    UIDCAST_WRAPPER="$VALGRIND" run_busted "memcheck: integration specs with uidcast under valgrind" \
-        --exclude-tags=no_memcheck spec/integration
+want busted && run_busted "busted: unit and integration specs" spec/unit spec/integration
+
+want memcheck && UIDCAST_WRAPPER="$VALGRIND" run_busted \
+    "memcheck: integration specs with uidcast under valgrind" --exclude-tags=no_memcheck spec/integration
+
+want sanitize && UIDCAST_BIN=build/asan/uidcast \
+    ASAN_OPTIONS=detect_leaks=1:exitcode=98 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+    run_busted "sanitize: integration specs with uidcast built with ASan+UBSan" \
+    --exclude-tags=no_memcheck spec/integration
+
+if want fuzz; then
+    for t in http_head push_request ws_frames; do
+        echo "== fuzz: $t for ${FUZZ_SECONDS}s"
+        mkdir -p "build/fuzz/corpus-$t"
+        if ASAN_OPTIONS=detect_leaks=1 "build/fuzz/$t" -max_total_time="$FUZZ_SECONDS" \
+            -print_final_stats=1 -artifact_prefix="build/fuzz/crash-$t-" \
+            "build/fuzz/corpus-$t" "fuzz/corpus/$t" > "build/fuzz/$t.log" 2>&1; then
+            tail -n 3 "build/fuzz/$t.log"; echo "fuzz $t: no crash"; count 1 0
+        else
+            tail -n 60 "build/fuzz/$t.log"; echo "fuzz $t: CRASH (see build/fuzz/crash-$t-*)"; count 0 1
+        fi
+    done
 fi
 
 echo "$passed passed, $failed failed"
-exit $status
+[ "$failed" -eq 0 ]

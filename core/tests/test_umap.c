@@ -65,6 +65,7 @@ TEST(uids_are_binary_safe_and_bounded)
     CHECK(uc_umap_find(&m, "a", 1) == NULL);
     CHECK(uc_umap_find(&m, "a\0b", 3) != NULL);
     CHECK_EQ_INT(uc_umap_bind(&m, &b, "", 0), UC_ERR_INVALID);
+    CHECK(uc_umap_find(&m, NULL, 0) == NULL); /* an empty message's key may be NULL */
     char big[UC_UID_MAX + 1] = {0};
     CHECK_EQ_INT(uc_umap_bind(&m, &b, big, sizeof big), UC_ERR_INVALID);
     CHECK(b.entry == NULL);

@@ -10,8 +10,10 @@ server.__index = server
 
 local ROOT = os.getenv("UIDCAST_ROOT") or "."
 server.ROOT = ROOT
-server.BIN = ROOT .. "/build/uidcast"
+server.BIN = os.getenv("UIDCAST_BIN") or (ROOT .. "/build/uidcast")
 server.wrapped = (os.getenv("UIDCAST_WRAPPER") or "") ~= ""
+-- Under valgrind or ASan, memory figures (RSS) say more about the tool than about uidcast.
+server.instrumented = server.wrapped or os.getenv("UIDCAST_BIN") ~= nil
 -- Valgrind slows everything by an order of magnitude; specs scale their waits with this.
 server.slowdown = server.wrapped and 10 or 1
 
