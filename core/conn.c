@@ -295,7 +295,7 @@ static void upgrade(struct uc_conn *c, char *head, size_t avail)
         return;
     }
     struct uc_buf *resp = uc_http_response_101(accept);
-    if (!resp || uc_ws_start(c) != 0) {
+    if (!resp) {
         uc_buf_unref(resp);
         refuse(c, 503, NULL, "out of memory");
         return;
@@ -305,7 +305,7 @@ static void upgrade(struct uc_conn *c, char *head, size_t avail)
     uc_conn_queue(c, resp);
     uc_buf_unref(resp);
     c->state = CONN_OPEN;
-    c->flags |= CONN_ACCEPTED;
+    c->flags |= CONN_ACCEPTED | CONN_UPGRADED;
     srv->nopen++;
     ev_timer_stop(srv->loop, &c->timer);
 
@@ -387,7 +387,7 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
         touch(c);
         /* fall through */
     case CONN_CLOSING:
-        if (c->ws && !(c->flags & CONN_FINISHING))
+        if ((c->flags & CONN_UPGRADED) && !(c->flags & CONN_FINISHING))
             uc_ws_feed(c, srv->rbuf, (size_t)n);
         break;
     default:

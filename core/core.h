@@ -37,6 +37,7 @@ enum conn_flag {
     CONN_CLOSE_RECV = 1 << 5,  /* the peer's close frame arrived */
     CONN_FINISHING = 1 << 6,   /* nothing more to send: shut down once the queue is flushed */
     CONN_PINGED = 1 << 7,      /* pinged since it was last heard from */
+    CONN_UPGRADED = 1 << 8,    /* the 101 was queued: bytes from now on are frames */
 };
 
 /* One connection's membership of one group: linked into the group's list (link) and into the
@@ -71,7 +72,10 @@ struct uc_conn {
     ev_tstamp last_seen;         /* when bytes last arrived */
     unsigned fragments;          /* frames of the message being received so far */
     struct uc_handshake *hs;     /* only during CONN_HANDSHAKE */
-    wslay_event_context_ptr ws;  /* from the upgrade until the socket is done */
+    wslay_event_context_ptr ws;  /* only while a frame or message is partly read, or closing */
+    uint64_t frame_left;         /* payload bytes of the current frame not yet fed to wslay */
+    uint8_t head_len;            /* bytes of the next frame's header seen so far */
+    uint8_t head[2];             /* its first two bytes (enough to know its full length) */
     const uint8_t *in;           /* bytes wslay's recv callback hands out */
     size_t in_len;
     char *last_uid;  /* copy of the uid at close, for on_close; owned */
@@ -129,8 +133,9 @@ void uc_conn_run_deferred(struct uc_server *srv);
 void uc_conn_destroy_all(struct uc_server *srv);
 
 /* ---- ws.c ---- */
-/* Creates the wslay context of an upgraded connection. Returns 0 or UC_ERR_NOMEM. */
-int uc_ws_start(struct uc_conn *c);
+/* Creates the wslay context when the connection needs one (bytes arrived, or a close starts).
+ * Returns 0 or UC_ERR_NOMEM. */
+int uc_ws_ensure(struct uc_conn *c);
 /* Feeds received bytes through wslay; messages reach the handlers from inside. */
 void uc_ws_feed(struct uc_conn *c, const uint8_t *data, size_t len);
 /* Moves the frames wslay generated (pong, close) into the output queue and follows the close

@@ -84,8 +84,10 @@ static const struct wslay_event_callbacks callbacks = {
     .on_msg_recv_callback = on_msg_recv,
 };
 
-int uc_ws_start(struct uc_conn *c)
+int uc_ws_ensure(struct uc_conn *c)
 {
+    if (c->ws)
+        return 0;
     if (wslay_event_context_server_init(&c->ws, &callbacks, c) != 0) {
         c->ws = NULL;
         return UC_ERR_NOMEM;
@@ -180,8 +182,54 @@ static void on_frame_start(wslay_event_context_ptr ctx,
     }
 }
 
+/* Follows frame boundaries in the bytes fed to wslay, so we know when it holds nothing
+ * half-read. Only lengths are read here; wslay still validates everything. */
+static void scan_frames(struct uc_conn *c, const uint8_t *p, size_t len)
+{
+    while (len) {
+        if (c->head_len == 0 && c->frame_left) {
+            size_t n = len < c->frame_left ? len : (size_t)c->frame_left;
+            c->frame_left -= n;
+            p += n;
+            len -= n;
+            continue;
+        }
+        /* A header byte: 2 fixed, then 0/2/8 of extended length, then 0/4 of mask key.
+         * frame_left accumulates the length while the header is incomplete. */
+        uint8_t b = *p++;
+        len--;
+        if (c->head_len < 2)
+            c->head[c->head_len] = b;
+        c->head_len++;
+        if (c->head_len < 2)
+            continue;
+        uint8_t len7 = c->head[1] & 0x7f;
+        size_t ext = len7 == 126 ? 2 : len7 == 127 ? 8 : 0;
+        size_t need = 2 + ext + ((c->head[1] & 0x80) ? 4 : 0);
+        if (c->head_len == 2)
+            c->frame_left = ext ? 0 : len7;
+        else if (c->head_len <= 2 + ext)
+            c->frame_left = c->frame_left << 8 | b;
+        if (c->head_len == need)
+            c->head_len = 0;
+    }
+}
+
+/* True when wslay holds no partial frame or message of this connection, so its context can go:
+ * an idle connection then costs a few hundred bytes instead of wslay's ~9 KB. */
+static int at_rest(const struct uc_conn *c)
+{
+    return c->state == CONN_OPEN && !c->frame_left && !c->head_len && !c->fragments &&
+           !(c->flags & CONN_FINISHING);
+}
+
 void uc_ws_feed(struct uc_conn *c, const uint8_t *data, size_t len)
 {
+    if (uc_ws_ensure(c) != 0) {
+        uc_conn_abort(c, 1011, "out of memory");
+        return;
+    }
+    scan_frames(c, data, len);
     c->in = data;
     c->in_len = len;
     int r = wslay_event_recv(c->ws);
@@ -199,12 +247,15 @@ void uc_ws_feed(struct uc_conn *c, const uint8_t *data, size_t len)
         return;
     }
     uc_ws_pump(c);
+    if (at_rest(c) && !wslay_event_want_write(c->ws))
+        uc_ws_free(c);
 }
 
 int uc_ws_close(struct uc_conn *c, int code, const char *reason, size_t reason_len)
 {
-    if (!c->ws)
-        return UC_ERR_CLOSED;
+    /* From here on the context stays: it follows the close handshake to its end. */
+    if (uc_ws_ensure(c) != 0)
+        return UC_ERR_NOMEM;
     int r = wslay_event_queue_close(c->ws, (uint16_t)code, (const uint8_t *)reason, reason_len);
     return r == 0 ? 0 : UC_ERR_INVALID;
 }

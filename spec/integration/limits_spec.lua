@@ -84,3 +84,26 @@ describe("out of file descriptors", function()
     assert.equals(0, srv:stop())
   end)
 end)
+
+describe("idle memory", function()
+  -- make bench measures this at 19,000 connections; this keeps it from regressing.
+  it("holds an idle logged-in connection in under 2 KiB of server memory #no_memcheck", function()
+    if server.instrumented then return end
+    local srv = server.start()
+    local function rss_kb()
+      local status = server.read_file("/proc/" .. srv.pid .. "/status") or ""
+      return tonumber(status:match("VmRSS:%s*(%d+) kB"))
+    end
+    -- warm up allocator pools and Lua's tables with a first batch
+    local warm = {}
+    for i = 1, 200 do warm[i] = ws.login(srv.port, "warm" .. i) end
+    local before = rss_kb()
+    local clients = {}
+    for i = 1, 1500 do clients[i] = ws.login(srv.port, "idle" .. i) end
+    local per_conn = (rss_kb() - before) * 1024 / 1500
+    assert.is_true(per_conn < 2048, ("%.0f bytes per idle connection"):format(per_conn))
+    for _, c in ipairs(clients) do c.sock:close() end
+    for _, c in ipairs(warm) do c.sock:close() end
+    assert.equals(0, srv:stop())
+  end)
+end)
