@@ -27,7 +27,7 @@ TEST_OBJ := $(filter-out $(BUILD)/obj/core/main.o,$(OBJ))
 
 BUSTED   := lua5.4 /usr/bin/busted
 
-.PHONY: all deps run test ctests sanitize-build fuzz-build fuzz memcheck sanitize clean
+.PHONY: all deps run test ctests sanitize-build fuzz-build fuzz memcheck sanitize bench bench-deps clean
 
 all: $(BUILD)/uidcast
 
@@ -95,6 +95,24 @@ memcheck: deps
 sanitize: deps
 	@$(MAKE) --no-print-directory all sanitize-build
 	@sh spec/run-all.sh --only sanitize
+
+# The load generator (bench/loadgen.c) and the Node.js peer, then every workload for both.
+$(BUILD)/loadgen: bench/loadgen.c
+	@mkdir -p $(BUILD)
+	$(CC) -O2 -g -std=c11 -Wall -Wextra -Werror $< -o $@
+
+bench/peer/node_modules/ws/package.json: bench/peer/package.json
+	cd bench/peer && npm ci --no-audit --no-fund --silent
+
+# Node.js for the peer: this machine image ships node and npm; elsewhere Debian's packages.
+bench-deps: deps
+	@command -v node >/dev/null && command -v npm >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null)
+	@command -v taskset >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq util-linux >/dev/null
+
+bench: bench-deps
+	@$(MAKE) --no-print-directory all $(BUILD)/loadgen bench/peer/node_modules/ws/package.json
+	@bash bench/run.sh
 
 clean:
 	rm -rf $(BUILD)

@@ -197,8 +197,9 @@ enum uc_cli_result uc_cli_parse(int argc, char **argv, struct uc_cli *cli, char 
                 bad = "--push-timeout takes a positive number of seconds";
             break;
         case OPT_MAX_MESSAGE:
-            if (parse_bytes(optarg, 1, &cli->opt.max_message) != 0)
-                bad = "--max-message takes a byte count of at least 1 (e.g. 1048576 or 1m)";
+            if (parse_bytes(optarg, 1, &cli->opt.max_message) != 0 ||
+                cli->opt.max_message > (size_t)1 << 30)
+                bad = "--max-message takes a byte count from 1 to 1g (e.g. 1048576 or 1m)";
             break;
         case OPT_MAX_SEND_BUFFER:
             if (parse_bytes(optarg, 1024, &cli->opt.max_send_buffer) != 0)

@@ -5,6 +5,7 @@
  * reap list; uc_conn_run_deferred(), called from the loop's prepare watcher, calls on_close
  * and frees it once nothing up the stack can still be holding it. */
 #include <errno.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -78,13 +79,29 @@ static void touch(struct uc_conn *c)
     srv->idle_tail = c;
 }
 
+/* Seconds after its last bytes that a connection at rest gives back its wslay context. */
+#define WS_CONTEXT_GRACE 0.5
+
 void uc_conn_check_liveness(struct uc_server *srv)
 {
     ev_tstamp now = ev_now(srv->loop);
     struct uc_conn *c = srv->idle;
-    while (c && now - c->last_seen >= srv->opt.ping_interval) {
+    size_t released = 0;
+    /* Oldest-heard first: stop where nothing is old enough for either job. */
+    while (c) {
+        ev_tstamp quiet = now - c->last_seen;
+        if (quiet < srv->opt.ping_interval && (quiet < WS_CONTEXT_GRACE || !srv->ws_contexts))
+            break;
         struct uc_conn *next = c->idle_next;
-        if (now - c->last_seen >= srv->opt.idle_timeout) {
+        if (c->ws && uc_ws_at_rest(c) && !wslay_event_want_write(c->ws)) {
+            uc_ws_free(c);
+            released++;
+        }
+        if (quiet < srv->opt.ping_interval) {
+            c = next;
+            continue;
+        }
+        if (quiet >= srv->opt.idle_timeout) {
             srv->stats.idle_closed++;
             uc_info("conn %llu (%s): nothing heard for %.0f s, closing",
                     (unsigned long long)c->id, c->remote_addr, now - c->last_seen);
@@ -95,6 +112,10 @@ void uc_conn_check_liveness(struct uc_server *srv)
         }
         c = next;
     }
+    /* Contexts freed in a burst (many clients went quiet together) leave page-sized holes
+     * between live connections that malloc keeps; hand those pages back to the kernel. */
+    if (released >= 64)
+        malloc_trim(0);
 }
 
 void uc_conn_mark_dirty(struct uc_conn *c)

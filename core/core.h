@@ -38,6 +38,14 @@ enum conn_flag {
     CONN_FINISHING = 1 << 6,   /* nothing more to send: shut down once the queue is flushed */
     CONN_PINGED = 1 << 7,      /* pinged since it was last heard from */
     CONN_UPGRADED = 1 << 8,    /* the 101 was queued: bytes from now on are frames */
+    CONN_FRAME_CTRL = 1 << 9,  /* the frame being read is a control frame */
+    CONN_FRAME_WHOLE = 1 << 10, /* ... is a whole message (first and final fragment) */
+};
+
+/* A message being assembled from several frames or chunks (see ws.c). */
+struct uc_msgbuf {
+    size_t len, cap;
+    uint8_t data[];
 };
 
 /* One connection's membership of one group: linked into the group's list (link) and into the
@@ -71,6 +79,10 @@ struct uc_conn {
     struct uc_conn *idle_prev, *idle_next; /* open connections, least recently heard first */
     ev_tstamp last_seen;         /* when bytes last arrived */
     unsigned fragments;          /* frames of the message being received so far */
+    uint32_t frame_len;          /* payload length of the frame being read (<= --max-message) */
+    uint32_t msg_len;            /* payload bytes of the message so far, over its frames */
+    uint32_t last_feed_ms;       /* when frames last arrived (ms on the server's clock), 0: never */
+    struct uc_msgbuf *msgbuf;    /* only while a message spans frames or reads */
     struct uc_handshake *hs;     /* only during CONN_HANDSHAKE */
     wslay_event_context_ptr ws;  /* only while a frame or message is partly read, or closing */
     uint64_t frame_left;         /* payload bytes of the current frame not yet fed to wslay */
@@ -107,6 +119,12 @@ struct uc_server {
     struct uc_conn *idle, *idle_tail; /* the open connections by last_seen, oldest first */
     ev_timer liveness;                /* walks the idle list: pings, idle timeouts */
     struct uc_buf *ping_frame;        /* one empty ping, shared by every queue */
+    size_t ws_contexts;               /* connections holding a wslay context */
+    /* A message that arrived whole in one chunk of wslay's buffer, handed to on_message
+     * from there without a copy; valid only inside one wslay_event_recv. */
+    struct uc_conn *whole_conn;
+    const uint8_t *whole_data;
+    size_t whole_len;
     struct uc_umap umap;   /* uid -> connections */
     struct uc_umap groups; /* group -> memberships */
     struct uc_push *push;  /* NULL when --push off */
@@ -147,6 +165,8 @@ void uc_ws_fail(struct uc_conn *c, int code, const char *why);
 /* Queues a close frame through wslay (sent by the next uc_ws_pump). */
 int uc_ws_close(struct uc_conn *c, int code, const char *reason, size_t reason_len);
 void uc_ws_free(struct uc_conn *c);
+/* True when the connection's wslay context holds nothing half-read and may be released. */
+int uc_ws_at_rest(const struct uc_conn *c);
 /* Encodes one unmasked server frame (FIN set) into a new buffer; NULL when out of memory. */
 struct uc_buf *uc_ws_frame(int opcode, const void *payload, size_t len);
 

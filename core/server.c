@@ -200,7 +200,7 @@ struct uc_server *uc_server_new(const struct uc_options *opts, const struct uc_h
      * Its period bounds how late a ping or an idle close may come. */
     double tick = (opts->ping_interval < opts->idle_timeout ? opts->ping_interval
                                                            : opts->idle_timeout) / 4;
-    tick = tick < 0.05 ? 0.05 : tick > 1.0 ? 1.0 : tick;
+    tick = tick < 0.05 ? 0.05 : tick > 0.5 ? 0.5 : tick;
     ev_timer_init(&srv->liveness, liveness_cb, tick, tick);
     ev_timer_start(srv->loop, &srv->liveness);
     ev_unref(srv->loop);

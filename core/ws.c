@@ -52,15 +52,31 @@ static void on_msg_recv(wslay_event_context_ptr ctx, const struct wslay_event_on
     struct uc_server *srv = c->srv;
     switch (arg->opcode) {
     case WSLAY_TEXT_FRAME:
-    case WSLAY_BINARY_FRAME:
+    case WSLAY_BINARY_FRAME: {
+        /* wslay runs without buffering data: the message is either one chunk still in its
+         * input buffer, or what on_chunk assembled. */
+        const uint8_t *data = (const uint8_t *)"";
+        size_t len = 0;
+        struct uc_msgbuf *assembled = c->msgbuf;
+        c->msgbuf = NULL;
+        if (assembled) {
+            data = assembled->data;
+            len = assembled->len;
+        } else if (srv->whole_conn == c) {
+            data = srv->whole_data;
+            len = srv->whole_len;
+        }
+        srv->whole_conn = NULL;
         /* Messages after we started closing are read (to find the peer's close) but dropped. */
-        if (c->state != CONN_OPEN)
-            return;
-        srv->stats.messages_in++;
-        if (srv->handlers.on_message)
-            srv->handlers.on_message(c, arg->msg, arg->msg_length,
-                                     arg->opcode == WSLAY_BINARY_FRAME, srv->handlers.user_data);
+        if (c->state == CONN_OPEN) {
+            srv->stats.messages_in++;
+            if (srv->handlers.on_message)
+                srv->handlers.on_message(c, data, len, arg->opcode == WSLAY_BINARY_FRAME,
+                                         srv->handlers.user_data);
+        }
+        free(assembled);
         break;
+    }
     case WSLAY_CONNECTION_CLOSE: {
         c->flags |= CONN_CLOSE_RECV;
         int code = arg->status_code ? arg->status_code : 1005;
@@ -76,11 +92,14 @@ static void on_msg_recv(wslay_event_context_ptr ctx, const struct wslay_event_on
 
 static void on_frame_start(wslay_event_context_ptr ctx,
                            const struct wslay_event_on_frame_recv_start_arg *arg, void *user_data);
+static void on_chunk(wslay_event_context_ptr ctx,
+                     const struct wslay_event_on_frame_recv_chunk_arg *arg, void *user_data);
 
 static const struct wslay_event_callbacks callbacks = {
     .recv_callback = recv_cb,
     .send_callback = send_cb,
     .on_frame_recv_start_callback = on_frame_start,
+    .on_frame_recv_chunk_callback = on_chunk,
     .on_msg_recv_callback = on_msg_recv,
 };
 
@@ -95,6 +114,8 @@ int uc_ws_ensure(struct uc_conn *c)
     /* Before any frame is read: wslay allocates a frame's declared length when its header
      * arrives, so without this a header claiming 2^62 bytes would be honoured. */
     wslay_event_config_set_max_recv_msg_length(c->ws, c->srv->opt.max_message);
+    wslay_event_config_set_no_buffering(c->ws, 1);
+    c->srv->ws_contexts++;
     return 0;
 }
 
@@ -103,7 +124,10 @@ void uc_ws_free(struct uc_conn *c)
     if (c->ws) {
         wslay_event_context_free(c->ws);
         c->ws = NULL;
+        c->srv->ws_contexts--;
     }
+    free(c->msgbuf);
+    c->msgbuf = NULL;
 }
 
 void uc_ws_pump(struct uc_conn *c)
@@ -155,6 +179,42 @@ void uc_ws_fail(struct uc_conn *c, int code, const char *why)
     uc_buf_unref(frame);
 }
 
+/* Payload bytes of a data frame, already unmasked (and UTF-8 checked) by wslay. A message
+ * that is one whole frame in one chunk is not copied at all; anything else is appended to
+ * the connection's msgbuf, which wslay's size limit bounds. */
+static void on_chunk(wslay_event_context_ptr ctx,
+                     const struct wslay_event_on_frame_recv_chunk_arg *arg, void *user_data)
+{
+    struct uc_conn *c = user_data;
+    if (c->flags & CONN_FRAME_CTRL)
+        return; /* wslay buffers control frames itself */
+    if ((c->flags & CONN_FRAME_WHOLE) && !c->msgbuf && arg->data_length == c->frame_len) {
+        c->srv->whole_conn = c;
+        c->srv->whole_data = arg->data;
+        c->srv->whole_len = arg->data_length;
+        return;
+    }
+    struct uc_msgbuf *m = c->msgbuf;
+    size_t need = (m ? m->len : 0) + arg->data_length;
+    if (!m || need > m->cap) {
+        size_t cap = m ? m->cap * 2 : 4096;
+        while (cap < need)
+            cap *= 2;
+        struct uc_msgbuf *grown = realloc(m, sizeof *m + cap);
+        if (!grown) {
+            wslay_event_set_error(ctx, WSLAY_ERR_NOMEM);
+            uc_ws_fail(c, 1011, "out of memory");
+            return;
+        }
+        if (!m)
+            grown->len = 0;
+        grown->cap = cap;
+        c->msgbuf = m = grown;
+    }
+    memcpy(m->data + m->len, arg->data, arg->data_length);
+    m->len += arg->data_length;
+}
+
 /* wslay bounds a message's size but not its number of fragments nor its duration: a client
  * could keep one message open forever in one-byte frames. Count and time them here. */
 static void on_frame_start(wslay_event_context_ptr ctx,
@@ -163,10 +223,24 @@ static void on_frame_start(wslay_event_context_ptr ctx,
     (void)ctx;
     struct uc_conn *c = user_data;
     struct uc_server *srv = c->srv;
-    if (arg->opcode & 0x8)
-        return; /* control frames may come between fragments */
-    if (arg->opcode != WSLAY_CONTINUATION_FRAME)
+    if (arg->opcode & 0x8) {
+        c->flags |= CONN_FRAME_CTRL; /* control frames may come between fragments */
+        return;
+    }
+    c->flags &= (uint16_t)~(CONN_FRAME_CTRL | CONN_FRAME_WHOLE);
+    if (arg->opcode != WSLAY_CONTINUATION_FRAME) {
         c->fragments = 0;
+        if (arg->fin)
+            c->flags |= CONN_FRAME_WHOLE;
+    }
+    /* Without buffering, wslay checks each frame against the limit but not their sum. */
+    uint64_t total = (arg->opcode == WSLAY_CONTINUATION_FRAME ? c->msg_len : 0) + arg->payload_length;
+    if (total > srv->opt.max_message) {
+        uc_ws_fail(c, 1009, "message too big");
+        return;
+    }
+    c->msg_len = (uint32_t)total;
+    c->frame_len = (uint32_t)arg->payload_length;
     c->fragments++;
     if (c->fragments > srv->opt.max_fragments) {
         uc_ws_fail(c, 1008, "too many fragments");
@@ -216,8 +290,10 @@ static void scan_frames(struct uc_conn *c, const uint8_t *p, size_t len)
 }
 
 /* True when wslay holds no partial frame or message of this connection, so its context can go:
- * an idle connection then costs a few hundred bytes instead of wslay's ~9 KB. */
-static int at_rest(const struct uc_conn *c)
+ * an idle connection then costs a few hundred bytes instead of wslay's ~9 KB. The liveness
+ * timer releases it a moment after the last bytes (not at once: a busy connection would pay
+ * for a 9 KB calloc on every read). */
+int uc_ws_at_rest(const struct uc_conn *c)
 {
     return c->state == CONN_OPEN && !c->frame_left && !c->head_len && !c->fragments &&
            !(c->flags & CONN_FINISHING);
@@ -247,7 +323,13 @@ void uc_ws_feed(struct uc_conn *c, const uint8_t *data, size_t len)
         return;
     }
     uc_ws_pump(c);
-    if (at_rest(c) && !wslay_event_want_write(c->ws))
+    /* A connection that was quiet before these bytes (a login, a message now and then) gives
+     * its context back at once; a busy one keeps it, and the liveness timer takes it back
+     * once the connection has been quiet for a moment. */
+    uint32_t now_ms = (uint32_t)((ev_now(c->srv->loop) - c->srv->started) * 1000) | 1;
+    int busy = c->last_feed_ms && now_ms - c->last_feed_ms < 500;
+    c->last_feed_ms = now_ms;
+    if (!busy && c->ws && uc_ws_at_rest(c) && !wslay_event_want_write(c->ws))
         uc_ws_free(c);
 }
 

@@ -9,6 +9,11 @@
 -- 4. Binary messages follow the same rule and are delivered as binary.
 local uidcast = require "uidcast"
 
+-- Locals, not table lookups, on the path every message takes.
+local send_uid, broadcast = uidcast.send_uid, uidcast.broadcast
+local find, sub = string.find, string.sub
+local BINARY = { binary = true }
+
 local MAX_UID = 128
 
 local M = {}
@@ -40,17 +45,17 @@ function M.on_message(conn, data, is_binary)
   if not conn.uid then
     return login(conn, data, is_binary)
   end
-  local colon = data:find(":", 1, true)
+  local colon = find(data, ":", 1, true)
   if not colon then
     conn:send("error: expected target:message (a uid or 'all', then ':', then the text)")
     return
   end
-  local target, payload = data:sub(1, colon - 1), data:sub(colon + 1)
-  local opts = is_binary and { binary = true } or nil
+  local target, payload = sub(data, 1, colon - 1), sub(data, colon + 1)
+  local opts = is_binary and BINARY or nil
   if target == "all" then
-    uidcast.broadcast(payload, opts)
+    broadcast(payload, opts)
   else
-    uidcast.send_uid(target, payload, opts)
+    send_uid(target, payload, opts)
   end
 end
 

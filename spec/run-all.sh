@@ -55,6 +55,8 @@ run_busted() { # label, then busted arguments
         count "$s" $((f + e))
     fi
     rm -f "$log"
+    # A spec that failed before stopping its server leaves it running: end them all here.
+    pkill -f -- "--listen 127.0.0.1:0 --push 127.0.0.1:0" 2>/dev/null
 }
 
 want busted && run_busted "busted: unit and integration specs" spec/unit spec/integration

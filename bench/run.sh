@@ -1,0 +1,94 @@
+#!/bin/bash
+# bench/run.sh -- `make bench`: uidcast and the Node.js `ws` peer, measured the same way in one
+# run: each server pinned to core 0 (taskset), the load generator to core 1, a fresh server per
+# workload. Prints a human line and a JSON line per measurement, then a table of ratios.
+#   BENCH_DURATION   seconds each throughput workload runs (default 5)
+#   BENCH_HOLD       connections for the hold workload (default 19000)
+#   UIDCAST_BEFORE   another uidcast binary to measure in the same run (label "before")
+#   BENCH_ONLY       "uidcast" to skip the peer
+set -u
+cd "$(dirname "$0")/.."
+DURATION=${BENCH_DURATION:-5}
+HOLD=${BENCH_HOLD:-19000}
+PORT=${BENCH_PORT:-21234}
+PUSH_PORT=$((PORT + 1))
+RESULTS=build/bench-results.jsonl
+: > "$RESULTS"
+ulimit -n "$(ulimit -Hn)" 2>/dev/null
+
+wait_port() {
+    i=0
+    while ! (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; do
+        i=$((i + 1)); [ $i -gt 200 ] && { echo "server did not start"; return 1; }
+        sleep 0.05
+    done
+}
+
+start_server() { # label
+    case $1 in
+        uidcast) taskset -c 0 build/uidcast --listen 127.0.0.1:$PORT --push 127.0.0.1:$PUSH_PORT \
+                     --log-level warn scripts/default.lua 2>>build/bench-server.log & ;;
+        before)  taskset -c 0 "$UIDCAST_BEFORE" --listen 127.0.0.1:$PORT --push 127.0.0.1:$PUSH_PORT \
+                     --log-level warn scripts/default.lua 2>>build/bench-server.log & ;;
+        node-ws) taskset -c 0 node bench/peer/server.js $PORT $PUSH_PORT 2>>build/bench-server.log & ;;
+    esac
+    SERVER_PID=$!
+    wait_port $PORT
+}
+
+stop_server() {
+    kill -TERM "$SERVER_PID" 2>/dev/null
+    wait "$SERVER_PID" 2>/dev/null
+    sleep 0.5 # let TIME_WAIT sockets and the kernel settle between workloads
+}
+
+measure() { # label workload [loadgen args]
+    label=$1; workload=$2; shift 2
+    start_server "$label" || { stop_server; return; }
+    out=$(taskset -c 1 build/loadgen "$workload" --port $PORT --push-port $PUSH_PORT \
+          --server-pid "$SERVER_PID" --label "$label" "$@" 2>&1)
+    rc=$?
+    echo "$out" | grep -v '^{'
+    echo "$out" | grep '^{' >> "$RESULTS"
+    [ $rc -ne 0 ] && echo "   ($label $workload: loadgen exit $rc)"
+    stop_server
+}
+
+labels="uidcast"
+[ -n "${UIDCAST_BEFORE:-}" ] && labels="before $labels"
+[ "${BENCH_ONLY:-}" = "uidcast" ] || labels="$labels node-ws"
+
+echo "uidcast bench: $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ); servers on core 0, load on core 1"
+for l in $labels; do
+    measure "$l" hold --conns "$HOLD"
+    measure "$l" route --conns 1000 --inflight 8 --duration "$DURATION"
+    measure "$l" broadcast --conns 10000 --inflight 4 --duration "$DURATION"
+    measure "$l" push --conns 1000 --push-conns 8 --inflight 32 --duration "$DURATION"
+done
+
+/usr/bin/python3 - "$RESULTS" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+by = {(r["label"], r["workload"]): r for r in rows}
+labels = []
+for r in rows:
+    if r["label"] not in labels:
+        labels.append(r["label"])
+def fig(r, w):
+    if r is None: return None
+    return r["bytes_per_conn"] if w == "hold" else r["per_server_cpu_s"]
+print()
+print("%-10s %-28s" % ("workload", "figure") + "".join("%14s" % l for l in labels) + "   uidcast/node-ws")
+for w, what in [("hold", "bytes per idle connection"), ("route", "msgs per server CPU-s"),
+                ("broadcast", "deliveries per server CPU-s"), ("push", "pushes per server CPU-s")]:
+    vals = [fig(by.get((l, w)), w) for l in labels]
+    line = "%-10s %-28s" % (w, what) + "".join("%14s" % ("-" if v is None else "%.0f" % v) for v in vals)
+    u, n = fig(by.get(("uidcast", w)), w), fig(by.get(("node-ws", w)), w)
+    if u and n:
+        line += "   %.2fx" % ((n / u) if w == "hold" else (u / n))
+    print(line)
+for w in ["route", "broadcast", "push"]:
+    print("%-10s %-28s" % (w, "wall rate / p99 ms") + "".join(
+        "%14s" % ("-" if by.get((l, w)) is None else "%.0f/%.2f" % (by[(l, w)]["per_s"], by[(l, w)]["p99_ms"]))
+        for l in labels))
+PY
