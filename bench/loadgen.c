@@ -55,6 +55,7 @@ static struct {
     double duration;
     int server_pid;
     const char *label;
+    const char *name; /* the workload's name in the output (default: the mode) */
 } opt = {.port = 1234, .push_port = 1235, .conns = -1, .push_conns = 8, .inflight = -1,
          .payload = 64, .src_ips = 50, .duration = 5, .label = "uidcast"};
 
@@ -491,11 +492,12 @@ int main(int argc, char **argv)
         {"port", 1, 0, 'p'},     {"push-port", 1, 0, 'P'}, {"conns", 1, 0, 'n'},
         {"push-conns", 1, 0, 'c'}, {"inflight", 1, 0, 'k'}, {"payload", 1, 0, 'b'},
         {"duration", 1, 0, 'd'}, {"server-pid", 1, 0, 's'}, {"label", 1, 0, 'l'},
-        {"src-ips", 1, 0, 'i'},  {0, 0, 0, 0}};
+        {"src-ips", 1, 0, 'i'},  {"name", 1, 0, 'N'},        {0, 0, 0, 0}};
     if (argc < 2) {
         fprintf(stderr, "usage: loadgen hold|route|broadcast|push [--port P] [--push-port P] "
                         "[--conns N] [--push-conns N] [--inflight K] [--payload B] "
-                        "[--duration S] [--server-pid PID] [--label NAME] [--src-ips N]\n");
+                        "[--duration S] [--server-pid PID] [--label NAME] [--name WORKLOAD] "
+                        "[--src-ips N]\n");
         return 2;
     }
     for (int m = 0; m < 4; m++)
@@ -515,6 +517,7 @@ int main(int argc, char **argv)
         case 's': opt.server_pid = atoi(optarg); break;
         case 'l': opt.label = optarg; break;
         case 'i': opt.src_ips = atoi(optarg); break;
+        case 'N': opt.name = optarg; break;
         default: return 2;
         }
     }
@@ -522,6 +525,8 @@ int main(int argc, char **argv)
     static const int default_inflight[] = {0, 8, 4, 32};
     if (opt.conns < 0)
         opt.conns = default_conns[opt.mode];
+    if (!opt.name)
+        opt.name = mode_name[opt.mode];
     if (opt.inflight < 0)
         opt.inflight = default_inflight[opt.mode];
     if (opt.src_ips < 1 || opt.src_ips > 253)
@@ -588,16 +593,16 @@ int main(int argc, char **argv)
     double rate = (double)received_in_window / elapsed;
     double per_cpu = cpu > 0 ? (double)received_in_window / cpu : 0;
     const char *unit = opt.mode == ROUTE ? "msgs" : opt.mode == BROADCAST ? "deliveries" : "pushes";
-    printf("%-8s %-9s %6d conns: %.0f %s/s, %.0f per server CPU-second (server CPU %.0f%%), "
+    printf("%-8s %-15s %6d conns: %.0f %s/s, %.0f per server CPU-second (server CPU %.0f%%), "
            "p50 %.2f ms, p99 %.2f ms, lost %llu, dup %llu, out-of-order %llu%s\n",
-           opt.label, mode_name[opt.mode], opt.conns, rate, unit, per_cpu,
+           opt.label, opt.name, opt.conns, rate, unit, per_cpu,
            100 * cpu / elapsed, percentile_ms(0.50), percentile_ms(0.99),
            (unsigned long long)lost, (unsigned long long)dup_count,
            (unsigned long long)lost_order, push_errors ? " PUSH ERRORS" : "");
     printf("{\"label\":\"%s\",\"workload\":\"%s\",\"conns\":%d,\"per_s\":%.0f,"
            "\"per_server_cpu_s\":%.0f,\"server_cpu_share\":%.3f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,"
            "\"lost\":%llu,\"dup\":%llu,\"out_of_order\":%llu,\"push_errors\":%llu}\n",
-           opt.label, mode_name[opt.mode], opt.conns, rate, per_cpu, cpu / elapsed,
+           opt.label, opt.name, opt.conns, rate, per_cpu, cpu / elapsed,
            percentile_ms(0.50), percentile_ms(0.99), (unsigned long long)lost,
            (unsigned long long)dup_count, (unsigned long long)lost_order,
            (unsigned long long)push_errors);
