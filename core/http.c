@@ -327,22 +327,35 @@ long uc_http_url_decode(const char *src, size_t src_len, char *dst, size_t cap)
     return (long)o;
 }
 
+int uc_http_query_next(const char *query, size_t query_len, size_t *pos, const char **name,
+                       size_t *name_len, const char **value, size_t *value_len)
+{
+    while (query && *pos < query_len) {
+        const char *pair = query + *pos;
+        const char *amp = memchr(pair, '&', query_len - *pos);
+        size_t pair_len = amp ? (size_t)(amp - pair) : query_len - *pos;
+        *pos += pair_len + 1;
+        if (pair_len == 0)
+            continue;
+        const char *eq = memchr(pair, '=', pair_len);
+        *name = pair;
+        *name_len = eq ? (size_t)(eq - pair) : pair_len;
+        *value = eq ? eq + 1 : pair + pair_len;
+        *value_len = eq ? pair_len - *name_len - 1 : 0;
+        return 1;
+    }
+    return 0;
+}
+
 long uc_http_query_param(const char *query, size_t query_len, const char *name, char *dst,
                          size_t cap)
 {
-    size_t name_len = strlen(name);
-    size_t i = 0;
-    while (query && i < query_len) {
-        size_t start = i;
-        while (i < query_len && query[i] != '&')
-            i++;
-        const char *pair = query + start;
-        size_t pair_len = i - start;
-        i++;
-        if (pair_len >= name_len + 1 && pair[name_len] == '=' &&
-            memcmp(pair, name, name_len) == 0) {
-            long n = uc_http_url_decode(pair + name_len + 1, pair_len - name_len - 1, dst, cap);
-            return n < 0 ? -2 : n;
+    size_t want = strlen(name), pos = 0, name_len, value_len;
+    const char *n, *v;
+    while (uc_http_query_next(query, query_len, &pos, &n, &name_len, &v, &value_len)) {
+        if (name_len == want && memcmp(n, name, want) == 0) {
+            long len = uc_http_url_decode(v, value_len, dst, cap);
+            return len < 0 ? -2 : len;
         }
     }
     return -1;

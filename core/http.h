@@ -73,6 +73,12 @@ struct uc_buf *uc_http_response(int status, const char *extra_headers, const cha
  * Returns the decoded length, -1 for a malformed escape, -2 when it does not fit in cap. */
 long uc_http_url_decode(const char *src, size_t src_len, char *dst, size_t cap);
 
+/* Iterates the name=value pairs of a raw query string: *pos starts at 0; each call returns 1
+ * with the raw (still %-encoded) name and value, or 0 at the end. A pair without '=' has an
+ * empty value; empty pairs ("a&&b") are skipped. */
+int uc_http_query_next(const char *query, size_t query_len, size_t *pos, const char **name,
+                       size_t *name_len, const char **value, size_t *value_len);
+
 /* Finds parameter name in a raw query string and decodes its value into dst (capacity cap).
  * Returns the value's length, -1 when absent, -2 when malformed or longer than cap. */
 long uc_http_query_param(const char *query, size_t query_len, const char *name, char *dst,

@@ -311,16 +311,24 @@ static size_t deliver_to_entry(struct uc_umap_entry *u, struct uc_buf **frame, c
     return count;
 }
 
+/* Delivers to every link bound to key in map (the uid map or the group map). */
+static size_t deliver_to_key(const struct uc_umap *map, const char *key, size_t key_len,
+                             const void *data, size_t len, int binary,
+                             const struct uc_conn *except)
+{
+    struct uc_umap_entry *e = uc_umap_find(map, key, key_len);
+    if (!e)
+        return 0;
+    struct uc_buf *frame = NULL;
+    size_t count = deliver_to_entry(e, &frame, data, len, binary, except);
+    uc_buf_unref(frame);
+    return count;
+}
+
 size_t uc_send_uid(struct uc_server *srv, const char *uid, size_t uid_len, const void *data,
                    size_t len, int binary, const struct uc_conn *except)
 {
-    struct uc_umap_entry *u = uc_umap_find(&srv->umap, uid, uid_len);
-    if (!u)
-        return 0;
-    struct uc_buf *frame = NULL;
-    size_t count = deliver_to_entry(u, &frame, data, len, binary, except);
-    uc_buf_unref(frame);
-    return count;
+    return deliver_to_key(&srv->umap, uid, uid_len, data, len, binary, except);
 }
 
 size_t uc_broadcast(struct uc_server *srv, const void *data, size_t len, int binary,
@@ -340,13 +348,7 @@ size_t uc_broadcast(struct uc_server *srv, const void *data, size_t len, int bin
 size_t uc_send_group(struct uc_server *srv, const char *group, size_t group_len, const void *data,
                      size_t len, int binary, const struct uc_conn *except)
 {
-    struct uc_umap_entry *g = uc_umap_find(&srv->groups, group, group_len);
-    if (!g)
-        return 0;
-    struct uc_buf *frame = NULL;
-    size_t count = deliver_to_entry(g, &frame, data, len, binary, except);
-    uc_buf_unref(frame);
-    return count;
+    return deliver_to_key(&srv->groups, group, group_len, data, len, binary, except);
 }
 
 size_t uc_group_count(const struct uc_server *srv, const char *group, size_t group_len)

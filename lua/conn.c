@@ -59,14 +59,10 @@ void ucl_conn_forget(lua_State *L, struct uc_conn *c)
     lua_pop(L, 2);
 }
 
-/* conn:bind(uid) -> true | false, "closed" */
-static int conn_bind(lua_State *L)
+/* Returns true for 0, or false and the core's error text (misuse raised earlier; only running
+ * out of memory is raised here, as Lua itself would). */
+static int push_result(lua_State *L, int r)
 {
-    struct conn_handle *h = check_handle(L, 1);
-    size_t len;
-    const char *uid = luaL_checklstring(L, 2, &len);
-    luaL_argcheck(L, len >= 1 && len <= UC_UID_MAX, 2, "uid must be 1 to 1024 bytes");
-    int r = h->conn ? uc_conn_bind(h->conn, uid, len) : UC_ERR_CLOSED;
     if (r == UC_ERR_NOMEM)
         return luaL_error(L, "not enough memory");
     lua_pushboolean(L, r == 0);
@@ -74,6 +70,16 @@ static int conn_bind(lua_State *L)
         return 1;
     lua_pushstring(L, uc_strerror(r));
     return 2;
+}
+
+/* conn:bind(uid) -> true | false, "closed" */
+static int conn_bind(lua_State *L)
+{
+    struct conn_handle *h = check_handle(L, 1);
+    size_t len;
+    const char *uid = luaL_checklstring(L, 2, &len);
+    luaL_argcheck(L, len >= 1 && len <= UC_UID_MAX, 2, "uid must be 1 to 1024 bytes");
+    return push_result(L, h->conn ? uc_conn_bind(h->conn, uid, len) : UC_ERR_CLOSED);
 }
 
 static int conn_unbind(lua_State *L)
@@ -91,12 +97,7 @@ static int conn_send(lua_State *L)
     size_t len;
     const char *data = luaL_checklstring(L, 2, &len);
     int binary = lua_toboolean(L, 3);
-    int r = h->conn ? uc_conn_send(h->conn, data, len, binary) : UC_ERR_CLOSED;
-    lua_pushboolean(L, r == 0);
-    if (r == 0)
-        return 1;
-    lua_pushstring(L, uc_strerror(r));
-    return 2;
+    return push_result(L, h->conn ? uc_conn_send(h->conn, data, len, binary) : UC_ERR_CLOSED);
 }
 
 /* conn:close([code [, reason]]) -> true | false, "closed" */
@@ -111,12 +112,8 @@ static int conn_close(lua_State *L)
                          (code >= 3000 && code <= 4999),
                   2, "close code must be 1000-1003, 1007-1011 or 3000-4999");
     luaL_argcheck(L, reason_len <= 123, 3, "close reason must be at most 123 bytes");
-    int r = h->conn ? uc_conn_close(h->conn, (int)code, reason, reason_len) : UC_ERR_CLOSED;
-    lua_pushboolean(L, r == 0);
-    if (r == 0)
-        return 1;
-    lua_pushstring(L, uc_strerror(r));
-    return 2;
+    return push_result(L, h->conn ? uc_conn_close(h->conn, (int)code, reason, reason_len)
+                                  : UC_ERR_CLOSED);
 }
 
 static const char *check_group(lua_State *L, int idx, size_t *len)
@@ -132,14 +129,7 @@ static int conn_join(lua_State *L)
     struct conn_handle *h = check_handle(L, 1);
     size_t len;
     const char *group = check_group(L, 2, &len);
-    int r = h->conn ? uc_conn_join(h->conn, group, len) : UC_ERR_CLOSED;
-    if (r == UC_ERR_NOMEM)
-        return luaL_error(L, "not enough memory");
-    lua_pushboolean(L, r == 0);
-    if (r == 0)
-        return 1;
-    lua_pushstring(L, uc_strerror(r));
-    return 2;
+    return push_result(L, h->conn ? uc_conn_join(h->conn, group, len) : UC_ERR_CLOSED);
 }
 
 /* conn:leave(group) -> true when it was a member */

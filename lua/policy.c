@@ -75,20 +75,11 @@ int ucl_policy_reload(struct ucl_policy *p)
 static void push_query(lua_State *L, const char *q, size_t len)
 {
     lua_newtable(L);
-    size_t i = 0;
     char decoded[UC_HTTP_MAX_HEAD];
-    while (q && i < len) {
-        size_t start = i;
-        while (i < len && q[i] != '&')
-            i++;
-        const char *pair = q + start;
-        size_t pair_len = i - start;
-        i++;
-        if (pair_len == 0)
-            continue;
-        const char *eq = memchr(pair, '=', pair_len);
-        size_t name_len = eq ? (size_t)(eq - pair) : pair_len;
-        long n = uc_http_url_decode(pair, name_len, decoded, sizeof decoded);
+    size_t pos = 0, name_len, value_len;
+    const char *name, *value;
+    while (uc_http_query_next(q, len, &pos, &name, &name_len, &value, &value_len)) {
+        long n = uc_http_url_decode(name, name_len, decoded, sizeof decoded);
         if (n <= 0)
             continue;
         lua_pushlstring(L, decoded, (size_t)n);
@@ -98,8 +89,6 @@ static void push_query(lua_State *L, const char *q, size_t len)
         }
         lua_pop(L, 1);
         lua_pushlstring(L, decoded, (size_t)n);
-        const char *value = eq ? eq + 1 : "";
-        size_t value_len = eq ? pair_len - name_len - 1 : 0;
         n = uc_http_url_decode(value, value_len, decoded, sizeof decoded);
         if (n < 0)
             lua_pushlstring(L, value, value_len); /* malformed escape: keep the raw text */

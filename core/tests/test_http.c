@@ -132,6 +132,22 @@ TEST(decodes_query_parameters)
     CHECK_EQ_INT(uc_http_query_param(q, strlen(q), "uid", out, 3), -2);
 }
 
+TEST(iterates_query_pairs_skipping_empty_ones)
+{
+    const char *q = "a=1&&flag&b=";
+    size_t pos = 0, nl, vl;
+    const char *n, *v;
+    CHECK(uc_http_query_next(q, strlen(q), &pos, &n, &nl, &v, &vl));
+    CHECK(nl == 1 && n[0] == 'a' && vl == 1 && v[0] == '1');
+    CHECK(uc_http_query_next(q, strlen(q), &pos, &n, &nl, &v, &vl));
+    CHECK(nl == 4 && memcmp(n, "flag", 4) == 0 && vl == 0);
+    CHECK(uc_http_query_next(q, strlen(q), &pos, &n, &nl, &v, &vl));
+    CHECK(nl == 1 && n[0] == 'b' && vl == 0);
+    CHECK(!uc_http_query_next(q, strlen(q), &pos, &n, &nl, &v, &vl));
+    pos = 0;
+    CHECK(!uc_http_query_next(NULL, 0, &pos, &n, &nl, &v, &vl));
+}
+
 TEST(refuses_a_truncated_escape)
 {
     char out[8];
@@ -161,6 +177,7 @@ int main(void)
     RUN(answers_a_post_with_400);
     RUN(finds_tokens_in_comma_lists_case_insensitively);
     RUN(decodes_query_parameters);
+    RUN(iterates_query_pairs_skipping_empty_ones);
     RUN(refuses_a_truncated_escape);
     RUN(builds_a_response_with_length_and_connection_close);
     return CHECK_SUMMARY("test_http");
