@@ -27,7 +27,7 @@ TEST_OBJ := $(filter-out $(BUILD)/obj/core/main.o,$(OBJ))
 
 BUSTED   := lua5.4 /usr/bin/busted
 
-.PHONY: all deps run test ctests sanitize-build fuzz-build fuzz memcheck sanitize bench bench-deps clean
+.PHONY: all deps run test ctests sanitize-build fuzz-build fuzz memcheck sanitize bench bench-deps profile clean
 
 all: $(BUILD)/uidcast
 
@@ -113,6 +113,11 @@ bench-deps: deps
 bench: bench-deps
 	@$(MAKE) --no-print-directory all $(BUILD)/loadgen bench/peer/node_modules/ws/package.json
 	@bash bench/run.sh
+
+# Instructions per routed message and per broadcast delivery, under callgrind.
+profile: deps
+	@$(MAKE) --no-print-directory all $(BUILD)/loadgen
+	@bash bench/profile.sh
 
 clean:
 	rm -rf $(BUILD)

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -54,6 +55,7 @@ static struct {
     int conns, push_conns, inflight, payload, src_ips;
     double duration;
     int server_pid;
+    int procs; /* hold: connections spread over this many processes (20,000 files each here) */
     const char *label;
     const char *name; /* the workload's name in the output (default: the mode) */
 } opt = {.port = 1234, .push_port = 1235, .conns = -1, .push_conns = 8, .inflight = -1,
@@ -470,12 +472,13 @@ static long server_rss_kb(void)
     return kb;
 }
 
-static void connect_all(void)
+/* Connects and logs in clients[0..count), whose uids are u<first>..u<first+count-1>. */
+static void connect_all(int first, int count)
 {
     int next = 0;
-    while (ready_count < opt.conns) {
-        while (next < opt.conns && connecting_now < 1000) {
-            clients[next].idx = next;
+    while (ready_count < count) {
+        while (next < count && connecting_now < 1000) {
+            clients[next].idx = first + next;
             start_connect(&clients[next], opt.port);
             next++;
             connecting_now++;
@@ -486,18 +489,76 @@ static void connect_all(void)
 
 static const char *mode_name[] = {"hold", "route", "broadcast", "push"};
 
+static void report_hold(long rss_before, double connect_s)
+{
+    long rss_after = server_rss_kb();
+    double per_conn = (double)(rss_after - rss_before) * 1024 / opt.conns;
+    printf("%-8s hold      %6d conns: server RSS %ld -> %ld kB, %.0f bytes/conn; "
+           "connect+login %.0f/s\n",
+           opt.label, opt.conns, rss_before, rss_after, per_conn, opt.conns / connect_s);
+    printf("{\"label\":\"%s\",\"workload\":\"hold\",\"conns\":%d,\"rss_before_kb\":%ld,"
+           "\"rss_after_kb\":%ld,\"bytes_per_conn\":%.0f,\"connect_login_per_s\":%.0f}\n",
+           opt.label, opt.conns, rss_before, rss_after, per_conn, opt.conns / connect_s);
+}
+
+/* hold across several processes: each child connects its share, says so on a pipe, and keeps
+ * its connections until the parent has measured and closes the other pipe. */
+static int hold_in_processes(long rss_before, uint64_t t0)
+{
+    int ready[2], done[2];
+    if (pipe(ready) != 0 || pipe(done) != 0)
+        die("pipe");
+    int per = opt.conns / opt.procs;
+    for (int p = 0; p < opt.procs; p++) {
+        int first = p * per, count = p == opt.procs - 1 ? opt.conns - first : per;
+        pid_t pid = fork();
+        if (pid < 0)
+            die("fork");
+        if (pid == 0) {
+            close(ready[0]);
+            close(done[1]);
+            close(ep); /* an epoll instance must not be shared with the other processes */
+            ep = epoll_create1(0);
+            connect_all(first, count);
+            if (write(ready[1], "r", 1) != 1)
+                _exit(1);
+            char c;
+            while (read(done[0], &c, 1) > 0) {
+            }
+            _exit(0);
+        }
+    }
+    close(ready[1]);
+    close(done[0]);
+    for (int p = 0; p < opt.procs; p++) {
+        char c;
+        if (read(ready[0], &c, 1) != 1) {
+            fprintf(stderr, "loadgen: a hold process failed\n");
+            return 1;
+        }
+    }
+    double connect_s = (double)(now_ns() - t0) / 1e9;
+    sleep(2); /* connections at rest release their parser state within 1 s */
+    report_hold(rss_before, connect_s);
+    close(done[1]);
+    while (wait(NULL) > 0) {
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
         {"port", 1, 0, 'p'},     {"push-port", 1, 0, 'P'}, {"conns", 1, 0, 'n'},
         {"push-conns", 1, 0, 'c'}, {"inflight", 1, 0, 'k'}, {"payload", 1, 0, 'b'},
         {"duration", 1, 0, 'd'}, {"server-pid", 1, 0, 's'}, {"label", 1, 0, 'l'},
-        {"src-ips", 1, 0, 'i'},  {"name", 1, 0, 'N'},        {0, 0, 0, 0}};
+        {"src-ips", 1, 0, 'i'},  {"name", 1, 0, 'N'},        {"procs", 1, 0, 'j'},
+        {0, 0, 0, 0}};
     if (argc < 2) {
         fprintf(stderr, "usage: loadgen hold|route|broadcast|push [--port P] [--push-port P] "
                         "[--conns N] [--push-conns N] [--inflight K] [--payload B] "
                         "[--duration S] [--server-pid PID] [--label NAME] [--name WORKLOAD] "
-                        "[--src-ips N]\n");
+                        "[--src-ips N] [--procs N]\n");
         return 2;
     }
     for (int m = 0; m < 4; m++)
@@ -518,6 +579,7 @@ int main(int argc, char **argv)
         case 'l': opt.label = optarg; break;
         case 'i': opt.src_ips = atoi(optarg); break;
         case 'N': opt.name = optarg; break;
+        case 'j': opt.procs = atoi(optarg); break;
         default: return 2;
         }
     }
@@ -538,20 +600,15 @@ int main(int argc, char **argv)
     bcast_counts = calloc(BCAST_RING, sizeof *bcast_counts);
     long rss_before = server_rss_kb();
     uint64_t t0 = now_ns();
-    connect_all();
+    if (opt.mode == HOLD && opt.procs > 1)
+        return hold_in_processes(rss_before, t0);
+    connect_all(0, opt.conns);
     double connect_s = (double)(now_ns() - t0) / 1e9;
 
     if (opt.mode == HOLD) {
         for (int i = 0; i < 20; i++)
             loop_once(100); /* connections at rest release their parser state within 1 s */
-        long rss_after = server_rss_kb();
-        double per_conn = (double)(rss_after - rss_before) * 1024 / opt.conns;
-        printf("%-8s hold      %6d conns: server RSS %ld -> %ld kB, %.0f bytes/conn; "
-               "connect+login %.0f/s\n",
-               opt.label, opt.conns, rss_before, rss_after, per_conn, opt.conns / connect_s);
-        printf("{\"label\":\"%s\",\"workload\":\"hold\",\"conns\":%d,\"rss_before_kb\":%ld,"
-               "\"rss_after_kb\":%ld,\"bytes_per_conn\":%.0f,\"connect_login_per_s\":%.0f}\n",
-               opt.label, opt.conns, rss_before, rss_after, per_conn, opt.conns / connect_s);
+        report_hold(rss_before, connect_s);
         return 0;
     }
 
@@ -601,10 +658,11 @@ int main(int argc, char **argv)
            (unsigned long long)lost_order, push_errors ? " PUSH ERRORS" : "");
     printf("{\"label\":\"%s\",\"workload\":\"%s\",\"conns\":%d,\"per_s\":%.0f,"
            "\"per_server_cpu_s\":%.0f,\"server_cpu_share\":%.3f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,"
-           "\"lost\":%llu,\"dup\":%llu,\"out_of_order\":%llu,\"push_errors\":%llu}\n",
+           "\"lost\":%llu,\"dup\":%llu,\"out_of_order\":%llu,\"push_errors\":%llu,"
+           "\"received\":%llu}\n",
            opt.label, opt.name, opt.conns, rate, per_cpu, cpu / elapsed,
            percentile_ms(0.50), percentile_ms(0.99), (unsigned long long)lost,
            (unsigned long long)dup_count, (unsigned long long)lost_order,
-           (unsigned long long)push_errors);
+           (unsigned long long)push_errors, (unsigned long long)total_received);
     return lost || dup_count || lost_order || push_errors ? 3 : 0;
 }

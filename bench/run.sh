@@ -60,7 +60,7 @@ labels="uidcast"
 
 echo "uidcast bench: $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ); servers on core 0, load on core 1"
 for l in $labels; do
-    measure "$l" hold --conns "$HOLD"
+    measure "$l" hold --conns "$HOLD" --procs 2
     measure "$l" route --conns 1000 --inflight 8 --duration "$DURATION"
     # A sender waits for each broadcast to reach all 10,000 before sending one more than its
     # window: with 4 in flight nearly every delivery is its own write; a burst of 64 lets a

@@ -88,11 +88,23 @@ void uc_conn_check_liveness(struct uc_server *srv)
     struct uc_conn *c = srv->idle;
     size_t released = 0;
     /* Oldest-heard first: stop where nothing is old enough for either job. */
+    double first_deadline = srv->opt.ping_interval < srv->opt.handshake_timeout
+                                ? srv->opt.ping_interval
+                                : srv->opt.handshake_timeout;
     while (c) {
         ev_tstamp quiet = now - c->last_seen;
-        if (quiet < srv->opt.ping_interval && (quiet < WS_CONTEXT_GRACE || !srv->ws_contexts))
+        if (quiet < first_deadline && (quiet < WS_CONTEXT_GRACE || !srv->ws_contexts))
             break;
         struct uc_conn *next = c->idle_next;
+        if (c->state == CONN_HANDSHAKE) {
+            if (quiet >= srv->opt.handshake_timeout) {
+                uc_info("conn %llu (%s): handshake timed out", (unsigned long long)c->id,
+                        c->remote_addr);
+                uc_conn_abort(c, 1006, "handshake timed out");
+            }
+            c = next;
+            continue;
+        }
         if (c->ws && uc_ws_at_rest(c) && !wslay_event_want_write(c->ws)) {
             uc_ws_free(c);
             released++;
@@ -152,7 +164,9 @@ void uc_conn_accept(struct uc_server *srv, int fd, const char *remote_addr)
     ev_io_init(&c->wio, write_cb, fd, EV_WRITE);
     ev_init(&c->timer, timer_cb);
     ev_io_start(srv->loop, &c->rio);
-    set_deadline(c, srv->opt.handshake_timeout);
+    /* The handshake deadline is kept by the liveness list (accept order is deadline order),
+     * not by a timer per connection; reads during the handshake do not extend it. */
+    touch(c);
 
     c->next = srv->conns;
     if (srv->conns)
@@ -175,6 +189,7 @@ static void kill_conn(struct uc_conn *c)
     close(c->fd);
     c->fd = -1;
     c->state = CONN_DEAD;
+    idle_unlink(c);
     c->flags &= (uint16_t)~CONN_WRITE_WAIT;
     srv->nconns--;
     uc_outq_clear(&c->outq);
@@ -263,6 +278,7 @@ static void refuse(struct uc_conn *c, int status, const char *extra_headers, con
     uc_info("conn %llu (%s): upgrade refused with %d %s", (unsigned long long)c->id,
             c->remote_addr, status, body);
     uc_outq_clear(&c->outq);
+    idle_unlink(c);
     uc_ws_free(c); /* a refused upgrade never gets a frame, not even a close queued by on_open */
     struct uc_buf *b =
         uc_http_response(status, extra_headers, "text/plain", body, strlen(body), 0);
@@ -351,7 +367,7 @@ static void upgrade(struct uc_conn *c, char *head, size_t avail)
     free(c->hs);
     c->hs = NULL;
     if (c->state == CONN_OPEN)
-        touch(c); /* only now on the liveness list: a refused upgrade never is */
+        touch(c); /* from now on, last_seen is when the client was last heard from */
     uc_debug("conn %llu (%s): upgraded, path %.*s", (unsigned long long)c->id, c->remote_addr,
              (int)req.path_len, req.path);
     /* Frames a client pipelined behind its request are not lost. */
@@ -475,9 +491,6 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         uc_ws_fail(c, 1008, "message left unfinished");
         return;
     }
-    if (c->state == CONN_HANDSHAKE)
-        uc_info("conn %llu (%s): handshake timed out", (unsigned long long)c->id,
-                c->remote_addr);
     uc_conn_abort(c, 1006, "timed out");
 }
 

@@ -64,7 +64,7 @@ struct uc_conn {
     struct uc_server *srv;
     ev_io rio;       /* always on while the socket is open */
     ev_io wio;       /* only while a flush hit EAGAIN */
-    ev_timer timer;  /* the deadline of the current state */
+    ev_timer timer;  /* closing and lingering deadlines; a fragmented message's deadline */
     int fd;
     uint8_t state;
     uint16_t flags;
@@ -76,7 +76,7 @@ struct uc_conn {
     struct uc_conn *prev, *next; /* every live connection, for shutdown */
     struct uc_conn *dirty_next;  /* flush list */
     struct uc_conn *reap_next;   /* reap list */
-    struct uc_conn *idle_prev, *idle_next; /* open connections, least recently heard first */
+    struct uc_conn *idle_prev, *idle_next; /* live connections, least recently heard first */
     ev_tstamp last_seen;         /* when bytes last arrived */
     unsigned fragments;          /* frames of the message being received so far */
     uint32_t frame_len;          /* payload length of the frame being read (<= --max-message) */
@@ -116,7 +116,7 @@ struct uc_server {
     size_t nopen;          /* in CONN_OPEN */
     struct uc_conn *dirty, *dirty_tail;
     struct uc_conn *reap, *reap_tail;
-    struct uc_conn *idle, *idle_tail; /* the open connections by last_seen, oldest first */
+    struct uc_conn *idle, *idle_tail; /* handshaking and open connections by last_seen */
     ev_timer liveness;                /* walks the idle list: pings, idle timeouts */
     struct uc_buf *ping_frame;        /* one empty ping, shared by every queue */
     size_t ws_contexts;               /* connections holding a wslay context */

@@ -196,10 +196,12 @@ struct uc_server *uc_server_new(const struct uc_options *opts, const struct uc_h
     ev_prepare_init(&srv->prepare, prepare_cb);
     ev_prepare_start(srv->loop, &srv->prepare);
     ev_timer_init(&srv->drain_timer, drain_cb, 0., 0.);
-    /* One timer walks the open connections oldest-heard first, instead of one per connection.
-     * Its period bounds how late a ping or an idle close may come. */
-    double tick = (opts->ping_interval < opts->idle_timeout ? opts->ping_interval
-                                                           : opts->idle_timeout) / 4;
+    /* One timer walks the connections oldest-heard first, instead of one per connection: it
+     * pings, closes the idle, times out handshakes and releases parser state. Its period
+     * bounds how late any of that may come. */
+    double tick = opts->ping_interval < opts->idle_timeout ? opts->ping_interval
+                                                          : opts->idle_timeout;
+    tick = (tick < opts->handshake_timeout ? tick : opts->handshake_timeout) / 4;
     tick = tick < 0.05 ? 0.05 : tick > 0.5 ? 0.5 : tick;
     ev_timer_init(&srv->liveness, liveness_cb, tick, tick);
     ev_timer_start(srv->loop, &srv->liveness);

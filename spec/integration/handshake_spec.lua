@@ -124,6 +124,23 @@ describe("WebSocket upgrade", function()
     s:close()
   end)
 
+  it("does not extend the handshake deadline for a client trickling bytes", function()
+    local s = ws.tcp(srv.port)
+    local req = "GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " .. string.rep("a", 100)
+    local t0 = socket.gettime()
+    local closed = false
+    for i = 1, #req do
+      if not s:send(req:sub(i, i)) then closed = true break end
+      socket.sleep(0.05)
+      if socket.gettime() - t0 > 4 * server.slowdown then break end
+    end
+    s:settimeout(2 * server.slowdown)
+    local _, err = s:receive(1)
+    assert.is_true(closed or err == "closed")
+    assert.is_true(socket.gettime() - t0 < 4 * server.slowdown)
+    s:close()
+  end)
+
   it("keeps serving after every refusal above", function()
     local c = ws.login(srv.port, "still-alive")
     c:close()
