@@ -7,16 +7,17 @@ CFLAGS   ?= -O2 -g
 ALL_CFLAGS = $(CFLAGS) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror \
              $(shell pkg-config --cflags lua5.4 2>/dev/null)
 LDLIBS   += $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4) \
-            -lev -lwslay -lhttp_parser -lcrypto -lm
+            -lev -lwslay -lhttp_parser -lhiredis -lcrypto -lm
 
 # Debian packages the build, the specs and the interop client need.
 DEB_PACKAGES := gcc make pkg-config liblua5.4-dev lua5.4 libev-dev libwslay-dev \
                 libhttp-parser-dev libssl-dev uthash-dev lua-busted lua-socket \
-                python3 python3-websockets valgrind clang libclang-rt-14-dev
+                python3 python3-websockets valgrind clang libclang-rt-14-dev \
+                libhiredis-dev redis-server
 
 CORE_SRC := core/buf.c core/outq.c core/http.c core/umap.c core/ws.c core/conn.c \
             core/net.c core/server.c core/log.c core/cli.c \
-            core/push.c core/stats.c core/utf8.c
+            core/push.c core/stats.c core/utf8.c core/broker.c
 LUA_SRC  := lua/vm.c lua/call.c lua/conn.c lua/api.c lua/timer.c lua/policy.c
 SRC      := $(CORE_SRC) $(LUA_SRC) core/main.c
 OBJ      := $(SRC:%.c=$(BUILD)/obj/%.o)
@@ -79,7 +80,7 @@ build/fuzz/obj/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
 build/fuzz/%: fuzz/%.c fuzz/harness.h $(FUZZ_CORE)
-	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer $< $(FUZZ_CORE) -o $@ -lev -lwslay -lhttp_parser -lcrypto -lm
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer $< $(FUZZ_CORE) -o $@ -lev -lwslay -lhttp_parser -lhiredis -lcrypto -lm
 fuzz-build: $(FUZZ_TARGETS:%=build/fuzz/%)
 
 # Each fuzz target for FUZZ_SECONDS (default 60), starting from fuzz/corpus/<target>; what it

@@ -17,6 +17,8 @@ static const char usage[] =
     "\n"
     "  -l, --listen HOST:PORT       WebSocket listener (default 127.0.0.1:1234; [::1]:PORT for\n"
     "                               IPv6; port 0 picks a free port and logs it)\n"
+    "      --redis redis://HOST:PORT  cluster mode: deliveries reach every node on this Redis\n"
+    "                               (redis://:PASSWORD@HOST:PORT with AUTH)\n"
     "      --push HOST:PORT|off     HTTP push API (default 127.0.0.1:1235)\n"
     "      --push-token TOKEN       require \"Authorization: Bearer TOKEN\" on the push API\n"
     "                               (default: env UIDCAST_PUSH_TOKEN, else none)\n"
@@ -52,6 +54,7 @@ static const char usage[] =
     "Exit status: 0 on success, 1 on a start-up error, 2 on a bad command line.\n";
 
 enum {
+    OPT_REDIS = 255,
     OPT_PUSH = 256,
     OPT_PUSH_TOKEN,
     OPT_PUSH_TIMEOUT,
@@ -75,6 +78,7 @@ enum {
 
 static const struct option long_options[] = {
     {"listen", required_argument, NULL, 'l'},
+    {"redis", required_argument, NULL, OPT_REDIS},
     {"push", required_argument, NULL, OPT_PUSH},
     {"push-token", required_argument, NULL, OPT_PUSH_TOKEN},
     {"push-timeout", required_argument, NULL, OPT_PUSH_TIMEOUT},
@@ -178,6 +182,11 @@ enum uc_cli_result uc_cli_parse(int argc, char **argv, struct uc_cli *cli, char 
             snprintf(cli->opt.listen, sizeof cli->opt.listen, "%s", optarg);
             break;
         }
+        case OPT_REDIS:
+            if (strncmp(optarg, "redis://", 8) != 0)
+                bad = "--redis takes a URL such as redis://127.0.0.1:6379";
+            cli->opt.redis = optarg;
+            break;
         case OPT_PUSH: {
             char host[256], port[8];
             if (strcmp(optarg, "off") != 0 &&

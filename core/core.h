@@ -14,6 +14,7 @@
 #include <wslay/wslay.h>
 
 #include "outq.h"
+#include "broker.h"
 #include "push.h"
 #include "server.h"
 #include "umap.h"
@@ -128,10 +129,17 @@ struct uc_server {
     struct uc_umap umap;   /* uid -> connections */
     struct uc_umap groups; /* group -> memberships */
     struct uc_push *push;  /* NULL when --push off */
+    struct uc_broker *broker; /* NULL without --redis */
     struct uc_stats stats;
     ev_tstamp started;
     uint8_t rbuf[65536]; /* one read buffer for every connection: idle ones hold none */
 };
+
+/* ---- server.c ---- */
+/* Delivers a message another node published, to this node's connections only. kind is
+ * 'u' (key = uid), 'g' (key = group) or 'a' (everyone bound). */
+void uc_server_deliver_local(struct uc_server *srv, int kind, const char *key, size_t key_len,
+                             const void *data, size_t len, int binary);
 
 /* ---- conn.c ---- */
 void uc_conn_accept(struct uc_server *srv, int fd, const char *remote_addr);

@@ -160,6 +160,24 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
     begin_shutdown(srv, w->signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
+/* The maps tell the broker which channels this node needs. */
+static void uid_first(const char *key, size_t len, void *ctx)
+{
+    uc_broker_subscribe(ctx, UC_BROKER_UID, key, len);
+}
+static void uid_last(const char *key, size_t len, void *ctx)
+{
+    uc_broker_unsubscribe(ctx, UC_BROKER_UID, key, len);
+}
+static void group_first(const char *key, size_t len, void *ctx)
+{
+    uc_broker_subscribe(ctx, UC_BROKER_GROUP, key, len);
+}
+static void group_last(const char *key, size_t len, void *ctx)
+{
+    uc_broker_unsubscribe(ctx, UC_BROKER_GROUP, key, len);
+}
+
 struct uc_server *uc_server_new(const struct uc_options *opts, const struct uc_handlers *handlers,
                                 char *err, size_t err_size)
 {
@@ -178,9 +196,23 @@ struct uc_server *uc_server_new(const struct uc_options *opts, const struct uc_h
     }
     srv->loop = ev_default_loop(EVFLAG_AUTO);
     uc_net_local_addr(srv->listen_fd, srv->listen_addr, sizeof srv->listen_addr);
+    if (opts->redis) {
+        srv->broker = uc_broker_new(srv, opts->redis, err, err_size);
+        if (!srv->broker) {
+            close(srv->listen_fd);
+            ev_loop_destroy(srv->loop);
+            free(srv);
+            return NULL;
+        }
+        srv->umap = (struct uc_umap){.on_first = uid_first, .on_last = uid_last,
+                                     .ctx = srv->broker};
+        srv->groups = (struct uc_umap){.on_first = group_first, .on_last = group_last,
+                                       .ctx = srv->broker};
+    }
     if (strcmp(opts->push, "off") != 0) {
         srv->push = uc_push_new(srv, opts->push, opts->push_token, err, err_size);
         if (!srv->push) {
+            uc_broker_free(srv->broker);
             close(srv->listen_fd);
             ev_loop_destroy(srv->loop);
             free(srv);
@@ -242,6 +274,8 @@ void uc_server_free(struct uc_server *srv)
         return;
     uc_conn_destroy_all(srv);
     uc_push_free(srv->push);
+    srv->umap.on_last = srv->groups.on_last = NULL; /* no unsubscribing while tearing down */
+    uc_broker_free(srv->broker);
     uc_umap_destroy(&srv->umap);
     uc_umap_destroy(&srv->groups);
     ev_ref(srv->loop);
@@ -330,11 +364,24 @@ static size_t deliver_to_key(const struct uc_umap *map, const char *key, size_t 
 size_t uc_send_uid(struct uc_server *srv, const char *uid, size_t uid_len, const void *data,
                    size_t len, int binary, const struct uc_conn *except)
 {
+    if (srv->broker && uid_len)
+        uc_broker_publish(srv->broker, UC_BROKER_UID, uid, uid_len, data, len, binary);
     return deliver_to_key(&srv->umap, uid, uid_len, data, len, binary, except);
 }
 
+static size_t broadcast_local(struct uc_server *srv, const void *data, size_t len, int binary,
+                              const struct uc_conn *except);
+
 size_t uc_broadcast(struct uc_server *srv, const void *data, size_t len, int binary,
                     const struct uc_conn *except)
+{
+    if (srv->broker)
+        uc_broker_publish(srv->broker, UC_BROKER_ALL, NULL, 0, data, len, binary);
+    return broadcast_local(srv, data, len, binary, except);
+}
+
+static size_t broadcast_local(struct uc_server *srv, const void *data, size_t len, int binary,
+                              const struct uc_conn *except)
 {
     struct uc_buf *frame = NULL;
     size_t count = 0;
@@ -350,8 +397,22 @@ size_t uc_broadcast(struct uc_server *srv, const void *data, size_t len, int bin
 size_t uc_send_group(struct uc_server *srv, const char *group, size_t group_len, const void *data,
                      size_t len, int binary, const struct uc_conn *except)
 {
+    if (srv->broker && group_len)
+        uc_broker_publish(srv->broker, UC_BROKER_GROUP, group, group_len, data, len, binary);
     return deliver_to_key(&srv->groups, group, group_len, data, len, binary, except);
 }
+
+void uc_server_deliver_local(struct uc_server *srv, int kind, const char *key, size_t key_len,
+                             const void *data, size_t len, int binary)
+{
+    if (kind == UC_BROKER_UID)
+        deliver_to_key(&srv->umap, key, key_len, data, len, binary, NULL);
+    else if (kind == UC_BROKER_GROUP)
+        deliver_to_key(&srv->groups, key, key_len, data, len, binary, NULL);
+    else if (kind == UC_BROKER_ALL)
+        broadcast_local(srv, data, len, binary, NULL);
+}
+
 
 size_t uc_group_count(const struct uc_server *srv, const char *group, size_t group_len)
 {

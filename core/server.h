@@ -32,6 +32,7 @@ struct uc_options {
     unsigned max_fragments;   /* fragments one message may have (more closes with 1008) */
     const char *allow_origins[16]; /* when any, the Origin header must be one of them (else 403) */
     unsigned n_allow_origins;
+    const char *redis;        /* redis://HOST:PORT for cluster mode, or NULL */
     char push[300];           /* HOST:PORT of the HTTP push API, or "off" */
     const char *push_token;   /* Bearer token the push API requires, or NULL */
     double push_timeout;      /* seconds a push connection may idle or take to send a request */
@@ -85,6 +86,9 @@ struct uc_stats {
     uint64_t idle_closed;   /* closed after --idle-timeout of silence */
     uint64_t policy_errors; /* errors raised by the policy's handlers */
     uint64_t push_requests;
+    uint64_t cluster_published; /* deliveries published for the other nodes */
+    uint64_t cluster_received;  /* publications of other nodes delivered here */
+    uint64_t cluster_dropped;   /* publications lost while Redis was unreachable */
     double uptime; /* seconds */
 };
 
@@ -116,7 +120,9 @@ const char *uc_server_push_addr(const struct uc_server *srv);
 /* The libev loop, for the policy's timers. Borrowed for the server's lifetime. */
 struct ev_loop *uc_server_loop(struct uc_server *srv);
 
-/* ---- delivery: each returns how many connections the message was queued to ---- */
+/* ---- delivery: each returns how many connections the message was queued to ----
+ * In cluster mode (--redis) the count is of this node's connections; the message is also
+ * published, and every other node delivers it to its own connections. */
 
 /* Every connection bound to uid, except `except` (may be NULL). The frame is encoded once. */
 size_t uc_send_uid(struct uc_server *srv, const char *uid, size_t uid_len, const void *data,

@@ -20,6 +20,9 @@ const struct uc_stat_field uc_stat_fields[] = {
     F(idle_closed, 1, "Connections closed after --idle-timeout of silence."),
     F_AS("lua_errors", policy_errors, 1, "Errors raised by Lua handlers."),
     F(push_requests, 1, "Requests to the HTTP push API."),
+    F(cluster_published, 1, "Deliveries published to the other nodes through Redis."),
+    F(cluster_received, 1, "Publications of other nodes delivered here."),
+    F(cluster_dropped, 1, "Publications lost while Redis was unreachable."),
 };
 
 const size_t uc_stat_field_count = sizeof uc_stat_fields / sizeof uc_stat_fields[0];

@@ -33,6 +33,8 @@ int uc_umap_bind(struct uc_umap *m, struct uc_umap_link *link, const char *key, 
         memcpy(entry->name, key, len);
         entry->name[len] = '\0';
         HASH_ADD_KEYPTR(hh, m->table, entry->name, len, entry);
+        if (m->on_first)
+            m->on_first(entry->name, len, m->ctx);
     }
     /* Leave the old key only once the new entry exists, so a failed bind changes nothing. */
     uc_umap_unbind(m, link);
@@ -67,6 +69,8 @@ void uc_umap_unbind(struct uc_umap *m, struct uc_umap_link *link)
     link->prev = link->next = NULL;
     m->bound--;
     if (--entry->count == 0) {
+        if (m->on_last)
+            m->on_last(entry->name, entry->len, m->ctx);
         HASH_DEL(m->table, entry);
         free(entry);
     }

@@ -33,6 +33,11 @@ struct uc_umap_link {
 struct uc_umap {
     struct uc_umap_entry *table;
     size_t bound; /* links bound, over every key */
+    /* Optional: told when a key gets its first link and loses its last (the cluster broker
+     * subscribes and unsubscribes its channel there). */
+    void (*on_first)(const char *key, size_t len, void *ctx);
+    void (*on_last)(const char *key, size_t len, void *ctx);
+    void *ctx;
 };
 
 /* Binds link to key (any bytes, 1..UC_UID_MAX), leaving the key it had. Binding to the key it

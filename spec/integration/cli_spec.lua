@@ -20,7 +20,7 @@ describe("uidcast command line", function()
     for _, opt in ipairs { "--listen", "--max-message", "--max-send-buffer", "--max-connections",
                            "--handshake-timeout", "--close-timeout", "--drain-timeout",
                            "--ping-interval", "--idle-timeout", "--max-fragments",
-                           "--message-timeout", "--allow-origin", "--push", "--push-token",
+                           "--message-timeout", "--allow-origin", "--push", "--push-token", "--redis",
                            "--push-timeout",
                            "--log-level", "--check", "--version", "SIGHUP", "SIGTERM" } do
       assert.truthy(out:find(opt, 1, true), opt .. " missing from --help")
@@ -82,6 +82,7 @@ describe("uidcast command line", function()
     { "--ping-interval 30 --idle-timeout 20", "must be longer than %-%-ping%-interval" },
     { "--max-fragments 0", "%-%-max%-fragments takes a whole number of at least 1" },
     { "--push somewhere", "expected HOST:PORT" },
+    { "--redis localhost:6379", "%-%-redis takes a URL such as redis://" },
     { "--push-token ''", "%-%-push%-token must not be empty" },
     { "a.lua b.lua", "unexpected argument 'b.lua'" },
   } do

@@ -1,0 +1,35 @@
+/* broker.h -- the cluster engine (--redis): deliveries cross processes and hosts through Redis
+ * pub/sub. Each node subscribes one channel per uid and per group it holds locally, plus one
+ * for broadcasts; a delivery is made locally at once and published for the others, and a node
+ * ignores the echo of its own publications, so every connection gets a message exactly once. */
+#ifndef UC_BROKER_H
+#define UC_BROKER_H
+
+#include <stddef.h>
+
+struct uc_server;
+struct uc_broker;
+
+enum uc_broker_kind { UC_BROKER_UID = 'u', UC_BROKER_GROUP = 'g', UC_BROKER_ALL = 'a' };
+
+/* Parses url (redis://[:PASSWORD@]HOST:PORT[/DB]) and starts connecting; reconnects with
+ * back-off on its own. Returns NULL with a message in err for a bad URL. */
+struct uc_broker *uc_broker_new(struct uc_server *srv, const char *url, char *err,
+                                size_t err_size);
+void uc_broker_free(struct uc_broker *b);
+
+/* Publishes a delivery made locally so that the other nodes make theirs. key is the uid or
+ * group (ignored for UC_BROKER_ALL). Counted as dropped while Redis is unreachable. */
+void uc_broker_publish(struct uc_broker *b, enum uc_broker_kind kind, const char *key,
+                       size_t key_len, const void *data, size_t len, int binary);
+
+/* Channel interest, driven by the uid and group maps. */
+void uc_broker_subscribe(struct uc_broker *b, enum uc_broker_kind kind, const char *key,
+                         size_t key_len);
+void uc_broker_unsubscribe(struct uc_broker *b, enum uc_broker_kind kind, const char *key,
+                           size_t key_len);
+
+/* 1 while both Redis connections are up. */
+int uc_broker_connected(const struct uc_broker *b);
+
+#endif

@@ -1,0 +1,38 @@
+-- spec/support/redis.lua -- a real redis-server on a free loopback port, for the cluster specs.
+local socket = require "socket"
+local server = require "server"
+
+local redis = {}
+redis.__index = redis
+
+-- Starts redis-server with no persistence; returns it once it answers.
+function redis.start(port)
+  if not port then
+    local probe = assert(socket.bind("127.0.0.1", 0))
+    port = select(2, probe:getsockname())
+    probe:close()
+  end
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir -p " .. dir))
+  local self = setmetatable({ port = tonumber(port), dir = dir }, redis)
+  assert(os.execute(("redis-server --port %d --bind 127.0.0.1 --save '' --appendonly no " ..
+    "--daemonize yes --pidfile %s/pid --logfile %s/log --dir %s"):format(self.port, dir, dir, dir)))
+  assert(server.eventually(function()
+    local c = socket.tcp()
+    c:settimeout(0.2)
+    local ok = c:connect("127.0.0.1", self.port)
+    c:close()
+    return ok
+  end, 5), "redis-server did not start")
+  self.pid = tonumber(server.eventually(function() return server.read_file(dir .. "/pid") end))
+  self.url = "redis://127.0.0.1:" .. self.port
+  return self
+end
+
+function redis:stop()
+  os.execute(("kill -KILL %d 2>/dev/null"):format(self.pid))
+  server.eventually(function() return not os.execute(("kill -0 %d 2>/dev/null"):format(self.pid)) end)
+end
+
+return redis
