@@ -19,6 +19,8 @@ static const char usage[] =
     "                               IPv6; port 0 picks a free port and logs it)\n"
     "      --redis redis://HOST:PORT  cluster mode: deliveries reach every node on this Redis\n"
     "                               (redis://:PASSWORD@HOST:PORT with AUTH)\n"
+    "      --workers N              N processes share the listeners (SO_REUSEPORT); a\n"
+    "                               supervisor restarts any that dies; N > 1 needs --redis\n"
     "      --push HOST:PORT|off     HTTP push API (default 127.0.0.1:1235)\n"
     "      --push-token TOKEN       require \"Authorization: Bearer TOKEN\" on the push API\n"
     "                               (default: env UIDCAST_PUSH_TOKEN, else none)\n"
@@ -54,6 +56,7 @@ static const char usage[] =
     "Exit status: 0 on success, 1 on a start-up error, 2 on a bad command line.\n";
 
 enum {
+    OPT_WORKERS = 254,
     OPT_REDIS = 255,
     OPT_PUSH = 256,
     OPT_PUSH_TOKEN,
@@ -79,6 +82,7 @@ enum {
 static const struct option long_options[] = {
     {"listen", required_argument, NULL, 'l'},
     {"redis", required_argument, NULL, OPT_REDIS},
+    {"workers", required_argument, NULL, OPT_WORKERS},
     {"push", required_argument, NULL, OPT_PUSH},
     {"push-token", required_argument, NULL, OPT_PUSH_TOKEN},
     {"push-timeout", required_argument, NULL, OPT_PUSH_TIMEOUT},
@@ -167,6 +171,7 @@ enum uc_cli_result uc_cli_parse(int argc, char **argv, struct uc_cli *cli, char 
     snprintf(cli->opt.push, sizeof cli->opt.push, "127.0.0.1:1235");
     cli->opt.push_token = getenv("UIDCAST_PUSH_TOKEN");
     cli->opt.push_timeout = 30;
+    cli->opt.workers = 1;
 
     optind = 1;
     opterr = 0; /* we print our own messages */
@@ -182,6 +187,11 @@ enum uc_cli_result uc_cli_parse(int argc, char **argv, struct uc_cli *cli, char 
             snprintf(cli->opt.listen, sizeof cli->opt.listen, "%s", optarg);
             break;
         }
+        case OPT_WORKERS:
+            if (parse_count(optarg, &cli->opt.workers) != 0 || cli->opt.workers < 1 ||
+                cli->opt.workers > 256)
+                bad = "--workers takes a number from 1 to 256";
+            break;
         case OPT_REDIS:
             if (strncmp(optarg, "redis://", 8) != 0)
                 bad = "--redis takes a URL such as redis://127.0.0.1:6379";
@@ -293,6 +303,11 @@ enum uc_cli_result uc_cli_parse(int argc, char **argv, struct uc_cli *cli, char 
             snprintf(err, err_size, "%s, not '%s'", bad, optarg);
             return UC_CLI_USAGE;
         }
+    }
+    if (cli->opt.workers > 1 && !cli->opt.redis) {
+        snprintf(err, err_size, "--workers %u needs --redis: without it a worker could not "
+                 "reach the clients of the others", cli->opt.workers);
+        return UC_CLI_USAGE;
     }
     if (cli->opt.idle_timeout <= cli->opt.ping_interval) {
         snprintf(err, err_size, "--idle-timeout (%g) must be longer than --ping-interval (%g), "

@@ -5,6 +5,36 @@
 #include "../lua/policy.h"
 #include "cli.h"
 #include "log.h"
+#include "supervisor.h"
+
+/* One server process: load the policy, serve until stopped. A worker under --workers too. */
+static int serve(struct uc_cli *cli)
+{
+    char err[1024];
+    struct ucl_limits limits = {
+        .memory = cli->lua_memory, .budget = cli->lua_budget, .lua_path = cli->lua_path};
+    struct ucl_policy *policy = ucl_policy_new(cli->script, &limits, err, sizeof err);
+    if (!policy) {
+        uc_error("cannot load script: %s", err);
+        return 1;
+    }
+    struct uc_handlers handlers;
+    ucl_policy_handlers(policy, &handlers);
+    struct uc_server *srv = uc_server_new(&cli->opt, &handlers, err, sizeof err);
+    if (!srv) {
+        uc_error("%s", err);
+        ucl_policy_free(policy);
+        return 1;
+    }
+    uc_info("uidcast " UC_VERSION " running %s", cli->script);
+    ucl_policy_start(policy, srv);
+    uc_server_run(srv);
+    /* The policy first: closing its Lua state stops its timers, which needs the loop alive. */
+    ucl_policy_free(policy);
+    uc_server_free(srv);
+    uc_info("stopped");
+    return 0;
+}
 
 int main(int argc, char **argv)
 {
@@ -21,10 +51,10 @@ int main(int argc, char **argv)
     }
     uc_log_threshold = cli.log_level;
 
-    struct ucl_limits limits = {
-        .memory = cli.lua_memory, .budget = cli.lua_budget, .lua_path = cli.lua_path};
-    struct ucl_policy *policy = ucl_policy_new(cli.script, &limits, err, sizeof err);
     if (cli.check) {
+        struct ucl_limits limits = {
+            .memory = cli.lua_memory, .budget = cli.lua_budget, .lua_path = cli.lua_path};
+        struct ucl_policy *policy = ucl_policy_new(cli.script, &limits, err, sizeof err);
         if (!policy) {
             fprintf(stderr, "uidcast: %s\n", err);
             return 1;
@@ -33,25 +63,7 @@ int main(int argc, char **argv)
         ucl_policy_free(policy);
         return 0;
     }
-    if (!policy) {
-        uc_error("cannot load script: %s", err);
-        return 1;
-    }
-
-    struct uc_handlers handlers;
-    ucl_policy_handlers(policy, &handlers);
-    struct uc_server *srv = uc_server_new(&cli.opt, &handlers, err, sizeof err);
-    if (!srv) {
-        uc_error("%s", err);
-        ucl_policy_free(policy);
-        return 1;
-    }
-    uc_info("uidcast " UC_VERSION " running %s", cli.script);
-    ucl_policy_start(policy, srv);
-    uc_server_run(srv);
-    /* The policy first: closing its Lua state stops its timers, which needs the loop alive. */
-    ucl_policy_free(policy);
-    uc_server_free(srv);
-    uc_info("stopped");
-    return 0;
+    if (cli.opt.workers > 1)
+        return uc_supervise(&cli, serve);
+    return serve(&cli);
 }

@@ -51,7 +51,24 @@ int uc_net_split_hostport(const char *spec, char *host, size_t host_size, char *
     return 0;
 }
 
+static int open_socket(const char *spec, int reuse_port, int do_listen, char *err,
+                       size_t err_size);
+
 int uc_net_listen(const char *spec, int reuse_port, char *err, size_t err_size)
+{
+    return open_socket(spec, reuse_port, 1, err, err_size);
+}
+
+int uc_net_reserve(const char *spec, char *out, size_t out_size, char *err, size_t err_size)
+{
+    int fd = open_socket(spec, 1, 0, err, err_size);
+    if (fd >= 0)
+        uc_net_local_addr(fd, out, out_size);
+    return fd;
+}
+
+static int open_socket(const char *spec, int reuse_port, int do_listen, char *err,
+                       size_t err_size)
 {
     char host[256], port[8];
     if (uc_net_split_hostport(spec, host, sizeof host, port, sizeof port, err, err_size) != 0)
@@ -78,7 +95,7 @@ int uc_net_listen(const char *spec, int reuse_port, char *err, size_t err_size)
             setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
         if (ai->ai_family == AF_INET6)
             setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 4096) == 0)
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && (!do_listen || listen(fd, 4096) == 0))
             break;
         saved = errno;
         close(fd);

@@ -13,6 +13,12 @@ int uc_net_split_hostport(const char *spec, char *host, size_t host_size, char *
  * Returns the fd, or -1 with a message in err. */
 int uc_net_listen(const char *spec, int reuse_port, char *err, size_t err_size);
 
+/* Binds (without listening) a SO_REUSEPORT socket on spec, so that port 0 becomes a concrete
+ * port that workers can then listen on; a bound socket that does not listen takes no
+ * connections. Returns the fd (keep it open while the workers live) and writes HOST:PORT to
+ * out, or -1 with a message in err. */
+int uc_net_reserve(const char *spec, char *out, size_t out_size, char *err, size_t err_size);
+
 /* Formats addr as "IP:PORT" or "[IPv6]:PORT" into out. */
 void uc_net_format_addr(const struct sockaddr *addr, char *out, size_t out_size);
 

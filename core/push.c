@@ -591,7 +591,7 @@ struct uc_push *uc_push_new(struct uc_server *srv, const char *spec, const char 
         return NULL;
     }
     push->srv = srv;
-    push->fd = uc_net_listen(spec, 0, err, err_size);
+    push->fd = uc_net_listen(spec, srv->opt.workers > 1, err, err_size);
     if (push->fd < 0) {
         free(push);
         return NULL;

@@ -189,7 +189,7 @@ struct uc_server *uc_server_new(const struct uc_options *opts, const struct uc_h
     srv->opt = *opts;
     srv->handlers = *handlers;
     srv->reserve_fd = -1;
-    srv->listen_fd = uc_net_listen(opts->listen, 0, err, err_size);
+    srv->listen_fd = uc_net_listen(opts->listen, opts->workers > 1, err, err_size);
     if (srv->listen_fd < 0) {
         free(srv);
         return NULL;

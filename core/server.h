@@ -33,6 +33,7 @@ struct uc_options {
     const char *allow_origins[16]; /* when any, the Origin header must be one of them (else 403) */
     unsigned n_allow_origins;
     const char *redis;        /* redis://HOST:PORT for cluster mode, or NULL */
+    unsigned workers;         /* processes sharing the listeners (SO_REUSEPORT); 1 = just this */
     char push[300];           /* HOST:PORT of the HTTP push API, or "off" */
     const char *push_token;   /* Bearer token the push API requires, or NULL */
     double push_timeout;      /* seconds a push connection may idle or take to send a request */

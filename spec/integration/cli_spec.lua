@@ -20,7 +20,7 @@ describe("uidcast command line", function()
     for _, opt in ipairs { "--listen", "--max-message", "--max-send-buffer", "--max-connections",
                            "--handshake-timeout", "--close-timeout", "--drain-timeout",
                            "--ping-interval", "--idle-timeout", "--max-fragments",
-                           "--message-timeout", "--allow-origin", "--push", "--push-token", "--redis",
+                           "--message-timeout", "--allow-origin", "--push", "--push-token", "--redis", "--workers",
                            "--push-timeout",
                            "--log-level", "--check", "--version", "SIGHUP", "SIGTERM" } do
       assert.truthy(out:find(opt, 1, true), opt .. " missing from --help")
@@ -83,6 +83,7 @@ describe("uidcast command line", function()
     { "--max-fragments 0", "%-%-max%-fragments takes a whole number of at least 1" },
     { "--push somewhere", "expected HOST:PORT" },
     { "--redis localhost:6379", "%-%-redis takes a URL such as redis://" },
+    { "--workers 0", "%-%-workers takes a number from 1 to 256" },
     { "--push-token ''", "%-%-push%-token must not be empty" },
     { "a.lua b.lua", "unexpected argument 'b.lua'" },
   } do

@@ -1,0 +1,57 @@
+-- --workers N: processes sharing one port, a supervisor that replaces the dead, Redis between.
+local ws = require "ws"
+local server = require "server"
+local redis = require "redis"
+
+describe("--workers", function()
+  it("is refused without --redis, with a clear message", function()
+    local out = os.tmpname()
+    local ok, _, code = os.execute(("%s --workers 2 2>%s"):format(server.BIN, out))
+    assert.is_not_true(ok)
+    assert.equals(2, code)
+    assert.matches("%-%-workers 2 needs %-%-redis", server.read_file(out))
+    os.remove(out)
+  end)
+
+  it("routes between clients that landed on different workers, replaces a killed worker, " ..
+     "and stops them all on SIGTERM #no_memcheck", function()
+    local r = redis.start()
+    local srv = server.start { args = { "--workers", "2", "--redis", r.url, "--log-level", "debug" } }
+    assert.truthy(server.eventually(function()
+      local _, n = srv:log():gsub("cluster: connected to redis", "")
+      return n >= 2
+    end, 5))
+    local clients = {}
+    for i = 1, 16 do clients[i] = ws.login(srv.port, "wk" .. i) end
+    require("socket").sleep(0.2)
+    for i = 1, 16 do clients[i]:send(("wk%d:from %d"):format(i % 16 + 1, i)) end
+    for i = 1, 16 do
+      assert.equals(("from %d"):format((i - 2) % 16 + 1), clients[i]:receive())
+    end
+    -- the connections really were spread over both workers
+    local pids = {}
+    for pid in srv:log():gmatch("%[(%d+)%] debug conn %d+ %([^)]*%): upgraded") do pids[pid] = true end
+    local n = 0
+    for _ in pairs(pids) do n = n + 1 end
+    assert.equals(2, n)
+    for _, c in ipairs(clients) do c.sock:close() end
+
+    -- kill one worker outright: the supervisor starts another, which serves new clients
+    local victim = srv:log():match("worker 0 started %(pid (%d+)%)")
+    assert.truthy(os.execute("kill -KILL " .. victim))
+    assert.truthy(server.eventually(function()
+      return srv:log():find("worker 0 %(pid " .. victim .. "%) killed by signal 9")
+    end, 5))
+    assert.truthy(server.eventually(function()
+      local _, starts = srv:log():gsub("worker 0 started", "")
+      return starts == 2
+    end, 5))
+    for i = 1, 8 do
+      local c = ws.login(srv.port, "after" .. i)
+      c:close()
+    end
+    assert.equals(0, srv:stop())
+    assert.truthy(srv:log():find("supervisor: every worker stopped", 1, true))
+    r:stop()
+  end)
+end)
