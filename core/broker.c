@@ -228,8 +228,6 @@ static void connect_missing(struct uc_broker *b)
         schedule_retry(b);
 }
 
-int uc_broker_connected(const struct uc_broker *b) { return b->pub_up && b->sub_up; }
-
 struct uc_broker *uc_broker_new(struct uc_server *srv, const char *url, char *err,
                                 size_t err_size)
 {

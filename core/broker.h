@@ -29,7 +29,4 @@ void uc_broker_subscribe(struct uc_broker *b, enum uc_broker_kind kind, const ch
 void uc_broker_unsubscribe(struct uc_broker *b, enum uc_broker_kind kind, const char *key,
                            size_t key_len);
 
-/* 1 while both Redis connections are up. */
-int uc_broker_connected(const struct uc_broker *b);
-
 #endif

@@ -105,7 +105,7 @@ void uc_conn_check_liveness(struct uc_server *srv)
             c = next;
             continue;
         }
-        if (c->ws && uc_ws_at_rest(c) && !wslay_event_want_write(c->ws)) {
+        if (uc_ws_at_rest(c)) {
             uc_ws_free(c);
             released++;
         }

@@ -173,7 +173,8 @@ void uc_ws_fail(struct uc_conn *c, int code, const char *why);
 /* Queues a close frame through wslay (sent by the next uc_ws_pump). */
 int uc_ws_close(struct uc_conn *c, int code, const char *reason, size_t reason_len);
 void uc_ws_free(struct uc_conn *c);
-/* True when the connection's wslay context holds nothing half-read and may be released. */
+/* True when the connection has a wslay context holding nothing half-read or unsent, which may
+ * therefore be released. */
 int uc_ws_at_rest(const struct uc_conn *c);
 /* Encodes one unmasked server frame (FIN set) into a new buffer; NULL when out of memory. */
 struct uc_buf *uc_ws_frame(int opcode, const void *payload, size_t len);

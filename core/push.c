@@ -455,33 +455,28 @@ static void conn_free(struct push_conn *pc)
     free(pc);
 }
 
-/* Flushes; frees pc when it is finished. Returns 1 when pc was freed. */
-static int flush_or_free(struct push_conn *pc)
+/* Flushes; frees pc when it is finished (a write error, or the last answer sent). */
+static void flush(struct push_conn *pc)
 {
     int r = uc_outq_flush(&pc->outq, pc->fd);
     if (r < 0) {
         conn_free(pc);
-        return 1;
+        return;
     }
     if (r == 1) {
         if (!pc->write_wait) {
             pc->write_wait = 1;
             ev_io_start(pc->push->srv->loop, &pc->wio);
         }
-        return 0;
+        return;
     }
     if (pc->write_wait) {
         pc->write_wait = 0;
         ev_io_stop(pc->push->srv->loop, &pc->wio);
     }
-    if (pc->closing) {
+    if (pc->closing)
         conn_free(pc);
-        return 1;
-    }
-    return 0;
 }
-
-static void flush(struct push_conn *pc) { flush_or_free(pc); }
 
 static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
 {

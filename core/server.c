@@ -47,12 +47,14 @@ static void shed_one(struct uc_server *srv)
 
 static void refuse_busy(int fd)
 {
-    static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
-                               "Content-Length: 24\r\nConnection: close\r\n\r\n"
-                               "too many connections\r\n\r\n";
+    static const char body[] = "too many connections";
+    struct uc_buf *b = uc_http_response(503, NULL, "text/plain", body, sizeof body - 1, 0);
     /* Best effort on a fresh socket whose buffer is empty: one write, never a wait. */
-    ssize_t ignored = write(fd, busy, sizeof busy - 1);
-    (void)ignored;
+    if (b) {
+        ssize_t ignored = write(fd, b->data, b->len);
+        (void)ignored;
+        uc_buf_unref(b);
+    }
     close(fd);
 }
 
@@ -305,10 +307,6 @@ struct ev_loop *uc_server_loop(struct uc_server *srv) { return srv->loop; }
 
 void uc_server_count_policy_error(struct uc_server *srv) { srv->stats.policy_errors++; }
 
-const char *uc_server_push_addr(const struct uc_server *srv)
-{
-    return srv->push ? uc_push_addr(srv->push) : NULL;
-}
 
 void uc_server_stats(const struct uc_server *srv, struct uc_stats *out)
 {

@@ -115,9 +115,6 @@ void uc_server_stats(const struct uc_server *srv, struct uc_stats *out);
 /* Counts an error raised by the policy (shown as lua_errors in the counters). */
 void uc_server_count_policy_error(struct uc_server *srv);
 
-/* The address the push API listens on, or NULL when it is off. Borrowed. */
-const char *uc_server_push_addr(const struct uc_server *srv);
-
 /* The libev loop, for the policy's timers. Borrowed for the server's lifetime. */
 struct ev_loop *uc_server_loop(struct uc_server *srv);
 

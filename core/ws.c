@@ -295,8 +295,8 @@ static void scan_frames(struct uc_conn *c, const uint8_t *p, size_t len)
  * for a 9 KB calloc on every read). */
 int uc_ws_at_rest(const struct uc_conn *c)
 {
-    return c->state == CONN_OPEN && !c->frame_left && !c->head_len && !c->fragments &&
-           !(c->flags & CONN_FINISHING);
+    return c->ws && c->state == CONN_OPEN && !c->frame_left && !c->head_len && !c->fragments &&
+           !(c->flags & CONN_FINISHING) && !wslay_event_want_write(c->ws);
 }
 
 void uc_ws_feed(struct uc_conn *c, const uint8_t *data, size_t len)
@@ -329,7 +329,7 @@ void uc_ws_feed(struct uc_conn *c, const uint8_t *data, size_t len)
     uint32_t now_ms = (uint32_t)((ev_now(c->srv->loop) - c->srv->started) * 1000) | 1;
     int busy = c->last_feed_ms && now_ms - c->last_feed_ms < 500;
     c->last_feed_ms = now_ms;
-    if (!busy && c->ws && uc_ws_at_rest(c) && !wslay_event_want_write(c->ws))
+    if (!busy && uc_ws_at_rest(c))
         uc_ws_free(c);
 }
 

@@ -21,11 +21,17 @@ static struct uc_server *server_of(lua_State *L)
     return srv;
 }
 
+const char *ucl_check_key(lua_State *L, int idx, const char *what, size_t *len)
+{
+    const char *key = luaL_checklstring(L, idx, len);
+    if (*len < 1 || *len > UC_UID_MAX)
+        luaL_argerror(L, idx, lua_pushfstring(L, "%s must be 1 to %d bytes", what, UC_UID_MAX));
+    return key;
+}
+
 static const char *check_uid(lua_State *L, int idx, size_t *len)
 {
-    const char *uid = luaL_checklstring(L, idx, len);
-    luaL_argcheck(L, *len >= 1 && *len <= UC_UID_MAX, idx, "uid must be 1 to 1024 bytes");
-    return uid;
+    return ucl_check_key(L, idx, "uid", len);
 }
 
 struct send_opts {
@@ -80,9 +86,7 @@ static int api_broadcast(lua_State *L)
 static int api_send_group(lua_State *L)
 {
     size_t group_len, len;
-    const char *group = luaL_checklstring(L, 1, &group_len);
-    luaL_argcheck(L, group_len >= 1 && group_len <= UC_UID_MAX, 1,
-                  "group must be 1 to 1024 bytes");
+    const char *group = ucl_check_key(L, 1, "group", &group_len);
     const char *data = luaL_checklstring(L, 2, &len);
     struct send_opts o;
     check_opts(L, 3, &o);

@@ -77,8 +77,7 @@ static int conn_bind(lua_State *L)
 {
     struct conn_handle *h = check_handle(L, 1);
     size_t len;
-    const char *uid = luaL_checklstring(L, 2, &len);
-    luaL_argcheck(L, len >= 1 && len <= UC_UID_MAX, 2, "uid must be 1 to 1024 bytes");
+    const char *uid = ucl_check_key(L, 2, "uid", &len);
     return push_result(L, h->conn ? uc_conn_bind(h->conn, uid, len) : UC_ERR_CLOSED);
 }
 
@@ -118,9 +117,7 @@ static int conn_close(lua_State *L)
 
 static const char *check_group(lua_State *L, int idx, size_t *len)
 {
-    const char *group = luaL_checklstring(L, idx, len);
-    luaL_argcheck(L, *len >= 1 && *len <= UC_UID_MAX, idx, "group must be 1 to 1024 bytes");
-    return group;
+    return ucl_check_key(L, idx, "group", len);
 }
 
 /* conn:join(group) -> true | false, "closed" */

@@ -72,6 +72,10 @@ void ucl_timer_register(lua_State *L);
 int ucl_api_timer(lua_State *L);
 int ucl_api_every(lua_State *L);
 
+/* The string at idx as a uid or group name (1..UC_UID_MAX bytes), or a Lua argument error
+ * "<what> must be 1 to 1024 bytes". */
+const char *ucl_check_key(lua_State *L, int idx, const char *what, size_t *len);
+
 /* api.c */
 int ucl_open_api(lua_State *L);
 
