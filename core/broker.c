@@ -4,7 +4,14 @@
  * Two connections: one subscribed (a subscribed Redis connection can do nothing else), one
  * for PUBLISH. A publication is "<node id (16 hex)><t|b><payload>" on uidcast:u:<uid>,
  * uidcast:g:<group> or uidcast:a, so payloads stay binary-safe and keep their frame type, and a
- * node recognises (and skips) its own echo: it already delivered locally. */
+ * node recognises (and skips) its own echo: it already delivered locally.
+ *
+ * Presence: each node keeps a hash uidcast:n:<node> (uid -> its local connection count) and
+ * its id in the set uidcast:nodes. The hash expires --presence-ttl seconds after the node's
+ * last heartbeat (it beats every third of that), so a node that dies without saying so drops
+ * out on its own; a query sums the uid over the live nodes in one server-side script. Writes
+ * are absolute (HSET count, HDEL), so a lost or repeated one cannot drift, and a reconnect
+ * writes the whole hash again. */
 #include "broker.h"
 
 #include <hiredis/adapters/libev.h>
@@ -23,18 +30,36 @@
 #define NODE_ID_LEN 16
 #define BACKOFF_MIN 0.1
 #define BACKOFF_MAX 5.0
+#define NODES_KEY "uidcast:nodes"
+
+/* Sums ARGV[1]'s connections over the nodes in KEYS[1] whose presence hash still exists, and
+ * forgets the nodes whose hash has expired (they died, or hold nobody and re-register). */
+static const char online_script[] =
+    "local total = 0\n"
+    "for _, node in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
+    "  local key = 'uidcast:n:' .. node\n"
+    "  local n = redis.call('HGET', key, ARGV[1])\n"
+    "  if n then total = total + tonumber(n)\n"
+    "  elseif redis.call('EXISTS', key) == 0 then redis.call('SREM', KEYS[1], node) end\n"
+    "end\n"
+    "return total\n";
 
 struct uc_broker {
     struct uc_server *srv;
     char host[300];
     int port;
-    char *password;
+    char *user, *password; /* AUTH [user] password when set */
+    long db;               /* SELECT for the presence keys; channels are global anyway */
     redisAsyncContext *pub, *sub;
     int pub_up, sub_up;
+    int pub_ready, sub_ready; /* answered PING after AUTH/SELECT */
     int closing;
     ev_timer retry;
+    ev_timer heartbeat;
+    int ttl; /* seconds, from --presence-ttl */
     double backoff;
     char node_id[NODE_ID_LEN + 1];
+    char presence_key[NODE_ID_LEN + 16]; /* uidcast:n:<node id> */
 };
 
 static void connect_missing(struct uc_broker *b);
@@ -98,8 +123,8 @@ static void subscribe_raw(struct uc_broker *b, const char *chan, size_t len)
     redisAsyncCommand(b->sub, on_publication, b, "SUBSCRIBE %b", chan, len);
 }
 
-void uc_broker_subscribe(struct uc_broker *b, enum uc_broker_kind kind, const char *key,
-                         size_t key_len)
+static void subscribe(struct uc_broker *b, enum uc_broker_kind kind, const char *key,
+                      size_t key_len)
 {
     char chan[UC_UID_MAX + 32];
     int n = channel_name(chan, sizeof chan, kind, key, key_len);
@@ -108,8 +133,8 @@ void uc_broker_subscribe(struct uc_broker *b, enum uc_broker_kind kind, const ch
     /* when down, the reconnect subscribes everything the maps hold */
 }
 
-void uc_broker_unsubscribe(struct uc_broker *b, enum uc_broker_kind kind, const char *key,
-                           size_t key_len)
+static void unsubscribe(struct uc_broker *b, enum uc_broker_kind kind, const char *key,
+                        size_t key_len)
 {
     char chan[UC_UID_MAX + 32];
     int n = channel_name(chan, sizeof chan, kind, key, key_len);
@@ -122,9 +147,132 @@ static void subscribe_everything(struct uc_broker *b)
     struct uc_server *srv = b->srv;
     subscribe_raw(b, "uidcast:a", 9);
     struct uc_umap_entry *e, *tmp;
-    HASH_ITER(hh, srv->umap.table, e, tmp) uc_broker_subscribe(b, UC_BROKER_UID, e->name, e->len);
-    HASH_ITER(hh, srv->groups.table, e, tmp)
-    uc_broker_subscribe(b, UC_BROKER_GROUP, e->name, e->len);
+    HASH_ITER(hh, srv->umap.table, e, tmp) subscribe(b, UC_BROKER_UID, e->name, e->len);
+    HASH_ITER(hh, srv->groups.table, e, tmp) subscribe(b, UC_BROKER_GROUP, e->name, e->len);
+}
+
+/* ---- presence ---- */
+
+static void register_node(struct uc_broker *b)
+{
+    redisAsyncCommand(b->pub, NULL, NULL, "SADD " NODES_KEY " %s", b->node_id);
+    redisAsyncCommand(b->pub, NULL, NULL, "EXPIRE %s %d", b->presence_key, b->ttl);
+}
+
+/* Writes this node's whole presence hash again: after a (re)connect, when Redis may have lost
+ * it or missed changes. HSET takes many pairs per command, so this is one command per chunk. */
+static void write_presence(struct uc_broker *b)
+{
+    enum { CHUNK = 256 };
+    const char *argv[2 + 2 * CHUNK];
+    size_t argl[2 + 2 * CHUNK];
+    char counts[CHUNK][24];
+    redisAsyncCommand(b->pub, NULL, NULL, "DEL %s", b->presence_key);
+    argv[0] = "HSET";
+    argl[0] = 4;
+    argv[1] = b->presence_key;
+    argl[1] = strlen(b->presence_key);
+    int n = 0;
+    struct uc_umap_entry *e, *tmp;
+    HASH_ITER(hh, b->srv->umap.table, e, tmp)
+    {
+        argv[2 + 2 * n] = e->name;
+        argl[2 + 2 * n] = e->len;
+        argl[3 + 2 * n] = (size_t)snprintf(counts[n], sizeof counts[n], "%zu", e->count);
+        argv[3 + 2 * n] = counts[n];
+        if (++n == CHUNK || !e->hh.next) {
+            redisAsyncCommandArgv(b->pub, NULL, NULL, 2 + 2 * n, argv, argl);
+            n = 0;
+        }
+    }
+    register_node(b);
+}
+
+static void presence_write(struct uc_broker *b, const char *uid, size_t len, size_t count,
+                           int added)
+{
+    if (!b->pub_up || b->closing)
+        return; /* the reconnect writes everything again */
+    if (count == 0) {
+        redisAsyncCommand(b->pub, NULL, NULL, "HDEL %s %b", b->presence_key, uid, len);
+        return;
+    }
+    char n[24]; /* hiredis's format knows no %zu */
+    snprintf(n, sizeof n, "%zu", count);
+    redisAsyncCommand(b->pub, NULL, NULL, "HSET %s %b %s", b->presence_key, uid, len, n);
+    /* The first uid creates the hash (the last one's HDEL deleted it, TTL included). */
+    if (added && count == 1 && uc_umap_keys(&b->srv->umap) == 1)
+        register_node(b);
+}
+
+void uc_broker_key_count(struct uc_broker *b, enum uc_broker_kind kind, const char *key,
+                         size_t key_len, size_t count, int added)
+{
+    if (added && count == 1)
+        subscribe(b, kind, key, key_len);
+    else if (count == 0)
+        unsubscribe(b, kind, key, key_len);
+    if (kind == UC_BROKER_UID)
+        presence_write(b, key, key_len, count, added);
+}
+
+static void on_heartbeat_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    (void)ac;
+    struct uc_broker *b = privdata;
+    redisReply *reply = r;
+    /* EXPIRE answers 0 when the hash is gone although this node holds uids: Redis restarted,
+     * or this node stalled past the TTL. Write it again. */
+    if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer == 0 && b->pub_up &&
+        !b->closing && uc_umap_keys(&b->srv->umap) > 0) {
+        uc_warn("cluster: this node's presence had expired in redis; writing it again");
+        write_presence(b);
+    }
+}
+
+static void heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct uc_broker *b = container_of(w, struct uc_broker, heartbeat);
+    if (!b->pub_up)
+        return;
+    redisAsyncCommand(b->pub, NULL, NULL, "SADD " NODES_KEY " %s", b->node_id);
+    redisAsyncCommand(b->pub, on_heartbeat_reply, b, "EXPIRE %s %d", b->presence_key, b->ttl);
+}
+
+struct online_query {
+    void (*done)(void *arg, long long count);
+    void *arg;
+};
+
+static void on_online_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    (void)ac;
+    struct online_query *q = privdata;
+    redisReply *reply = r;
+    if (reply && reply->type == REDIS_REPLY_ERROR)
+        uc_warn("cluster: presence query failed: %s", reply->str);
+    q->done(q->arg, reply && reply->type == REDIS_REPLY_INTEGER ? reply->integer : -1);
+    free(q);
+}
+
+int uc_broker_online(struct uc_broker *b, const char *uid, size_t uid_len,
+                     void (*done)(void *arg, long long count), void *arg)
+{
+    if (!b->pub_up || b->closing)
+        return -1;
+    struct online_query *q = malloc(sizeof *q);
+    if (!q)
+        return -1;
+    q->done = done;
+    q->arg = arg;
+    if (redisAsyncCommand(b->pub, on_online_reply, q, "EVAL %s 1 " NODES_KEY " %b", online_script,
+                          uid, uid_len) != REDIS_OK) {
+        free(q);
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- publishing ---- */
@@ -175,10 +323,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
         subscribe_everything(b);
     } else {
         b->pub_up = 1;
-    }
-    if (b->pub_up && b->sub_up) {
-        b->backoff = BACKOFF_MIN;
-        uc_info("cluster: connected to redis %s:%d as node %s", b->host, b->port, b->node_id);
+        write_presence(b);
     }
 }
 
@@ -188,10 +333,10 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     struct uc_broker *b = ac->data;
     if (ac == b->sub) {
         b->sub = NULL;
-        b->sub_up = 0;
+        b->sub_up = b->sub_ready = 0;
     } else {
         b->pub = NULL;
-        b->pub_up = 0;
+        b->pub_up = b->pub_ready = 0;
     }
     if (b->closing)
         return;
@@ -200,7 +345,38 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     schedule_retry(b);
 }
 
-static redisAsyncContext *open_one(struct uc_broker *b)
+/* AUTH and SELECT: a refusal (wrong password, no such db) is an operator error worth a loud
+ * line; the connection then fails its commands and the back-off retries. */
+static void on_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    (void)ac;
+    struct uc_broker *b = privdata;
+    redisReply *reply = r;
+    if (reply && reply->type == REDIS_REPLY_ERROR) {
+        uc_error("cluster: redis %s:%d refused the set-up: %s", b->host, b->port, reply->str);
+        redisAsyncDisconnect(ac);
+    }
+}
+
+/* Answers once AUTH and SELECT went through: only then is the back-off reset. */
+static void on_ready(redisAsyncContext *ac, void *r, void *privdata)
+{
+    (void)ac;
+    struct uc_broker *b = privdata;
+    redisReply *reply = r;
+    if (!reply || reply->type == REDIS_REPLY_ERROR)
+        return;
+    if (ac == b->pub)
+        b->pub_ready = 1;
+    else
+        b->sub_ready = 1;
+    if (b->pub_ready && b->sub_ready) {
+        b->backoff = BACKOFF_MIN;
+        uc_info("cluster: connected to redis %s:%d as node %s", b->host, b->port, b->node_id);
+    }
+}
+
+static redisAsyncContext *open_one(struct uc_broker *b, int is_pub)
 {
     redisAsyncContext *ac = redisAsyncConnect(b->host, b->port);
     if (!ac || ac->err) {
@@ -213,60 +389,91 @@ static redisAsyncContext *open_one(struct uc_broker *b)
     redisLibevAttach(b->srv->loop, ac);
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
-    if (b->password)
-        redisAsyncCommand(ac, NULL, NULL, "AUTH %s", b->password);
+    if (b->user)
+        redisAsyncCommand(ac, on_setup_reply, b, "AUTH %s %s", b->user, b->password);
+    else if (b->password)
+        redisAsyncCommand(ac, on_setup_reply, b, "AUTH %s", b->password);
+    if (b->db && is_pub)
+        redisAsyncCommand(ac, on_setup_reply, b, "SELECT %ld", b->db);
+    redisAsyncCommand(ac, on_ready, b, "PING");
     return ac;
 }
 
 static void connect_missing(struct uc_broker *b)
 {
     if (!b->pub)
-        b->pub = open_one(b);
+        b->pub = open_one(b, 1);
     if (!b->sub)
-        b->sub = open_one(b);
+        b->sub = open_one(b, 0);
     if (!b->pub || !b->sub)
         schedule_retry(b);
+}
+
+static int url_error(char *err, size_t err_size, const char *url, const char *why)
+{
+    snprintf(err, err_size, "--redis '%s': %s; expected redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]",
+             url, why);
+    return -1;
+}
+
+/* redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] into b; -1 with a message in err. */
+static int parse_url(struct uc_broker *b, const char *url, char *err, size_t err_size)
+{
+    static const char scheme[] = "redis://";
+    if (strncmp(url, scheme, sizeof scheme - 1) != 0)
+        return url_error(err, err_size, url, "not a redis:// URL");
+    const char *rest = url + sizeof scheme - 1;
+    const char *at = strrchr(rest, '@');
+    if (at) {
+        const char *colon = memchr(rest, ':', (size_t)(at - rest));
+        if (!colon)
+            return url_error(err, err_size, url, "credentials need a ':' before the password");
+        if (colon > rest)
+            b->user = strndup(rest, (size_t)(colon - rest));
+        b->password = strndup(colon + 1, (size_t)(at - colon - 1));
+        rest = at + 1;
+    }
+    char hostport[300];
+    if ((size_t)snprintf(hostport, sizeof hostport, "%s", rest) >= sizeof hostport)
+        return url_error(err, err_size, url, "host too long");
+    char *slash = strchr(hostport, '/');
+    if (slash) {
+        *slash = '\0';
+        char *end;
+        b->db = slash[1] ? strtol(slash + 1, &end, 10) : 0;
+        if (slash[1] && (*end || b->db < 0 || b->db > 1000000))
+            return url_error(err, err_size, url, "the database must be a number");
+    }
+    char *colon = strrchr(hostport, ':');
+    long port = 6379;
+    if (colon) {
+        char *end;
+        port = strtol(colon + 1, &end, 10);
+        if (!colon[1] || *end || port < 1 || port > 65535)
+            return url_error(err, err_size, url, "the port must be 1 to 65535");
+        *colon = '\0';
+    }
+    if (!hostport[0])
+        return url_error(err, err_size, url, "no host");
+    snprintf(b->host, sizeof b->host, "%s", hostport);
+    b->port = (int)port;
+    return 0;
 }
 
 struct uc_broker *uc_broker_new(struct uc_server *srv, const char *url, char *err,
                                 size_t err_size)
 {
-    static const char scheme[] = "redis://";
-    if (strncmp(url, scheme, sizeof scheme - 1) != 0) {
-        snprintf(err, err_size, "--redis '%s': expected redis://[:PASSWORD@]HOST:PORT", url);
-        return NULL;
-    }
-    const char *rest = url + sizeof scheme - 1;
     struct uc_broker *b = calloc(1, sizeof *b);
     if (!b) {
         snprintf(err, err_size, "out of memory");
         return NULL;
     }
-    const char *at = strrchr(rest, '@');
-    if (at) {
-        const char *colon = memchr(rest, ':', (size_t)(at - rest));
-        const char *pw = colon ? colon + 1 : rest; /* redis://user:pw@ or redis://:pw@ */
-        b->password = strndup(pw, (size_t)(at - pw));
-        rest = at + 1;
-    }
-    char hostport[300];
-    snprintf(hostport, sizeof hostport, "%s", rest);
-    char *slash = strchr(hostport, '/');
-    if (slash)
-        *slash = '\0'; /* a /DB suffix: pub/sub channels are global to the server */
-    char *colon = strrchr(hostport, ':');
-    char *end = NULL;
-    long port = colon ? strtol(colon + 1, &end, 10) : 6379;
-    if (colon)
-        *colon = '\0';
-    if (!hostport[0] || (colon && (*end || port < 1 || port > 65535))) {
-        snprintf(err, err_size, "--redis '%s': expected redis://[:PASSWORD@]HOST:PORT", url);
+    if (parse_url(b, url, err, err_size) != 0) {
+        free(b->user);
         free(b->password);
         free(b);
         return NULL;
     }
-    snprintf(b->host, sizeof b->host, "%s", hostport);
-    b->port = (int)port;
     b->srv = srv;
     b->backoff = BACKOFF_MIN;
     /* 64 random bits: how a node tells its own echo from another node's publication. */
@@ -274,7 +481,11 @@ struct uc_broker *uc_broker_new(struct uc_server *srv, const char *url, char *er
     if (getrandom(&id, sizeof id, 0) != sizeof id)
         id = (uint64_t)time(NULL) << 32 ^ (uint64_t)getpid() << 16 ^ (uint64_t)(uintptr_t)b;
     snprintf(b->node_id, sizeof b->node_id, "%016llx", (unsigned long long)id);
+    snprintf(b->presence_key, sizeof b->presence_key, "uidcast:n:%s", b->node_id);
     ev_init(&b->retry, retry_cb);
+    b->ttl = srv->opt.presence_ttl >= 1 ? (int)srv->opt.presence_ttl : 1;
+    ev_timer_init(&b->heartbeat, heartbeat_cb, b->ttl / 3., b->ttl / 3.);
+    ev_timer_start(srv->loop, &b->heartbeat);
     connect_missing(b);
     return b;
 }
@@ -283,12 +494,21 @@ void uc_broker_free(struct uc_broker *b)
 {
     if (!b)
         return;
-    b->closing = 1;
     ev_timer_stop(b->srv->loop, &b->retry);
+    ev_timer_stop(b->srv->loop, &b->heartbeat);
+    if (b->pub_up) {
+        /* Leave the cluster's presence at once rather than after the TTL. The loop will not
+         * run again, so write what is queued now (non-blocking; best effort). */
+        redisAsyncCommand(b->pub, NULL, NULL, "DEL %s", b->presence_key);
+        redisAsyncCommand(b->pub, NULL, NULL, "SREM " NODES_KEY " %s", b->node_id);
+        redisAsyncHandleWrite(b->pub);
+    }
+    b->closing = 1;
     if (b->pub)
         redisAsyncFree(b->pub);
     if (b->sub)
         redisAsyncFree(b->sub);
+    free(b->user);
     free(b->password);
     free(b);
 }

@@ -12,8 +12,8 @@ struct uc_broker;
 
 enum uc_broker_kind { UC_BROKER_UID = 'u', UC_BROKER_GROUP = 'g', UC_BROKER_ALL = 'a' };
 
-/* Parses url (redis://[:PASSWORD@]HOST:PORT[/DB]) and starts connecting; reconnects with
- * back-off on its own. Returns NULL with a message in err for a bad URL. */
+/* Parses url (redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]) and starts connecting; reconnects
+ * with back-off on its own. Returns NULL with a message in err for a bad URL. */
 struct uc_broker *uc_broker_new(struct uc_server *srv, const char *url, char *err,
                                 size_t err_size);
 void uc_broker_free(struct uc_broker *b);
@@ -23,10 +23,19 @@ void uc_broker_free(struct uc_broker *b);
 void uc_broker_publish(struct uc_broker *b, enum uc_broker_kind kind, const char *key,
                        size_t key_len, const void *data, size_t len, int binary);
 
-/* Channel interest, driven by the uid and group maps. */
-void uc_broker_subscribe(struct uc_broker *b, enum uc_broker_kind kind, const char *key,
-                         size_t key_len);
-void uc_broker_unsubscribe(struct uc_broker *b, enum uc_broker_kind kind, const char *key,
-                           size_t key_len);
+/* Told every change of a local uid's or group's connection count by the maps: subscribes a
+ * key's channel with its first local member and unsubscribes after its last, and keeps this
+ * node's presence (uid -> local connections) in Redis for uc_broker_online. */
+void uc_broker_key_count(struct uc_broker *b, enum uc_broker_kind kind, const char *key,
+                         size_t key_len, size_t count, int added);
+
+/* Asks Redis how many connections uid has on every live node. done(arg, count) runs once,
+ * later, with count < 0 when Redis could not answer (down, or the broker is being freed).
+ * Returns -1 without calling done when Redis is not connected now. */
+int uc_broker_online(struct uc_broker *b, const char *uid, size_t uid_len,
+                     void (*done)(void *arg, long long count), void *arg);
+
+/* A graceful stop begins: withdraw this node's presence while the loop still runs. */
+void uc_broker_stop(struct uc_broker *b);
 
 #endif

@@ -17,8 +17,10 @@ static const char usage[] =
     "\n"
     "  -l, --listen HOST:PORT       WebSocket listener (default 127.0.0.1:1234; [::1]:PORT for\n"
     "                               IPv6; port 0 picks a free port and logs it)\n"
-    "      --redis redis://HOST:PORT  cluster mode: deliveries reach every node on this Redis\n"
-    "                               (redis://:PASSWORD@HOST:PORT with AUTH)\n"
+    "      --redis URL              cluster mode: deliveries reach every node on this Redis;\n"
+    "                               URL is redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]\n"
+    "      --presence-ttl S         cluster mode: a node that stops heart-beating is offline\n"
+    "                               for the others after S seconds (default 15)\n"
     "      --workers N              N processes share the listeners (SO_REUSEPORT); a\n"
     "                               supervisor restarts any that dies; N > 1 needs --redis\n"
     "      --push HOST:PORT|off     HTTP push API (default 127.0.0.1:1235)\n"
@@ -69,6 +71,7 @@ enum {
     OPT_IDLE_TIMEOUT,
     OPT_MAX_FRAGMENTS,
     OPT_MESSAGE_TIMEOUT,
+    OPT_PRESENCE_TTL,
     OPT_ALLOW_ORIGIN,
     OPT_CLOSE_TIMEOUT,
     OPT_DRAIN_TIMEOUT,
@@ -94,6 +97,7 @@ static const struct option long_options[] = {
     {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
     {"max-fragments", required_argument, NULL, OPT_MAX_FRAGMENTS},
     {"message-timeout", required_argument, NULL, OPT_MESSAGE_TIMEOUT},
+    {"presence-ttl", required_argument, NULL, OPT_PRESENCE_TTL},
     {"allow-origin", required_argument, NULL, OPT_ALLOW_ORIGIN},
     {"close-timeout", required_argument, NULL, OPT_CLOSE_TIMEOUT},
     {"drain-timeout", required_argument, NULL, OPT_DRAIN_TIMEOUT},
@@ -162,6 +166,7 @@ enum uc_cli_result uc_cli_parse(int argc, char **argv, struct uc_cli *cli, char 
     cli->opt.idle_timeout = 60;
     cli->opt.max_fragments = 1024;
     cli->opt.message_timeout = 30;
+    cli->opt.presence_ttl = 15;
     cli->opt.close_timeout = 2;
     cli->opt.drain_timeout = 2;
     cli->log_level = UC_LOG_INFO;
@@ -243,6 +248,10 @@ enum uc_cli_result uc_cli_parse(int argc, char **argv, struct uc_cli *cli, char 
         case OPT_MESSAGE_TIMEOUT:
             if (parse_seconds(optarg, &cli->opt.message_timeout) != 0)
                 bad = "--message-timeout takes a positive number of seconds";
+            break;
+        case OPT_PRESENCE_TTL:
+            if (parse_seconds(optarg, &cli->opt.presence_ttl) != 0 || cli->opt.presence_ttl < 1)
+                bad = "--presence-ttl takes a number of seconds, at least 1";
             break;
         case OPT_MAX_FRAGMENTS:
             if (parse_count(optarg, &cli->opt.max_fragments) != 0 || cli->opt.max_fragments == 0)

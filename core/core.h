@@ -130,6 +130,9 @@ struct uc_server {
     struct uc_umap groups; /* group -> memberships */
     struct uc_push *push;  /* NULL when --push off */
     struct uc_broker *broker; /* NULL without --redis */
+    struct uc_online_query *online_queries; /* presence questions not answered yet */
+    ev_timer online_due;      /* never started: fed to answer local presence questions */
+    int tearing_down;
     struct uc_stats stats;
     ev_tstamp started;
     uint8_t rbuf[65536]; /* one read buffer for every connection: idle ones hold none */
@@ -140,6 +143,12 @@ struct uc_server {
  * 'u' (key = uid), 'g' (key = group) or 'a' (everyone bound). */
 void uc_server_deliver_local(struct uc_server *srv, int kind, const char *key, size_t key_len,
                              const void *data, size_t len, int binary);
+
+/* ---- presence.c ---- */
+/* Answers the presence questions this node answers alone (fed through srv->online_due). */
+void uc_presence_answer_local(struct uc_server *srv);
+/* At teardown: answers those with -1; the broker's teardown answers the ones asked of Redis. */
+void uc_presence_cancel_local(struct uc_server *srv);
 
 /* ---- conn.c ---- */
 void uc_conn_accept(struct uc_server *srv, int fd, const char *remote_addr);

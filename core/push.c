@@ -1,9 +1,14 @@
 /* push.c -- the HTTP push API: POST /send, POST /broadcast, GET /online, /stats, /metrics.
  *
  * Requests are parsed as a stream with http-parser, so keep-alive, pipelining, Content-Length
- * and chunked bodies all come from the library. Each complete request is answered at once from
+ * and chunked bodies all come from the library. Each complete request is answered from
  * on_message_complete; deliveries go straight to the core (the Lua policy is for WebSocket
- * clients, a push is already authorised by its token). Every error is a JSON body. */
+ * clients, a push is already authorised by its token). Every error is a JSON body.
+ *
+ * GET /online may have to wait for Redis (cluster presence). The connection then pauses: the
+ * parser stops after that request, the bytes already read behind it are kept, reading stops,
+ * and everything resumes in order once the answer is written, so pipelined answers never
+ * overtake each other. */
 #include "push.h"
 
 #include <errno.h>
@@ -26,6 +31,14 @@
 #define PUSH_MAX_URL 4096
 #define PUSH_MAX_AUTH 1024
 
+/* A GET /online waiting for its count. Owned by the presence query until it answers; the
+ * connection may be freed first, which only clears pc. */
+struct online_wait {
+    struct push_conn *pc;
+    size_t uid_len;
+    char uid[];
+};
+
 struct push_conn {
     struct uc_push *push;
     ev_io rio, wio;
@@ -47,6 +60,9 @@ struct push_conn {
     int in_auth;
     char *body;
     size_t body_len, body_cap;
+    struct online_wait *waiting; /* a paused GET /online, or NULL */
+    char *stash;                 /* bytes read behind the paused request */
+    size_t stash_len;
     struct push_conn *prev, *next;
 };
 
@@ -182,6 +198,43 @@ static void handle_send(struct push_conn *pc, struct http_parser_url *u, int bro
     respond_json(pc, 200, json);
 }
 
+static void feed(struct push_conn *pc, const char *data, size_t len);
+static void flush(struct push_conn *pc);
+
+static void online_answered(void *arg, long long count)
+{
+    struct online_wait *w = arg;
+    struct push_conn *pc = w->pc;
+    if (!pc || count < 0) { /* the connection went away, or the server is stopping */
+        if (pc)
+            pc->waiting = NULL;
+        free(w);
+        return;
+    }
+    char json[64 + 6 * UC_UID_MAX];
+    size_t o = (size_t)snprintf(json, sizeof json, "{\"uid\":\"");
+    o += json_escape(json + o, w->uid, w->uid_len);
+    o += (size_t)snprintf(json + o, sizeof json - o, "\",\"online\":%s,\"connections\":%lld}",
+                          count ? "true" : "false", count);
+    pc->waiting = NULL;
+    free(w);
+    respond(pc, 200, NULL, "application/json", json, o);
+    /* Resume what was read behind this request, then reading. */
+    char *stash = pc->stash;
+    size_t stash_len = pc->stash_len;
+    pc->stash = NULL;
+    pc->stash_len = 0;
+    if (!pc->closing) {
+        http_parser_pause(&pc->parser, 0);
+        if (stash_len)
+            feed(pc, stash, stash_len);
+        if (!pc->waiting && !pc->closing)
+            ev_io_start(pc->push->srv->loop, &pc->rio);
+    }
+    free(stash);
+    flush(pc);
+}
+
 static void handle_online(struct push_conn *pc, struct http_parser_url *u)
 {
     char uid[UC_UID_MAX];
@@ -190,13 +243,20 @@ static void handle_online(struct push_conn *pc, struct http_parser_url *u)
         respond_error(pc, 400, NULL, "GET /online needs ?uid= (1 to 1024 bytes, %-encoded)");
         return;
     }
-    size_t count = uc_uid_count(pc->push->srv, uid, uid_len);
-    char json[64 + 6 * UC_UID_MAX];
-    size_t o = (size_t)snprintf(json, sizeof json, "{\"uid\":\"");
-    o += json_escape(json + o, uid, uid_len);
-    o += (size_t)snprintf(json + o, sizeof json - o, "\",\"online\":%s,\"connections\":%zu}",
-                          count ? "true" : "false", count);
-    respond(pc, 200, NULL, "application/json", json, o);
+    struct online_wait *w = malloc(sizeof *w + uid_len);
+    if (!w) {
+        respond_error(pc, 503, NULL, "out of memory");
+        return;
+    }
+    w->pc = pc;
+    w->uid_len = uid_len;
+    memcpy(w->uid, uid, uid_len);
+    if (uc_online_query(pc->push->srv, uid, uid_len, online_answered, w) != 0) {
+        free(w);
+        respond_error(pc, 503, NULL, "out of memory");
+        return;
+    }
+    pc->waiting = w; /* on_message_complete pauses the parser */
 }
 
 static void handle_stats(struct push_conn *pc)
@@ -419,7 +479,7 @@ static int on_message_complete(http_parser *p)
         pc->body_cap = 0;
     }
     ev_timer_again(pc->push->srv->loop, &pc->timer);
-    if (pc->closing)
+    if (pc->closing || pc->waiting)
         http_parser_pause(p, 1);
     return 0;
 }
@@ -450,7 +510,10 @@ static void conn_free(struct push_conn *pc)
         push->conns = pc->next;
     if (pc->next)
         pc->next->prev = pc->prev;
+    if (pc->waiting)
+        pc->waiting->pc = NULL; /* the presence query frees it when it answers */
     uc_outq_clear(&pc->outq);
+    free(pc->stash);
     free(pc->body);
     free(pc);
 }
@@ -493,14 +556,33 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
     }
     if (pc->closing)
         return; /* answered and closing: what follows is ignored */
-    http_parser_execute(&pc->parser, &settings, (const char *)srv->rbuf, (size_t)n);
+    feed(pc, (const char *)srv->rbuf, (size_t)n);
+    flush(pc);
+}
+
+/* Parses data; when a request pauses the connection, keeps the rest and stops reading. */
+static void feed(struct push_conn *pc, const char *data, size_t len)
+{
+    size_t used = http_parser_execute(&pc->parser, &settings, data, len);
     enum http_errno err = HTTP_PARSER_ERRNO(&pc->parser);
+    if (err == HPE_PAUSED && pc->waiting) {
+        if (used < len) {
+            pc->stash = malloc(len - used);
+            if (!pc->stash) {
+                fail(pc, 503, "out of memory");
+                return;
+            }
+            memcpy(pc->stash, data + used, len - used);
+            pc->stash_len = len - used;
+        }
+        ev_io_stop(pc->push->srv->loop, &pc->rio);
+        return;
+    }
     if (err != HPE_OK && err != HPE_PAUSED) {
         char msg[160];
         snprintf(msg, sizeof msg, "malformed HTTP request: %s", http_errno_description(err));
         fail(pc, 400, msg);
     }
-    flush(pc);
 }
 
 static void write_cb(struct ev_loop *loop, ev_io *w, int revents)

@@ -106,6 +106,13 @@ static void prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
         ev_break(loop, EVBREAK_ALL);
 }
 
+static void online_due_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    uc_presence_answer_local(container_of(w, struct uc_server, online_due));
+}
+
 static void liveness_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
@@ -162,22 +169,15 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
     begin_shutdown(srv, w->signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
-/* The maps tell the broker which channels this node needs. */
-static void uid_first(const char *key, size_t len, void *ctx)
+/* The maps tell the broker which channels this node needs and what it holds. */
+static void uid_count_changed(const char *key, size_t len, size_t count, int added, void *ctx)
 {
-    uc_broker_subscribe(ctx, UC_BROKER_UID, key, len);
+    uc_broker_key_count(ctx, UC_BROKER_UID, key, len, count, added);
 }
-static void uid_last(const char *key, size_t len, void *ctx)
+static void group_count_changed(const char *key, size_t len, size_t count, int added,
+                                void *ctx)
 {
-    uc_broker_unsubscribe(ctx, UC_BROKER_UID, key, len);
-}
-static void group_first(const char *key, size_t len, void *ctx)
-{
-    uc_broker_subscribe(ctx, UC_BROKER_GROUP, key, len);
-}
-static void group_last(const char *key, size_t len, void *ctx)
-{
-    uc_broker_unsubscribe(ctx, UC_BROKER_GROUP, key, len);
+    uc_broker_key_count(ctx, UC_BROKER_GROUP, key, len, count, added);
 }
 
 struct uc_server *uc_server_new(const struct uc_options *opts, const struct uc_handlers *handlers,
@@ -206,10 +206,8 @@ struct uc_server *uc_server_new(const struct uc_options *opts, const struct uc_h
             free(srv);
             return NULL;
         }
-        srv->umap = (struct uc_umap){.on_first = uid_first, .on_last = uid_last,
-                                     .ctx = srv->broker};
-        srv->groups = (struct uc_umap){.on_first = group_first, .on_last = group_last,
-                                       .ctx = srv->broker};
+        srv->umap = (struct uc_umap){.on_count = uid_count_changed, .ctx = srv->broker};
+        srv->groups = (struct uc_umap){.on_count = group_count_changed, .ctx = srv->broker};
     }
     if (strcmp(opts->push, "off") != 0) {
         srv->push = uc_push_new(srv, opts->push, opts->push_token, err, err_size);
@@ -230,6 +228,7 @@ struct uc_server *uc_server_new(const struct uc_options *opts, const struct uc_h
     ev_prepare_init(&srv->prepare, prepare_cb);
     ev_prepare_start(srv->loop, &srv->prepare);
     ev_timer_init(&srv->drain_timer, drain_cb, 0., 0.);
+    ev_init(&srv->online_due, online_due_cb);
     /* One timer walks the connections oldest-heard first, instead of one per connection: it
      * pings, closes the idle, times out handshakes and releases parser state. Its period
      * bounds how late any of that may come. */
@@ -274,9 +273,11 @@ void uc_server_free(struct uc_server *srv)
 {
     if (!srv)
         return;
+    srv->tearing_down = 1;
     uc_conn_destroy_all(srv);
     uc_push_free(srv->push);
-    srv->umap.on_last = srv->groups.on_last = NULL; /* no unsubscribing while tearing down */
+    uc_presence_cancel_local(srv);
+    srv->umap.on_count = srv->groups.on_count = NULL; /* nothing to tell Redis while tearing down */
     uc_broker_free(srv->broker);
     uc_umap_destroy(&srv->umap);
     uc_umap_destroy(&srv->groups);

@@ -33,6 +33,7 @@ struct uc_options {
     const char *allow_origins[16]; /* when any, the Origin header must be one of them (else 403) */
     unsigned n_allow_origins;
     const char *redis;        /* redis://HOST:PORT for cluster mode, or NULL */
+    double presence_ttl;      /* seconds a silent node's presence outlives it in Redis */
     unsigned workers;         /* processes sharing the listeners (SO_REUSEPORT); 1 = just this */
     char push[300];           /* HOST:PORT of the HTTP push API, or "off" */
     const char *push_token;   /* Bearer token the push API requires, or NULL */
@@ -139,6 +140,14 @@ size_t uc_group_count(const struct uc_server *srv, const char *group, size_t gro
 
 /* Number of open connections bound to uid. */
 size_t uc_uid_count(const struct uc_server *srv, const char *uid, size_t uid_len);
+
+/* How many connections uid has: on every node in cluster mode (asked of Redis; this node's
+ * count when Redis cannot answer), else on this one. done(arg, count) runs once, from the
+ * loop, never inside this call; count < 0 means no answer (the server is being freed).
+ * Returns 0, or UC_ERR_NOMEM without calling done. */
+typedef void uc_online_fn(void *arg, long long count);
+int uc_online_query(struct uc_server *srv, const char *uid, size_t uid_len, uc_online_fn *done,
+                    void *arg);
 
 /* Calls fn for each open connection bound to uid (fn must not bind, unbind or close). */
 void uc_uid_each(struct uc_server *srv, const char *uid, size_t uid_len,

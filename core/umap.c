@@ -33,8 +33,6 @@ int uc_umap_bind(struct uc_umap *m, struct uc_umap_link *link, const char *key, 
         memcpy(entry->name, key, len);
         entry->name[len] = '\0';
         HASH_ADD_KEYPTR(hh, m->table, entry->name, len, entry);
-        if (m->on_first)
-            m->on_first(entry->name, len, m->ctx);
     }
     /* Leave the old key only once the new entry exists, so a failed bind changes nothing. */
     uc_umap_unbind(m, link);
@@ -49,6 +47,8 @@ int uc_umap_bind(struct uc_umap *m, struct uc_umap_link *link, const char *key, 
     entry->tail = link;
     entry->count++;
     m->bound++;
+    if (m->on_count)
+        m->on_count(entry->name, len, entry->count, 1, m->ctx);
     return 0;
 }
 
@@ -68,9 +68,10 @@ void uc_umap_unbind(struct uc_umap *m, struct uc_umap_link *link)
     link->entry = NULL;
     link->prev = link->next = NULL;
     m->bound--;
-    if (--entry->count == 0) {
-        if (m->on_last)
-            m->on_last(entry->name, entry->len, m->ctx);
+    entry->count--;
+    if (m->on_count)
+        m->on_count(entry->name, entry->len, entry->count, 0, m->ctx);
+    if (entry->count == 0) {
         HASH_DEL(m->table, entry);
         free(entry);
     }

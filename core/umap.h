@@ -33,10 +33,10 @@ struct uc_umap_link {
 struct uc_umap {
     struct uc_umap_entry *table;
     size_t bound; /* links bound, over every key */
-    /* Optional: told when a key gets its first link and loses its last (the cluster broker
-     * subscribes and unsubscribes its channel there). */
-    void (*on_first)(const char *key, size_t len, void *ctx);
-    void (*on_last)(const char *key, size_t len, void *ctx);
+    /* Optional: told the key's new link count after every change (added: a link came, else
+     * one left), so count 1 with added is its first link and 0 is after its last. The cluster
+     * broker subscribes and unsubscribes there, and keeps the node's presence in Redis. */
+    void (*on_count)(const char *key, size_t len, size_t count, int added, void *ctx);
     void *ctx;
 };
 

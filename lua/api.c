@@ -118,11 +118,80 @@ static int api_env(lua_State *L)
     return 1;
 }
 
+/* A callback of is_online(uid, fn) waiting for its answer. Owned by the core's query until
+ * it answers; listed in its state so that a reload can orphan it (st = NULL). */
+struct ucl_online {
+    struct ucl_state *st;
+    int fn_ref;
+    struct ucl_online *prev, *next;
+};
+
+static void online_unlink(struct ucl_online *o)
+{
+    if (o->prev)
+        o->prev->next = o->next;
+    else
+        o->st->online = o->next;
+    if (o->next)
+        o->next->prev = o->prev;
+}
+
+void ucl_online_orphan(struct ucl_state *st)
+{
+    for (struct ucl_online *o = st->online; o; o = o->next)
+        o->st = NULL;
+    st->online = NULL;
+}
+
+static void online_answered(void *arg, long long count)
+{
+    struct ucl_online *o = arg;
+    struct ucl_state *st = o->st;
+    if (st) {
+        online_unlink(o);
+        lua_State *L = st->L;
+        lua_rawgeti(L, LUA_REGISTRYINDEX, o->fn_ref);
+        luaL_unref(L, LUA_REGISTRYINDEX, o->fn_ref);
+        if (count >= 0) {
+            lua_pushboolean(L, count > 0);
+            lua_pushinteger(L, (lua_Integer)count);
+            ucl_call(st, 2, 0, "an is_online callback");
+        } else {
+            lua_pop(L, 1); /* the server is stopping: nobody to answer */
+        }
+    }
+    free(o);
+}
+
+/* is_online(uid) -> whether uid has a connection on this node, at once.
+ * is_online(uid, fn) -> true; later fn(online, connections) with the count over every node in
+ * cluster mode (this node's alone without --redis, or while Redis is unreachable). */
 static int api_is_online(lua_State *L)
 {
     size_t uid_len;
     const char *uid = check_uid(L, 1, &uid_len);
-    lua_pushboolean(L, uc_uid_count(server_of(L), uid, uid_len) > 0);
+    struct uc_server *srv = server_of(L);
+    if (lua_isnoneornil(L, 2)) {
+        lua_pushboolean(L, uc_uid_count(srv, uid, uid_len) > 0);
+        return 1;
+    }
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    struct ucl_state *st = ucl_state_of(L);
+    struct ucl_online *o = malloc(sizeof *o);
+    if (!o)
+        return luaL_error(L, "out of memory");
+    lua_pushvalue(L, 2);
+    *o = (struct ucl_online){.st = st, .fn_ref = luaL_ref(L, LUA_REGISTRYINDEX)};
+    if (uc_online_query(srv, uid, uid_len, online_answered, o) != 0) {
+        luaL_unref(L, LUA_REGISTRYINDEX, o->fn_ref);
+        free(o);
+        return luaL_error(L, "out of memory");
+    }
+    o->next = st->online;
+    if (o->next)
+        o->next->prev = o;
+    st->online = o;
+    lua_pushboolean(L, 1);
     return 1;
 }
 

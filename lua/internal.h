@@ -24,6 +24,7 @@ struct ucl_state {
     int aborting;    /* the budget ran out: every pcall rethrows until the handler is gone */
     int hooks[UCL_HOOK_COUNT]; /* registry refs, LUA_NOREF when the script has none */
     int conns_ref;             /* registry ref: table conn id -> conn handle */
+    struct ucl_online *online; /* is_online callbacks waiting for their answer */
 };
 
 struct ucl_policy {
@@ -78,5 +79,7 @@ const char *ucl_check_key(lua_State *L, int idx, const char *what, size_t *len);
 
 /* api.c */
 int ucl_open_api(lua_State *L);
+/* The state is closing: its waiting is_online callbacks will not be called. */
+void ucl_online_orphan(struct ucl_state *st);
 
 #endif

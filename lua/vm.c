@@ -232,6 +232,7 @@ void ucl_state_free(struct ucl_state *st)
 {
     if (!st)
         return;
+    ucl_online_orphan(st);
     lua_close(st->L);
     free(st);
 }

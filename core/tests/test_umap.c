@@ -89,6 +89,35 @@ TEST(holds_a_hundred_thousand_uids)
     CHECK_EQ_INT(uc_umap_keys(&m), 0);
 }
 
+struct count_log {
+    char calls[8][16];
+    int n;
+};
+
+static void log_count(const char *key, size_t len, size_t count, int added, void *ctx)
+{
+    struct count_log *log = ctx;
+    if (log->n < 8)
+        snprintf(log->calls[log->n++], sizeof log->calls[0], "%c%.*s=%zu", added ? '+' : '-',
+                 (int)len, key, count);
+}
+
+TEST(tells_every_count_change_first_and_last_included)
+{
+    struct count_log log = {0};
+    struct uc_umap m = {.on_count = log_count, .ctx = &log};
+    struct uc_umap_link a = {0}, b = {0};
+    uc_umap_bind(&m, &a, "x", 1);
+    uc_umap_bind(&m, &b, "x", 1);
+    uc_umap_bind(&m, &b, "y", 1); /* a move: x loses one, y gets its first */
+    uc_umap_unbind(&m, &a);
+    uc_umap_unbind(&m, &b);
+    CHECK_EQ_INT(log.n, 6);
+    const char *want[] = {"+x=1", "+x=2", "-x=1", "+y=1", "-x=0", "-y=0"};
+    for (int i = 0; i < 6; i++)
+        CHECK_MEM(log.calls[i], strlen(log.calls[i]), want[i]);
+}
+
 int main(void)
 {
     RUN(binds_many_links_to_one_uid);
@@ -96,5 +125,6 @@ int main(void)
     RUN(rebinding_moves_the_link);
     RUN(uids_are_binary_safe_and_bounded);
     RUN(holds_a_hundred_thousand_uids);
+    RUN(tells_every_count_change_first_and_last_included);
     return CHECK_SUMMARY("test_umap");
 }

@@ -21,7 +21,7 @@ describe("uidcast command line", function()
                            "--handshake-timeout", "--close-timeout", "--drain-timeout",
                            "--ping-interval", "--idle-timeout", "--max-fragments",
                            "--message-timeout", "--allow-origin", "--push", "--push-token", "--redis", "--workers",
-                           "--push-timeout",
+                           "--push-timeout", "--presence-ttl",
                            "--log-level", "--check", "--version", "SIGHUP", "SIGTERM" } do
       assert.truthy(out:find(opt, 1, true), opt .. " missing from --help")
     end
@@ -84,6 +84,7 @@ describe("uidcast command line", function()
     { "--push somewhere", "expected HOST:PORT" },
     { "--redis localhost:6379", "%-%-redis takes a URL such as redis://" },
     { "--workers 0", "%-%-workers takes a number from 1 to 256" },
+    { "--presence-ttl 0.5", "%-%-presence%-ttl takes a number of seconds, at least 1" },
     { "--push-token ''", "%-%-push%-token must not be empty" },
     { "a.lua b.lua", "unexpected argument 'b.lua'" },
   } do

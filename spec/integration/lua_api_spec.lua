@@ -186,6 +186,32 @@ describe("Lua API", function()
       s:close()
     end)
 
+    it("is_online(uid, fn) answers later, never inside the call, with the count", function()
+      local a1, a2 = open("/?uid=p-carol"), open("/?uid=p-carol")
+      local s = open()
+      assert.equals("ok true nil", eval(s, [[
+        local inside = true
+        local r = uidcast.is_online('p-carol', function(online, n)
+          conn:send(('answer %s %d %s'):format(tostring(online), n, tostring(inside)))
+        end)
+        inside = false
+        return r]]))
+      assert.equals("answer true 2 false", s:receive())
+      assert.equals("ok true nil", eval(s, [[
+        return uidcast.is_online('p-nobody', function(online, n)
+          conn:send(('answer %s %d'):format(tostring(online), n))
+        end)]]))
+      assert.equals("answer false 0", s:receive())
+      assert.matches("bad argument #2 to 'is_online' %(function expected",
+                     eval(s, "uidcast.is_online('p-carol', 5)"))
+      -- an error in the callback is logged and counted like any handler's
+      assert.equals("ok true nil", eval(s, "return uidcast.is_online('p-carol', function() error('boom') end)"))
+      assert.truthy(server.eventually(function()
+        return srv:log():find("lua error in an is_online callback: .*boom")
+      end))
+      for _, c in ipairs { a1, a2, s } do c:close() end
+    end)
+
     it("raises argument errors for a bad uid, data or opts", function()
       local c = open()
       assert.matches("bad argument #1 to 'send_uid' %(uid must be 1 to 1024 bytes%)",

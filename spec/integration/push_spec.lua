@@ -173,6 +173,35 @@ describe("push API", function()
     c:close()
   end)
 
+  it("keeps pipelined answers in order when GET /online is among them", function()
+    local c = ws.login(srv.port, "pl-on")
+    local conn = http.open(srv.push_port)
+    local batch = {}
+    for i = 1, 20 do
+      batch[#batch + 1] = http.format("GET", "/online?uid=" .. (i % 2 == 0 and "pl-on" or "pl-off"))
+      batch[#batch + 1] = http.format("POST", "/send?uid=pl-on", { body = "n" .. i })
+    end
+    batch[#batch + 1] = http.format("GET", "/online?uid=pl-on", { headers = { "Connection: close" } })
+    conn:send_raw(table.concat(batch))
+    for i = 1, 20 do
+      local status, _, body = conn:read()
+      assert.equals(200, status)
+      assert.same({ uid = i % 2 == 0 and "pl-on" or "pl-off", online = i % 2 == 0,
+                    connections = i % 2 == 0 and 1 or 0 }, http.json(body))
+      status, _, body = conn:read()
+      assert.equals(200, status)
+      assert.same({ delivered = 1 }, http.json(body))
+    end
+    local status, headers, body = conn:read()
+    assert.equals(200, status)
+    assert.equals("close", headers["connection"])
+    assert.same({ uid = "pl-on", online = true, connections = 1 }, http.json(body))
+    assert.is_nil(conn.sock:receive(1)) -- closed after the last answer
+    for i = 1, 20 do assert.equals("n" .. i, c:receive()) end
+    conn:close()
+    c:close()
+  end)
+
   describe("errors", function()
     local function expect_error(status, method, target, opts)
       local got, headers, body = push(method, target, opts)

@@ -54,4 +54,43 @@ describe("--workers", function()
     assert.truthy(srv:log():find("supervisor: every worker stopped", 1, true))
     r:stop()
   end)
+
+  it("reloads every worker on SIGHUP to the supervisor, keeping their connections #no_memcheck", function()
+    local r = redis.start()
+    local path = server.script([[return { on_message = function(c, d)
+      if not c.uid then c:bind(d) end
+      c:send("v1") end }]])
+    local srv = server.start { script = path, args = { "--workers", "2", "--redis", r.url, "--log-level", "debug" } }
+    assert.truthy(server.eventually(function()
+      local _, n = srv:log():gsub("cluster: connected to redis", "")
+      return n >= 2
+    end, 5))
+    local clients = {}
+    for i = 1, 12 do
+      clients[i] = ws.connect(srv.port)
+      clients[i]:send("hup" .. i)
+      assert.equals("v1", clients[i]:receive())
+    end
+    local f = assert(io.open(path, "w"))
+    f:write([[return { on_message = function(c, d) c:send("v2 " .. c.uid) end }]])
+    f:close()
+    assert.truthy(srv:signal("HUP"))
+    assert.truthy(server.eventually(function()
+      local _, n = srv:log():gsub("reloaded ", "")
+      return n == 2
+    end, 5), srv:log())
+    -- the same connections, on both workers, now run the new script with their uids kept
+    for i = 1, 12 do
+      clients[i]:send("again")
+      assert.equals("v2 hup" .. i, clients[i]:receive())
+    end
+    local pids = {}
+    for pid in srv:log():gmatch("%[(%d+)%] debug conn %d+ %([^)]*%): upgraded") do pids[pid] = true end
+    local n = 0
+    for _ in pairs(pids) do n = n + 1 end
+    assert.equals(2, n)
+    for _, c in ipairs(clients) do c:close() end
+    assert.equals(0, srv:stop())
+    r:stop()
+  end)
 end)

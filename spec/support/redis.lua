@@ -5,8 +5,9 @@ local server = require "server"
 local redis = {}
 redis.__index = redis
 
--- Starts redis-server with no persistence; returns it once it answers.
-function redis.start(port)
+-- Starts redis-server with no persistence; returns it once it answers. extra: more
+-- command-line words (each already quoted for the shell), e.g. ACL users.
+function redis.start(port, extra)
   if not port then
     local probe = assert(socket.bind("127.0.0.1", 0))
     port = select(2, probe:getsockname())
@@ -17,7 +18,8 @@ function redis.start(port)
   assert(os.execute("mkdir -p " .. dir))
   local self = setmetatable({ port = tonumber(port), dir = dir }, redis)
   assert(os.execute(("redis-server --port %d --bind 127.0.0.1 --save '' --appendonly no " ..
-    "--daemonize yes --pidfile %s/pid --logfile %s/log --dir %s"):format(self.port, dir, dir, dir)))
+    "--daemonize yes --pidfile %s/pid --logfile %s/log --dir %s %s"):format(self.port, dir, dir, dir,
+    extra or "")))
   assert(server.eventually(function()
     local c = socket.tcp()
     c:settimeout(0.2)
@@ -28,6 +30,14 @@ function redis.start(port)
   self.pid = tonumber(server.eventually(function() return server.read_file(dir .. "/pid") end))
   self.url = "redis://127.0.0.1:" .. self.port
   return self
+end
+
+-- Runs redis-cli with args (quoted for the shell) and returns its output.
+function redis:cli(args)
+  local p = assert(io.popen(("redis-cli -p %d %s 2>&1"):format(self.port, args)))
+  local out = p:read("a")
+  p:close()
+  return out
 end
 
 function redis:stop()
