@@ -8,7 +8,9 @@
  *   route      client i sends to uid i+1, K messages in flight each: msgs/s, latency, losses
  *   broadcast  one sender of "all:" messages to N logged-in receivers: deliveries/s, latency
  *   push       HTTP keep-alive pushes to logged-in uids: pushes/s, deliveries checked
- * Each prints one human line and one JSON line. */
+ * Each prints one human line and one JSON line. --port P1,P2 spreads the clients over several
+ * servers (client i on port i mod count: with two, every routed message crosses nodes), and
+ * --server-pid A,B,... sums the CPU time of every process the server side is made of. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -52,9 +54,11 @@ struct client {
 static struct {
     enum mode mode;
     int port, push_port;
+    int ports[8], nports;
     int conns, push_conns, inflight, payload, src_ips;
     double duration;
-    int server_pid;
+    int server_pid; /* the first of server_pids: its RSS is the hold figure */
+    int server_pids[8], npids;
     int procs; /* hold: connections spread over this many processes (20,000 files each here) */
     const char *label;
     const char *name; /* the workload's name in the output (default: the mode) */
@@ -436,12 +440,10 @@ static void loop_once(int timeout_ms)
     nrefill = 0;
 }
 
-static double server_cpu(void)
+static double process_cpu(int pid)
 {
-    if (!opt.server_pid)
-        return 0;
     char path[64], line[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", opt.server_pid);
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
     FILE *f = fopen(path, "r");
     if (!f || !fgets(line, sizeof line, f)) {
         if (f)
@@ -454,6 +456,26 @@ static double server_cpu(void)
     /* fields after the command: state(3) ... utime(14) stime(15) */
     sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime);
     return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static double server_cpu(void)
+{
+    double sum = 0;
+    for (int i = 0; i < opt.npids; i++)
+        sum += process_cpu(opt.server_pids[i]);
+    return sum;
+}
+
+/* "1,2,3" into out (at most max numbers); returns how many. */
+static int parse_list(const char *arg, int *out, int max)
+{
+    int n = 0;
+    for (char *end; *arg && n < max; arg = *end ? end + 1 : end) {
+        out[n++] = (int)strtol(arg, &end, 10);
+        if (*end && *end != ',')
+            break;
+    }
+    return n;
 }
 
 static long server_rss_kb(void)
@@ -479,7 +501,7 @@ static void connect_all(int first, int count)
     while (ready_count < count) {
         while (next < count && connecting_now < 1000) {
             clients[next].idx = first + next;
-            start_connect(&clients[next], opt.port);
+            start_connect(&clients[next], opt.nports ? opt.ports[next % opt.nports] : opt.port);
             next++;
             connecting_now++;
         }
@@ -493,12 +515,12 @@ static void report_hold(long rss_before, double connect_s)
 {
     long rss_after = server_rss_kb();
     double per_conn = (double)(rss_after - rss_before) * 1024 / opt.conns;
-    printf("%-8s hold      %6d conns: server RSS %ld -> %ld kB, %.0f bytes/conn; "
+    printf("%-8s %-15s %6d conns: server RSS %ld -> %ld kB, %.0f bytes/conn; "
            "connect+login %.0f/s\n",
-           opt.label, opt.conns, rss_before, rss_after, per_conn, opt.conns / connect_s);
-    printf("{\"label\":\"%s\",\"workload\":\"hold\",\"conns\":%d,\"rss_before_kb\":%ld,"
+           opt.label, opt.name, opt.conns, rss_before, rss_after, per_conn, opt.conns / connect_s);
+    printf("{\"label\":\"%s\",\"workload\":\"%s\",\"conns\":%d,\"rss_before_kb\":%ld,"
            "\"rss_after_kb\":%ld,\"bytes_per_conn\":%.0f,\"connect_login_per_s\":%.0f}\n",
-           opt.label, opt.conns, rss_before, rss_after, per_conn, opt.conns / connect_s);
+           opt.label, opt.name, opt.conns, rss_before, rss_after, per_conn, opt.conns / connect_s);
 }
 
 /* hold across several processes: each child connects its share, says so on a pipe, and keeps
@@ -555,9 +577,9 @@ int main(int argc, char **argv)
         {"src-ips", 1, 0, 'i'},  {"name", 1, 0, 'N'},        {"procs", 1, 0, 'j'},
         {0, 0, 0, 0}};
     if (argc < 2) {
-        fprintf(stderr, "usage: loadgen hold|route|broadcast|push [--port P] [--push-port P] "
+        fprintf(stderr, "usage: loadgen hold|route|broadcast|push [--port P[,P...]] [--push-port P] "
                         "[--conns N] [--push-conns N] [--inflight K] [--payload B] "
-                        "[--duration S] [--server-pid PID] [--label NAME] [--name WORKLOAD] "
+                        "[--duration S] [--server-pid PID[,PID...]] [--label NAME] [--name WORKLOAD] "
                         "[--src-ips N] [--procs N]\n");
         return 2;
     }
@@ -568,14 +590,20 @@ int main(int argc, char **argv)
     int ch;
     while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (ch) {
-        case 'p': opt.port = atoi(optarg); break;
+        case 'p':
+            opt.nports = parse_list(optarg, opt.ports, 8);
+            opt.port = opt.ports[0];
+            break;
         case 'P': opt.push_port = atoi(optarg); break;
         case 'n': opt.conns = atoi(optarg); break;
         case 'c': opt.push_conns = atoi(optarg); break;
         case 'k': opt.inflight = atoi(optarg); break;
         case 'b': opt.payload = atoi(optarg); break;
         case 'd': opt.duration = atof(optarg); break;
-        case 's': opt.server_pid = atoi(optarg); break;
+        case 's':
+            opt.npids = parse_list(optarg, opt.server_pids, 8);
+            opt.server_pid = opt.server_pids[0];
+            break;
         case 'l': opt.label = optarg; break;
         case 'i': opt.src_ips = atoi(optarg); break;
         case 'N': opt.name = optarg; break;

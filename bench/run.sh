@@ -6,6 +6,9 @@
 #   BENCH_HOLD       connections for the hold workload (default 19000)
 #   UIDCAST_BEFORE   another uidcast binary to measure in the same run (label "before")
 #   BENCH_ONLY       "uidcast" to skip the peer
+# Then the cluster workload: two uidcast nodes on one redis-server (all three on core 0), the
+# route clients split over the nodes so that every message crosses from one node to the other
+# through Redis; its figure is per CPU-second of both nodes and Redis together.
 set -u
 cd "$(dirname "$0")/.."
 DURATION=${BENCH_DURATION:-5}
@@ -70,6 +73,38 @@ for l in $labels; do
     measure "$l" push --conns 1000 --push-conns 8 --inflight 32 --duration "$DURATION"
 done
 
+measure_cluster() { # workload [loadgen args]
+    workload=$1; shift
+    REDIS_PORT=$((PORT + 10))
+    taskset -c 0 redis-server --port $REDIS_PORT --bind 127.0.0.1 --save '' --appendonly no \
+        --loglevel warning >>build/bench-server.log 2>&1 &
+    REDIS_PID=$!
+    wait_port $REDIS_PORT || { kill $REDIS_PID; return; }
+    pids=""
+    for n in 0 1; do
+        taskset -c 0 build/uidcast --listen 127.0.0.1:$((PORT + 2 * n)) --push 127.0.0.1:$((PUSH_PORT + 2 * n)) \
+            --redis redis://127.0.0.1:$REDIS_PORT --log-level warn scripts/default.lua 2>>build/bench-server.log &
+        pids="$pids${pids:+,}$!"
+        wait_port $((PORT + 2 * n))
+    done
+    sleep 0.3 # both nodes subscribed
+    out=$(taskset -c 1 build/loadgen "$workload" --port $PORT,$((PORT + 2)) --push-port $PUSH_PORT \
+          --server-pid "$pids,$REDIS_PID" --label uidcast "$@" 2>&1)
+    echo "$out" | grep -v '^{'
+    echo "$out" | grep '^{' >> "$RESULTS"
+    kill -TERM ${pids//,/ } 2>/dev/null
+    wait ${pids//,/ } 2>/dev/null
+    kill -TERM $REDIS_PID; wait $REDIS_PID 2>/dev/null
+    sleep 0.5
+}
+
+if [ "${BENCH_CLUSTER:-1}" = 1 ] && command -v redis-server >/dev/null; then
+    echo "cluster: two uidcast nodes and redis-server on core 0, load on core 1"
+    measure_cluster route --conns 1000 --inflight 8 --duration "$DURATION" --name cluster-route
+    measure_cluster hold --conns 10000 --name cluster-login
+    measure uidcast hold --conns 10000 --name single-login
+fi
+
 /usr/bin/python3 - "$RESULTS" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
@@ -93,6 +128,17 @@ for w, what in [("hold", "bytes per idle connection"), ("route", "msgs per serve
     if u and n:
         line += "   %.2fx" % ((n / u) if w == "hold" else (u / n))
     print(line)
+u = lambda w: by.get(("uidcast", w))
+if u("cluster-route") and u("route"):
+    print()
+    print("cluster (2 nodes + redis on one core; per CPU-s of all three):")
+    print("  route across nodes   %8.0f msgs per CPU-s (single node %.0f: %.2fx), p99 %.1f ms (single %.1f ms), lost %d" % (
+        u("cluster-route")["per_server_cpu_s"], u("route")["per_server_cpu_s"],
+        u("cluster-route")["per_server_cpu_s"] / u("route")["per_server_cpu_s"],
+        u("cluster-route")["p99_ms"], u("route")["p99_ms"], u("cluster-route").get("lost", 0)))
+if u("cluster-login") and u("single-login"):
+    print("  connect+login        %8.0f /s over 2 nodes with presence writes (single node %.0f /s)" % (
+        u("cluster-login")["connect_login_per_s"], u("single-login")["connect_login_per_s"]))
 for w in ["route", "broadcast", "broadcast-burst", "push"]:
     print("%-16s %-28s" % (w, "wall rate/s, p99 ms") + "".join(
         "%16s" % ("-" if by.get((l, w)) is None else "%.0f, %.1f" % (by[(l, w)]["per_s"], by[(l, w)]["p99_ms"]))

@@ -222,6 +222,7 @@ void uc_conn_leave_open(struct uc_conn *c, int code, const char *reason, size_t 
     if (c->state != CONN_OPEN)
         return;
     struct uc_server *srv = c->srv;
+    uc_conn_catch_up(c); /* it was bound when they were sent; they go before its close */
     c->state = CONN_CLOSING;
     srv->nopen--;
     if (c->uid_link.entry) {
@@ -247,7 +248,34 @@ void uc_conn_abort(struct uc_conn *c, int code, const char *reason)
     kill_conn(c);
 }
 
+static int queue_now(struct uc_conn *c, struct uc_buf *buf);
+
 int uc_conn_queue(struct uc_conn *c, struct uc_buf *buf)
+{
+    uc_conn_catch_up(c);
+    return queue_now(c, buf);
+}
+
+void uc_conn_catch_up(struct uc_conn *c)
+{
+    struct uc_server *srv = c->srv;
+    uint64_t seq = uc_bcast_seq(srv);
+    if (c->bcast_seen >= seq || !c->uid_link.entry || (c->flags & CONN_CATCHING_UP))
+        return;
+    /* The flag stops the recursion an overflow would start (queue -> abort -> leave_open). */
+    c->flags |= CONN_CATCHING_UP;
+    while (c->bcast_seen < seq) {
+        struct uc_buf *b = srv->bcast_log[c->bcast_seen - srv->bcast_base];
+        c->bcast_seen++;
+        if (queue_now(c, b) != 0) {
+            c->bcast_seen = seq; /* cut off: owed nothing more */
+            break;
+        }
+    }
+    c->flags &= (uint16_t)~CONN_CATCHING_UP;
+}
+
+static int queue_now(struct uc_conn *c, struct uc_buf *buf)
 {
     if (c->state == CONN_DEAD || c->state == CONN_LINGER)
         return UC_ERR_CLOSED;
@@ -513,10 +541,29 @@ static void destroy(struct uc_conn *c)
     free(c);
 }
 
+/* Every bound connection queues this iteration's broadcasts; then the log starts afresh. */
+static void deliver_broadcasts(struct uc_server *srv)
+{
+    struct uc_umap_entry *u, *tmp;
+    HASH_ITER(hh, srv->umap.table, u, tmp)
+    {
+        struct uc_umap_link *link = u->head, *next;
+        for (; link; link = next) {
+            next = link->next; /* an overflow unlinks this connection, and only it */
+            uc_conn_catch_up(link->owner);
+        }
+    }
+    uc_server_clear_broadcasts(srv);
+}
+
 void uc_conn_run_deferred(struct uc_server *srv)
 {
     for (;;) {
         struct uc_conn *c;
+        if (srv->bcast_n) {
+            deliver_broadcasts(srv);
+            continue;
+        }
         if ((c = srv->dirty)) {
             srv->dirty = c->dirty_next;
             if (!srv->dirty)
@@ -582,10 +629,16 @@ int uc_conn_bind(struct uc_conn *c, const char *uid, size_t uid_len)
 {
     if (c->state != CONN_OPEN)
         return UC_ERR_CLOSED;
+    if (!c->uid_link.entry)
+        c->bcast_seen = uc_bcast_seq(c->srv); /* sent while it was unbound: not its own */
     return uc_umap_bind(&c->srv->umap, &c->uid_link, uid, uid_len);
 }
 
-void uc_conn_unbind(struct uc_conn *c) { uc_umap_unbind(&c->srv->umap, &c->uid_link); }
+void uc_conn_unbind(struct uc_conn *c)
+{
+    uc_conn_catch_up(c);
+    uc_umap_unbind(&c->srv->umap, &c->uid_link);
+}
 
 static struct uc_membership **find_membership(struct uc_conn *c, const char *group, size_t len)
 {

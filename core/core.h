@@ -41,6 +41,7 @@ enum conn_flag {
     CONN_UPGRADED = 1 << 8,    /* the 101 was queued: bytes from now on are frames */
     CONN_FRAME_CTRL = 1 << 9,  /* the frame being read is a control frame */
     CONN_FRAME_WHOLE = 1 << 10, /* ... is a whole message (first and final fragment) */
+    CONN_CATCHING_UP = 1 << 11, /* queueing the broadcasts it is owed (see uc_conn_catch_up) */
 };
 
 /* A message being assembled from several frames or chunks (see ws.c). */
@@ -72,6 +73,7 @@ struct uc_conn {
     uint16_t close_code;    /* reported to on_close */
     uint64_t id;
     struct uc_outq outq;
+    uint64_t bcast_seen;              /* the last broadcast queued to it, or not owed to it */
     struct uc_umap_link uid_link;     /* uid_link.owner is the connection itself */
     struct uc_membership *groups;     /* the groups it joined */
     struct uc_conn *prev, *next; /* every live connection, for shutdown */
@@ -130,6 +132,13 @@ struct uc_server {
     struct uc_umap groups; /* group -> memberships */
     struct uc_push *push;  /* NULL when --push off */
     struct uc_broker *broker; /* NULL without --redis */
+    /* The broadcasts of this loop iteration, oldest first: a broadcast is framed and logged
+     * once, and each bound connection queues what it is owed once per iteration (or sooner,
+     * when something else is queued to it), instead of being visited once per broadcast.
+     * Broadcast number n (counting from 1 since start) is bcast_log[n - 1 - bcast_base]. */
+    struct uc_buf **bcast_log;
+    size_t bcast_n, bcast_cap;
+    uint64_t bcast_base; /* broadcasts logged before this iteration's */
     struct uc_online_query *online_queries; /* presence questions not answered yet */
     ev_timer online_due;      /* never started: fed to answer local presence questions */
     int tearing_down;
@@ -143,6 +152,15 @@ struct uc_server {
  * 'u' (key = uid), 'g' (key = group) or 'a' (everyone bound). */
 void uc_server_deliver_local(struct uc_server *srv, int kind, const char *key, size_t key_len,
                              const void *data, size_t len, int binary);
+
+/* Broadcasts logged so far (the number of the newest). */
+static inline uint64_t uc_bcast_seq(const struct uc_server *srv)
+{
+    return srv->bcast_base + srv->bcast_n;
+}
+
+/* Drops this iteration's broadcast log once every bound connection has queued it. */
+void uc_server_clear_broadcasts(struct uc_server *srv);
 
 /* ---- presence.c ---- */
 /* Answers the presence questions this node answers alone (fed through srv->online_due). */
@@ -161,8 +179,11 @@ void uc_conn_leave_open(struct uc_conn *c, int code, const char *reason, size_t 
 void uc_conn_mark_dirty(struct uc_conn *c);
 /* Called by the liveness timer: pings the silent, closes the dead. */
 void uc_conn_check_liveness(struct uc_server *srv);
-/* Queues buf on the connection's output, enforcing the send buffer cap. */
+/* Queues buf on the connection's output, enforcing the send buffer cap; the broadcasts the
+ * connection is owed go first, so its messages keep their order. */
 int uc_conn_queue(struct uc_conn *c, struct uc_buf *buf);
+/* Queues the logged broadcasts a bound connection has not had yet. */
+void uc_conn_catch_up(struct uc_conn *c);
 /* Called from the prepare watcher: flush dirty connections, notify and free retired ones. */
 void uc_conn_run_deferred(struct uc_server *srv);
 void uc_conn_destroy_all(struct uc_server *srv);

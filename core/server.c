@@ -277,6 +277,8 @@ void uc_server_free(struct uc_server *srv)
     uc_conn_destroy_all(srv);
     uc_push_free(srv->push);
     uc_presence_cancel_local(srv);
+    uc_server_clear_broadcasts(srv);
+    free(srv->bcast_log);
     srv->umap.on_count = srv->groups.on_count = NULL; /* nothing to tell Redis while tearing down */
     uc_broker_free(srv->broker);
     uc_umap_destroy(&srv->umap);
@@ -379,18 +381,44 @@ size_t uc_broadcast(struct uc_server *srv, const void *data, size_t len, int bin
     return broadcast_local(srv, data, len, binary, except);
 }
 
+/* Frames the message once and logs it; each bound connection queues it (with the rest of this
+ * iteration's broadcasts, in one visit) from the prepare watcher, or sooner when something else
+ * is queued to it first, so its messages keep their order. */
 static size_t broadcast_local(struct uc_server *srv, const void *data, size_t len, int binary,
                               const struct uc_conn *except)
 {
-    struct uc_buf *frame = NULL;
-    size_t count = 0;
-    struct uc_umap_entry *u, *tmp;
-    HASH_ITER(hh, srv->umap.table, u, tmp)
-    {
-        count += deliver_to_entry(u, &frame, data, len, binary, except);
+    /* The core's own pointer, const only in the public signature: it is owed the earlier
+     * broadcasts and is marked past this one. */
+    struct uc_conn *skip = except && except->uid_link.entry ? (struct uc_conn *)except : NULL;
+    size_t count = srv->umap.bound - (skip ? 1 : 0);
+    if (count == 0)
+        return 0;
+    if (srv->bcast_n == srv->bcast_cap) {
+        size_t cap = srv->bcast_cap ? srv->bcast_cap * 2 : 64;
+        struct uc_buf **grown = realloc(srv->bcast_log, cap * sizeof *grown);
+        if (!grown)
+            return 0;
+        srv->bcast_log = grown;
+        srv->bcast_cap = cap;
     }
-    uc_buf_unref(frame);
+    struct uc_buf *frame = uc_ws_frame(binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME, data, len);
+    if (!frame)
+        return 0;
+    if (skip)
+        uc_conn_catch_up(skip);
+    srv->bcast_log[srv->bcast_n++] = frame;
+    if (skip)
+        skip->bcast_seen = uc_bcast_seq(srv);
+    srv->stats.messages_out += count;
     return count;
+}
+
+void uc_server_clear_broadcasts(struct uc_server *srv)
+{
+    for (size_t i = 0; i < srv->bcast_n; i++)
+        uc_buf_unref(srv->bcast_log[i]);
+    srv->bcast_base += srv->bcast_n;
+    srv->bcast_n = 0;
 }
 
 size_t uc_send_group(struct uc_server *srv, const char *group, size_t group_len, const void *data,

@@ -40,6 +40,31 @@ describe("limits", function()
     assert.equals(0, srv:stop())
   end)
 
+  it("cuts off a slow reader of broadcasts, while the others get every one of them", function()
+    local http = require "http"
+    local srv = server.start { args = { "--max-send-buffer", "65536", "--max-message", "70000" } }
+    local slow = ws.login(srv.port, "bslow")
+    local fast = ws.login(srv.port, "bfast")
+    local pusher = http.open(srv.push_port)
+    local blob = string.rep("y", 60000)
+    for i = 1, 400 do
+      local status = pusher:request("POST", "/broadcast", { body = i .. ":" .. blob })
+      assert.equals(200, status)
+      if i % 25 == 0 then
+        for j = i - 24, i do assert.equals(j .. ":" .. blob, fast:receive()) end
+      end
+    end
+    assert.truthy(server.eventually(function() return srv:log():find("closing slow reader") end))
+    local got_eof = server.eventually(function()
+      local payload, err = slow:receive(0.5)
+      return payload == nil and err ~= "timeout"
+    end, 10)
+    assert.truthy(got_eof)
+    pusher:close()
+    fast:close()
+    assert.equals(0, srv:stop())
+  end)
+
   it("answers connections beyond --max-connections with 503", function()
     local srv = server.start { args = { "--max-connections", "2" } }
     local a, b = ws.login(srv.port, "m1"), ws.login(srv.port, "m2")

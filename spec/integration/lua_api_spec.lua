@@ -172,6 +172,43 @@ describe("Lua API", function()
       for _, c in ipairs { a, b, unbound } do c:close() end
     end)
 
+    it("keeps each connection's order between broadcasts and its own messages", function()
+      local a, b = open("/?uid=ord-a"), open("/?uid=ord-b")
+      a:send([[
+        conn:send('1'); uidcast.broadcast('2'); conn:send('3')
+        uidcast.broadcast('4', {except = conn}); conn:send('5'); uidcast.broadcast('6')]])
+      for _, want in ipairs { "1", "2", "3", "5", "6", "ok nil nil" } do assert.equals(want, a:receive()) end
+      for _, want in ipairs { "2", "4", "6" } do assert.equals(want, b:receive()) end
+      assert.is_true(a:silent(0.1))
+      assert.is_true(b:silent(0.05))
+      a:close()
+      b:close()
+    end)
+
+    it("gives a broadcast to the connections bound when it was sent, not after", function()
+      local late, leaving, closing = open(), open("/?uid=bb-leave"), open("/?uid=bb-close")
+      local ctl = open("/?uid=bb-ctl")
+      -- late binds after the broadcast, leaving unbinds and closing closes after it: all in
+      -- one handler, so nothing has been written yet when the membership changes
+      ctl:send([[
+        local all = {}
+        for _, uid in ipairs {'bb-leave', 'bb-close'} do all[uid] = uidcast.connections(uid)[1] end
+        uidcast.broadcast('news')
+        all['bb-leave']:unbind()
+        all['bb-close']:close(4000, 'bye')
+        uidcast.broadcast('later')]])
+      assert.equals("news", ctl:receive())
+      assert.equals("later", ctl:receive())
+      assert.equals("ok nil nil", ctl:receive())
+      assert.equals("news", leaving:receive())
+      assert.is_true(leaving:silent(0.1))
+      assert.equals("news", closing:receive())
+      local code = closing:expect_close()
+      assert.equals(4000, code)
+      assert.is_true(late:silent(0.05))
+      for _, c in ipairs { late, leaving, ctl } do c:close() end
+    end)
+
     it("is_online and connections follow binds and closes", function()
       local a = open("/?uid=p-alice")
       local s = open()
@@ -251,7 +288,8 @@ describe("Lua API", function()
       local c = open("/?uid=leaving")
       c:close(4002)
       assert.matches("^closed %d+ leaving 4002", (watcher:receive()))
-      assert.is_true(watcher:silent())
+      local extra = watcher:receive(0.2)
+      assert.is_nil(extra, extra)
       watcher:close()
     end)
   end)
