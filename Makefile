@@ -102,6 +102,11 @@ $(BUILD)/loadgen: bench/loadgen.c
 	@mkdir -p $(BUILD)
 	$(CC) -O2 -g -std=c11 -Wall -Wextra -Werror $< -o $@
 
+# What one loopback writev costs: the floor under every server's broadcast figures.
+$(BUILD)/write_floor: bench/write_floor.c
+	@mkdir -p $(BUILD)
+	$(CC) -O2 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $< -o $@ -lpthread
+
 bench/peer/node_modules/ws/package.json: bench/peer/package.json
 	cd bench/peer && npm ci --no-audit --no-fund --silent
 
@@ -112,7 +117,8 @@ bench-deps: deps
 	@command -v taskset >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq util-linux >/dev/null
 
 bench: bench-deps
-	@$(MAKE) --no-print-directory all $(BUILD)/loadgen bench/peer/node_modules/ws/package.json
+	@$(MAKE) --no-print-directory all $(BUILD)/loadgen $(BUILD)/write_floor \
+	  bench/peer/node_modules/ws/package.json
 	@bash bench/run.sh
 
 # Instructions per routed message and per broadcast delivery, under callgrind.

@@ -98,6 +98,11 @@ measure_cluster() { # workload [loadgen args]
     sleep 0.5
 }
 
+# The kernel's share: no server can deliver more than (messages per write) / (cost per write).
+out=$(build/write_floor)
+echo "$out" | grep -v '^{'
+echo "$out" | grep '^{' >> "$RESULTS"
+
 if [ "${BENCH_CLUSTER:-1}" = 1 ] && command -v redis-server >/dev/null; then
     echo "cluster: two uidcast nodes and redis-server on core 0, load on core 1"
     measure_cluster route --conns 1000 --inflight 8 --duration "$DURATION" --name cluster-route
@@ -108,10 +113,10 @@ fi
 /usr/bin/python3 - "$RESULTS" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-by = {(r["label"], r["workload"]): r for r in rows}
+by = {(r.get("label"), r["workload"]): r for r in rows}
 labels = []
 for r in rows:
-    if r["label"] not in labels:
+    if r.get("label") and r["label"] not in labels:
         labels.append(r["label"])
 def fig(r, w):
     if r is None: return None
@@ -128,7 +133,19 @@ for w, what in [("hold", "bytes per idle connection"), ("route", "msgs per serve
     if u and n:
         line += "   %.2fx" % ((n / u) if w == "hold" else (u / n))
     print(line)
+for w in ["route", "broadcast", "broadcast-burst", "push"]:
+    print("%-16s %-28s" % (w, "wall rate/s, p99 ms") + "".join(
+        "%16s" % ("-" if by.get((l, w)) is None else "%.0f, %.1f" % (by[(l, w)]["per_s"], by[(l, w)]["p99_ms"]))
+        for l in labels))
 u = lambda w: by.get(("uidcast", w))
+floor = [r for r in rows if r.get("workload") == "write-floor"]
+if floor and by.get(("node-ws", "broadcast")):
+    us = floor[0]["us_per_writev"]
+    node = by[("node-ws", "broadcast")]["per_server_cpu_s"]
+    print()
+    print("kernel floor: %.2f us per loopback writev; with 4 broadcasts in flight a write carries at most" % us)
+    print("  4 frames, so no server can pass %.0f deliveries per CPU-s there (%.1fx this run's Node)" % (
+        4e6 / us, 4e6 / us / node))
 if u("cluster-route") and u("route"):
     print()
     print("cluster (2 nodes + redis on one core; per CPU-s of all three):")
@@ -139,8 +156,4 @@ if u("cluster-route") and u("route"):
 if u("cluster-login") and u("single-login"):
     print("  connect+login        %8.0f /s over 2 nodes with presence writes (single node %.0f /s)" % (
         u("cluster-login")["connect_login_per_s"], u("single-login")["connect_login_per_s"]))
-for w in ["route", "broadcast", "broadcast-burst", "push"]:
-    print("%-16s %-28s" % (w, "wall rate/s, p99 ms") + "".join(
-        "%16s" % ("-" if by.get((l, w)) is None else "%.0f, %.1f" % (by[(l, w)]["per_s"], by[(l, w)]["p99_ms"]))
-        for l in labels))
 PY
