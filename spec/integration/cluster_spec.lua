@@ -5,6 +5,29 @@ local http = require "http"
 local server = require "server"
 local redis = require "redis"
 
+-- Waits until every node logged its Redis connection.
+local function wait_connected(nodes)
+  for _, node in ipairs(nodes) do
+    assert.truthy(server.eventually(function()
+      return node:log():find("cluster: connected to redis", 1, true)
+    end, 5), node:log())
+  end
+end
+
+-- Logs in on a node and waits until that node's subscription is live.
+local function login(node, uid)
+  local c = ws.login(node.port, uid)
+  require("socket").sleep(0.1 * server.slowdown)
+  return c
+end
+
+-- GET /online?uid= on a node's push API, decoded.
+local function online(node, uid)
+  local status, _, body = http.request1(node.push_port, "GET", "/online?uid=" .. uid)
+  assert.equals(200, status)
+  return http.json(body)
+end
+
 describe("cluster over Redis", function()
   local r, a, b
 
@@ -12,24 +35,13 @@ describe("cluster over Redis", function()
     r = redis.start()
     a = server.start { args = { "--redis", r.url } }
     b = server.start { args = { "--redis", r.url } }
-    for _, node in ipairs { a, b } do
-      assert.truthy(server.eventually(function()
-        return node:log():find("cluster: connected to redis", 1, true)
-      end), node:log())
-    end
+    wait_connected { a, b }
   end)
   teardown(function()
     assert.equals(0, a:stop())
     assert.equals(0, b:stop())
     r:stop()
   end)
-
-  -- Logs in on a node and waits until that node's subscription is live.
-  local function login(node, uid)
-    local c = ws.login(node.port, uid)
-    require("socket").sleep(0.1 * server.slowdown)
-    return c
-  end
 
   it("delivers uid:message from node B to a uid on node A exactly once", function()
     local alice = login(a, "cl-alice")
@@ -98,9 +110,7 @@ describe("cluster groups", function()
     local rooms = server.ROOT .. "/scripts/rooms.lua"
     local a = server.start { script = rooms, args = { "--redis", r.url } }
     local b = server.start { script = rooms, args = { "--redis", r.url } }
-    for _, node in ipairs { a, b } do
-      assert.truthy(server.eventually(function() return node:log():find("cluster: connected", 1, true) end))
-    end
+    wait_connected { a, b }
     local x, y, z = ws.login(a.port, "g-x"), ws.login(b.port, "g-y"), ws.login(b.port, "g-z")
     x:send("join:lobby")
     assert.matches("^joined lobby", (x:receive()))
@@ -131,9 +141,7 @@ describe("cluster when Redis goes away", function()
     local r = redis.start()
     local a = server.start { args = { "--redis", r.url } }
     local b = server.start { args = { "--redis", r.url } }
-    for _, node in ipairs { a, b } do
-      assert.truthy(server.eventually(function() return node:log():find("cluster: connected", 1, true) end))
-    end
+    wait_connected { a, b }
     local alice, alice2 = ws.login(a.port, "rd-alice"), ws.login(a.port, "rd-alice2")
     local bob = ws.login(b.port, "rd-bob")
     require("socket").sleep(0.2)
@@ -152,6 +160,9 @@ describe("cluster when Redis goes away", function()
       return got == "back"
     end, 10)
     assert.truthy(delivered)
+    -- the restarted Redis knows nothing: each node wrote its presence again on reconnecting
+    assert.same({ uid = "rd-alice", online = true, connections = 1 }, online(b, "rd-alice"))
+    assert.same({ uid = "rd-bob", online = true, connections = 1 }, online(a, "rd-bob"))
     for _, c in ipairs { alice, alice2, bob } do c.sock:close() end
     assert.equals(0, a:stop())
     assert.equals(0, b:stop())
@@ -163,21 +174,6 @@ describe("cluster when Redis goes away", function()
     assert.is_not_true(ok)
   end)
 end)
-
--- Waits until every node logged its Redis connection.
-local function wait_connected(nodes)
-  for _, node in ipairs(nodes) do
-    assert.truthy(server.eventually(function()
-      return node:log():find("cluster: connected to redis", 1, true)
-    end, 5), node:log())
-  end
-end
-
-local function online(node, uid)
-  local status, _, body = http.request1(node.push_port, "GET", "/online?uid=" .. uid)
-  assert.equals(200, status)
-  return http.json(body)
-end
 
 describe("cluster of three nodes", function()
   local r, nodes
@@ -192,12 +188,6 @@ describe("cluster of three nodes", function()
     for _, node in ipairs(nodes) do assert.equals(0, node:stop()) end
     r:stop()
   end)
-
-  local function login(node, uid)
-    local c = ws.login(node.port, uid)
-    require("socket").sleep(0.1 * server.slowdown)
-    return c
-  end
 
   it("delivers uid:message from node A to a uid on node C exactly once", function()
     local a, c = login(nodes[1], "t3-a"), login(nodes[3], "t3-c")

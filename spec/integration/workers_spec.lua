@@ -3,6 +3,14 @@ local ws = require "ws"
 local server = require "server"
 local redis = require "redis"
 
+-- How many worker processes upgraded a connection (from the debug log).
+local function workers_serving(srv)
+  local pids, n = {}, 0
+  for pid in srv:log():gmatch("%[(%d+)%] debug conn %d+ %([^)]*%): upgraded") do pids[pid] = true end
+  for _ in pairs(pids) do n = n + 1 end
+  return n
+end
+
 describe("--workers", function()
   it("is refused without --redis, with a clear message", function()
     local out = os.tmpname()
@@ -29,11 +37,7 @@ describe("--workers", function()
       assert.equals(("from %d"):format((i - 2) % 16 + 1), clients[i]:receive())
     end
     -- the connections really were spread over both workers
-    local pids = {}
-    for pid in srv:log():gmatch("%[(%d+)%] debug conn %d+ %([^)]*%): upgraded") do pids[pid] = true end
-    local n = 0
-    for _ in pairs(pids) do n = n + 1 end
-    assert.equals(2, n)
+    assert.equals(2, workers_serving(srv))
     for _, c in ipairs(clients) do c.sock:close() end
 
     -- kill one worker outright: the supervisor starts another, which serves new clients
@@ -84,11 +88,7 @@ describe("--workers", function()
       clients[i]:send("again")
       assert.equals("v2 hup" .. i, clients[i]:receive())
     end
-    local pids = {}
-    for pid in srv:log():gmatch("%[(%d+)%] debug conn %d+ %([^)]*%): upgraded") do pids[pid] = true end
-    local n = 0
-    for _ in pairs(pids) do n = n + 1 end
-    assert.equals(2, n)
+    assert.equals(2, workers_serving(srv))
     for _, c in ipairs(clients) do c:close() end
     assert.equals(0, srv:stop())
     r:stop()
