@@ -330,6 +330,29 @@ return {
     r:stop()
   end)
 
+  it("drops a waiting is_online callback when a reload replaces its Lua state", function()
+    local r = redis.start()
+    local a = server.start { script = server.script(WHO), args = { "--redis", r.url } }
+    wait_connected { a }
+    local asker = ws.connect(a.port)
+    asker:send("asker")
+    assert.equals("hi asker", asker:receive())
+    -- Redis holds every command for a while: the presence query waits across the reload
+    r:cli("CLIENT PAUSE 1500 ALL")
+    asker:send("who:asker")
+    require("socket").sleep(0.2)
+    assert.truthy(a:signal("HUP"))
+    assert.truthy(server.eventually(function() return a:log():find("reloaded ", 1, true) end))
+    -- the old state's callback is never called once Redis answers...
+    assert.is_true(asker:silent(2))
+    -- ...and the new state asks and hears as usual, the connection's uid kept
+    asker:send("who:asker")
+    assert.equals("asker here=true cluster=true 1", asker:receive())
+    asker:close()
+    assert.equals(0, a:stop())
+    r:stop()
+  end)
+
   it("forgets a node that stops at once, and one that is killed after --presence-ttl #no_memcheck", function()
     local r = redis.start()
     local args = { "--redis", r.url, "--presence-ttl", "2" }
