@@ -19,6 +19,11 @@ RESULTS=build/bench-results.jsonl
 : > "$RESULTS"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null
 
+record() { # a tool's output: human lines to the terminal, JSON lines to the results
+    echo "$1" | grep -v '^{'
+    echo "$1" | grep '^{' >> "$RESULTS"
+}
+
 wait_port() {
     i=0
     while ! (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; do
@@ -51,8 +56,7 @@ measure() { # label workload [loadgen args]
     out=$(taskset -c 1 build/loadgen "$workload" --port $PORT --push-port $PUSH_PORT \
           --server-pid "$SERVER_PID" --label "$label" "$@" 2>&1)
     rc=$?
-    echo "$out" | grep -v '^{'
-    echo "$out" | grep '^{' >> "$RESULTS"
+    record "$out"
     [ $rc -ne 0 ] && echo "   ($label $workload: loadgen exit $rc)"
     stop_server
 }
@@ -90,8 +94,7 @@ measure_cluster() { # workload [loadgen args]
     sleep 0.3 # both nodes subscribed
     out=$(taskset -c 1 build/loadgen "$workload" --port $PORT,$((PORT + 2)) --push-port $PUSH_PORT \
           --server-pid "$pids,$REDIS_PID" --label uidcast "$@" 2>&1)
-    echo "$out" | grep -v '^{'
-    echo "$out" | grep '^{' >> "$RESULTS"
+    record "$out"
     kill -TERM ${pids//,/ } 2>/dev/null
     wait ${pids//,/ } 2>/dev/null
     kill -TERM $REDIS_PID; wait $REDIS_PID 2>/dev/null
@@ -99,9 +102,7 @@ measure_cluster() { # workload [loadgen args]
 }
 
 # The kernel's share: no server can deliver more than (messages per write) / (cost per write).
-out=$(build/write_floor)
-echo "$out" | grep -v '^{'
-echo "$out" | grep '^{' >> "$RESULTS"
+record "$(build/write_floor)"
 
 if [ "${BENCH_CLUSTER:-1}" = 1 ] && command -v redis-server >/dev/null; then
     echo "cluster: two uidcast nodes and redis-server on core 0, load on core 1"

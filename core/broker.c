@@ -153,10 +153,11 @@ static void subscribe_everything(struct uc_broker *b)
 
 /* ---- presence ---- */
 
-static void register_node(struct uc_broker *b)
+/* Lists the node and (re)starts its hash's TTL; expire_cb, when given, reads EXPIRE's answer. */
+static void register_node(struct uc_broker *b, redisCallbackFn *expire_cb)
 {
     redisAsyncCommand(b->pub, NULL, NULL, "SADD " NODES_KEY " %s", b->node_id);
-    redisAsyncCommand(b->pub, NULL, NULL, "EXPIRE %s %d", b->presence_key, b->ttl);
+    redisAsyncCommand(b->pub, expire_cb, b, "EXPIRE %s %d", b->presence_key, b->ttl);
 }
 
 /* Writes this node's whole presence hash again: after a (re)connect, when Redis may have lost
@@ -185,7 +186,7 @@ static void write_presence(struct uc_broker *b)
             n = 0;
         }
     }
-    register_node(b);
+    register_node(b, NULL);
 }
 
 static void presence_write(struct uc_broker *b, const char *uid, size_t len, size_t count,
@@ -202,7 +203,7 @@ static void presence_write(struct uc_broker *b, const char *uid, size_t len, siz
     redisAsyncCommand(b->pub, NULL, NULL, "HSET %s %b %s", b->presence_key, uid, len, n);
     /* The first uid creates the hash (the last one's HDEL deleted it, TTL included). */
     if (added && count == 1 && uc_umap_keys(&b->srv->umap) == 1)
-        register_node(b);
+        register_node(b, NULL);
 }
 
 void uc_broker_key_count(struct uc_broker *b, enum uc_broker_kind kind, const char *key,
@@ -235,10 +236,8 @@ static void heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     struct uc_broker *b = container_of(w, struct uc_broker, heartbeat);
-    if (!b->pub_up)
-        return;
-    redisAsyncCommand(b->pub, NULL, NULL, "SADD " NODES_KEY " %s", b->node_id);
-    redisAsyncCommand(b->pub, on_heartbeat_reply, b, "EXPIRE %s %d", b->presence_key, b->ttl);
+    if (b->pub_up)
+        register_node(b, on_heartbeat_reply);
 }
 
 struct online_query {

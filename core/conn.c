@@ -14,6 +14,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <utlist.h>
 
 #include "core.h"
 #include "log.h"
@@ -168,10 +169,7 @@ void uc_conn_accept(struct uc_server *srv, int fd, const char *remote_addr)
      * not by a timer per connection; reads during the handshake do not extend it. */
     touch(c);
 
-    c->next = srv->conns;
-    if (srv->conns)
-        srv->conns->prev = c;
-    srv->conns = c;
+    DL_PREPEND(srv->conns, c);
     srv->nconns++;
     srv->stats.accepted++;
     uc_debug("conn %llu accepted from %s", (unsigned long long)c->id, remote_addr);
@@ -524,13 +522,7 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 static void destroy(struct uc_conn *c)
 {
-    struct uc_server *srv = c->srv;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        srv->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    DL_DELETE(c->srv->conns, c);
     idle_unlink(c);
     uc_ws_free(c);
     uc_outq_clear(&c->outq);

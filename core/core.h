@@ -76,7 +76,7 @@ struct uc_conn {
     uint64_t bcast_seen;              /* the last broadcast queued to it, or not owed to it */
     struct uc_umap_link uid_link;     /* uid_link.owner is the connection itself */
     struct uc_membership *groups;     /* the groups it joined */
-    struct uc_conn *prev, *next; /* every live connection, for shutdown */
+    struct uc_conn *prev, *next; /* every live connection, for shutdown (a utlist DL list) */
     struct uc_conn *dirty_next;  /* flush list */
     struct uc_conn *reap_next;   /* reap list */
     struct uc_conn *idle_prev, *idle_next; /* live connections, least recently heard first */

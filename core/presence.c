@@ -8,6 +8,7 @@
  * one with -1 ("no answer") when it is freed, so no caller waits forever or leaks. */
 #include <stdlib.h>
 #include <string.h>
+#include <utlist.h>
 
 #include "broker.h"
 #include "core.h"
@@ -22,20 +23,9 @@ struct uc_online_query {
     char uid[];
 };
 
-static void unlink_query(struct uc_online_query *q)
-{
-    struct uc_server *srv = q->srv;
-    if (q->prev)
-        q->prev->next = q->next;
-    else
-        srv->online_queries = q->next;
-    if (q->next)
-        q->next->prev = q->prev;
-}
-
 static void answer(struct uc_online_query *q, long long count)
 {
-    unlink_query(q);
+    DL_DELETE(q->srv->online_queries, q);
     q->done(q->arg, count);
     free(q);
 }
@@ -57,10 +47,7 @@ int uc_online_query(struct uc_server *srv, const char *uid, size_t uid_len, uc_o
         return UC_ERR_NOMEM;
     *q = (struct uc_online_query){.srv = srv, .done = done, .arg = arg, .uid_len = uid_len};
     memcpy(q->uid, uid, uid_len);
-    q->next = srv->online_queries;
-    if (q->next)
-        q->next->prev = q;
-    srv->online_queries = q;
+    DL_PREPEND(srv->online_queries, q);
     q->asked_redis = srv->broker && uc_broker_online(srv->broker, uid, uid_len,
                                                      on_redis_answer, q) == 0;
     if (!q->asked_redis)

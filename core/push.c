@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <utlist.h>
 
 #include "core.h"
 #include "log.h"
@@ -504,12 +505,7 @@ static void conn_free(struct push_conn *pc)
     ev_io_stop(loop, &pc->wio);
     ev_timer_stop(loop, &pc->timer);
     close(pc->fd);
-    if (pc->prev)
-        pc->prev->next = pc->next;
-    else
-        push->conns = pc->next;
-    if (pc->next)
-        pc->next->prev = pc->prev;
+    DL_DELETE(push->conns, pc);
     if (pc->waiting)
         pc->waiting->pc = NULL; /* the presence query frees it when it answers */
     uc_outq_clear(&pc->outq);
@@ -619,10 +615,7 @@ void uc_push_adopt(struct uc_push *push, int fd)
     pc->timer.repeat = push->srv->opt.push_timeout;
     ev_io_start(loop, &pc->rio);
     ev_timer_again(loop, &pc->timer);
-    pc->next = push->conns;
-    if (push->conns)
-        push->conns->prev = pc;
-    push->conns = pc;
+    DL_PREPEND(push->conns, pc);
 }
 
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)

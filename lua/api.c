@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <utlist.h>
 
 #include "../core/log.h"
 #include "../core/stats.h"
@@ -126,16 +127,6 @@ struct ucl_online {
     struct ucl_online *prev, *next;
 };
 
-static void online_unlink(struct ucl_online *o)
-{
-    if (o->prev)
-        o->prev->next = o->next;
-    else
-        o->st->online = o->next;
-    if (o->next)
-        o->next->prev = o->prev;
-}
-
 void ucl_online_orphan(struct ucl_state *st)
 {
     for (struct ucl_online *o = st->online; o; o = o->next)
@@ -148,7 +139,7 @@ static void online_answered(void *arg, long long count)
     struct ucl_online *o = arg;
     struct ucl_state *st = o->st;
     if (st) {
-        online_unlink(o);
+        DL_DELETE(st->online, o);
         lua_State *L = st->L;
         lua_rawgeti(L, LUA_REGISTRYINDEX, o->fn_ref);
         luaL_unref(L, LUA_REGISTRYINDEX, o->fn_ref);
@@ -187,10 +178,7 @@ static int api_is_online(lua_State *L)
         free(o);
         return luaL_error(L, "out of memory");
     }
-    o->next = st->online;
-    if (o->next)
-        o->next->prev = o;
-    st->online = o;
+    DL_PREPEND(st->online, o);
     lua_pushboolean(L, 1);
     return 1;
 }
