@@ -71,7 +71,7 @@ sanitize-build:
 	@$(MAKE) --no-print-directory BUILD=build/asan CFLAGS="$(SAN_FLAGS)" LDFLAGS="$(SAN_FLAGS)" all
 
 # libFuzzer targets (clang), each with ASan+UBSan.
-FUZZ_TARGETS := http_head push_request ws_frames
+FUZZ_TARGETS := http_head push_request ws_frames split_reads
 FUZZ_SECONDS ?= 60
 FUZZ_CORE    := $(CORE_SRC:%.c=build/fuzz/obj/%.o)
 FUZZ_CFLAGS  := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \

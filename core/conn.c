@@ -221,6 +221,10 @@ void uc_conn_leave_open(struct uc_conn *c, int code, const char *reason, size_t 
         return;
     struct uc_server *srv = c->srv;
     uc_conn_catch_up(c); /* it was bound when they were sent; they go before its close */
+    /* Catching up can overflow the send buffer, and the overflow aborts the connection from
+     * inside: it has left OPEN (and been counted closed) already. */
+    if (c->state != CONN_OPEN)
+        return;
     c->state = CONN_CLOSING;
     srv->nopen--;
     if (c->uid_link.entry) {
@@ -332,16 +336,19 @@ static int origin_allowed(const struct uc_server *srv, const struct uc_http_requ
     return 0;
 }
 
-static void upgrade(struct uc_conn *c, char *head, size_t avail)
+/* Answers a complete upgrade request. Returns the bytes of head it took (the request), 0 when
+ * the request is still incomplete, or -1 when it was refused. It feeds nothing: the bytes a
+ * client pipelined behind its request are the caller's to feed, from wherever they lie. */
+static long upgrade(struct uc_conn *c, char *head, size_t avail)
 {
     struct uc_server *srv = c->srv;
     struct uc_http_request req;
     long n = uc_http_parse_head(head, avail, &req);
     if (n == 0)
-        return; /* caller keeps the bytes and waits for more */
+        return 0; /* caller keeps the bytes and waits for more */
     if (n < 0) {
         refuse(c, (int)-n, NULL, (int)-n == 431 ? "request head too large" : "malformed request");
-        return;
+        return -1;
     }
     char accept[29];
     int status = uc_http_check_upgrade(&req, accept);
@@ -351,17 +358,17 @@ static void upgrade(struct uc_conn *c, char *head, size_t avail)
         refuse(c, status, extra,
                status == 426 ? "this endpoint speaks WebSocket (RFC 6455, version 13) only"
                              : "bad WebSocket upgrade request");
-        return;
+        return -1;
     }
     if (srv->opt.n_allow_origins && !origin_allowed(srv, &req)) {
         refuse(c, 403, NULL, "origin not allowed");
-        return;
+        return -1;
     }
     struct uc_buf *resp = uc_http_response_101(accept);
     if (!resp) {
         uc_buf_unref(resp);
         refuse(c, 503, NULL, "out of memory");
-        return;
+        return -1;
     }
     /* Queue the 101 first and open the connection before asking the policy, so that on_open
      * may already send, bind or close; a refusal throws all of that away unsent. */
@@ -383,30 +390,36 @@ static void upgrade(struct uc_conn *c, char *head, size_t avail)
         }
         c->flags &= (uint16_t)~(CONN_ACCEPTED | CONN_NOTIFY);
         if (c->state == CONN_DEAD)
-            return;
+            return -1;
         if (refusal.status < 400 || refusal.status > 599)
             refusal.status = 403;
         refusal.reason[sizeof refusal.reason - 1] = '\0';
         refuse(c, refusal.status, NULL, refusal.reason);
-        return;
+        return -1;
     }
-    free(c->hs);
-    c->hs = NULL;
     if (c->state == CONN_OPEN)
         touch(c); /* from now on, last_seen is when the client was last heard from */
     uc_debug("conn %llu (%s): upgraded, path %.*s", (unsigned long long)c->id, c->remote_addr,
              (int)req.path_len, req.path);
-    /* Frames a client pipelined behind its request are not lost. */
-    if ((size_t)n < avail && c->state != CONN_DEAD)
-        uc_ws_feed(c, (const uint8_t *)head + n, avail - (size_t)n);
+    return n;
+}
+
+/* Feeds the frames a client pipelined behind its upgrade request, if it may still send any. */
+static void feed_pipelined(struct uc_conn *c, const uint8_t *data, size_t len)
+{
+    if (len && (c->flags & CONN_UPGRADED) && !(c->flags & CONN_FINISHING) &&
+        c->state != CONN_DEAD)
+        uc_ws_feed(c, data, len);
 }
 
 static void handshake_input(struct uc_conn *c, uint8_t *data, size_t len)
 {
     if (!c->hs) {
         /* Fast path: the whole request arrived in one read; parse it where it lies. */
-        upgrade(c, (char *)data, len);
-        if (c->state != CONN_HANDSHAKE)
+        long n = upgrade(c, (char *)data, len);
+        if (n > 0)
+            feed_pipelined(c, data + n, len - (size_t)n);
+        if (n != 0 || c->state != CONN_HANDSHAKE)
             return;
         c->hs = malloc(sizeof *c->hs);
         if (!c->hs) {
@@ -415,12 +428,20 @@ static void handshake_input(struct uc_conn *c, uint8_t *data, size_t len)
         }
         c->hs->len = 0;
     }
-    size_t room = sizeof c->hs->bytes - c->hs->len;
-    if (len > room)
-        len = room; /* uc_http_parse_head answers 431 once the buffer is full */
-    memcpy(c->hs->bytes + c->hs->len, data, len);
-    c->hs->len += len;
-    upgrade(c, c->hs->bytes, c->hs->len);
+    /* Only the head needs the buffer; whatever follows it in this read is fed from here. */
+    size_t before = c->hs->len, room = sizeof c->hs->bytes - before;
+    size_t take = len < room ? len : room; /* a full buffer makes the parser answer 431 */
+    memcpy(c->hs->bytes + before, data, take);
+    c->hs->len += take;
+    long n = upgrade(c, c->hs->bytes, c->hs->len);
+    if (n == 0)
+        return;
+    free(c->hs);
+    c->hs = NULL;
+    /* The head was incomplete within the first `before` bytes, so it ends inside this read:
+     * everything after it is still in data, contiguous, whatever the buffer could hold. */
+    if (n > 0 && (size_t)n >= before)
+        feed_pipelined(c, data + ((size_t)n - before), len - ((size_t)n - before));
 }
 
 static void read_cb(struct ev_loop *loop, ev_io *w, int revents)

@@ -87,18 +87,24 @@ static void drain(int fd)
     }
 }
 
-/* Writes data into peer while the loop serves the other end, then hangs up and runs the loop
- * until the server has let go of every connection. */
-static void fuzz_drive(struct uc_server *srv, int peer, const uint8_t *data, size_t len)
+/* Writes data into peer in pieces that end at each of the ncuts offsets (ascending) and at
+ * len, letting the loop read after each piece, so that the server sees the stream split into
+ * several reads where the caller chose; then hangs up and runs the loop until the server has
+ * let go of every connection. */
+static void fuzz_drive_split(struct uc_server *srv, int peer, const uint8_t *data, size_t len,
+                             const size_t *cuts, int ncuts)
 {
     fcntl(peer, F_SETFL, O_NONBLOCK);
     size_t off = 0;
-    for (int i = 0; i < 1000 && off < len; i++) {
-        ssize_t w = write(peer, data + off, len - off);
-        if (w > 0)
-            off += (size_t)w;
-        ev_run(srv->loop, EVRUN_NOWAIT);
-        drain(peer);
+    for (int piece = 0; piece <= ncuts; piece++) {
+        size_t end = piece < ncuts && cuts[piece] < len ? cuts[piece] : len;
+        for (int i = 0; i < 1000 && off < end; i++) {
+            ssize_t w = write(peer, data + off, end - off);
+            if (w > 0)
+                off += (size_t)w;
+            ev_run(srv->loop, EVRUN_NOWAIT);
+            drain(peer);
+        }
     }
     for (int i = 0; i < 4; i++) {
         ev_run(srv->loop, EVRUN_NOWAIT);
@@ -107,6 +113,12 @@ static void fuzz_drive(struct uc_server *srv, int peer, const uint8_t *data, siz
     close(peer);
     for (int i = 0; i < 100 && (srv->conns || (srv->push && uc_push_connections(srv->push))); i++)
         ev_run(srv->loop, EVRUN_NOWAIT);
+}
+
+/* fuzz_drive_split() with the whole stream written as it comes. */
+static inline void fuzz_drive(struct uc_server *srv, int peer, const uint8_t *data, size_t len)
+{
+    fuzz_drive_split(srv, peer, data, len, NULL, 0);
 }
 
 #endif

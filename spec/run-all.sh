@@ -70,7 +70,7 @@ want sanitize && UIDCAST_BIN=build/asan/uidcast \
     --exclude-tags=no_memcheck spec/integration
 
 if want fuzz; then
-    for t in http_head push_request ws_frames; do
+    for t in http_head push_request ws_frames split_reads; do
         echo "== fuzz: $t for ${FUZZ_SECONDS}s"
         mkdir -p "build/fuzz/corpus-$t"
         if ASAN_OPTIONS=detect_leaks=1 "build/fuzz/$t" -max_total_time="$FUZZ_SECONDS" \

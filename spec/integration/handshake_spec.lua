@@ -36,6 +36,35 @@ describe("WebSocket upgrade", function()
     assert.equals("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", headers["sec-websocket-accept"])
   end)
 
+  describe("a request head that arrives in several reads", function()
+    -- The head in two writes with frames behind its second part: the server buffers the
+    -- head, and the frames that follow it in the same read must reach the script intact.
+    local function split_login(uid, tail)
+      local s = ws.tcp(srv.port)
+      local head = ws.handshake_request()
+      assert(s:send(head:sub(1, 10)))
+      socket.sleep(0.05)
+      assert(s:send(head:sub(11) .. ws.frame { opcode = ws.OP.text, payload = uid } .. (tail or "")))
+      local status = ws.read_http_response(s)
+      assert.equals(101, status)
+      return setmetatable({ sock = s, port = srv.port }, ws)
+    end
+
+    it("feeds the frames pipelined behind the head's last part", function()
+      local c = split_login("split-alice")
+      assert.equals("login success, your uid is split-alice", c:receive())
+      c:close()
+    end)
+
+    it("keeps a 20 kB message that follows the head in the same read", function()
+      local big = string.rep("x", 20000)
+      local c = split_login("split-bob", ws.frame { opcode = ws.OP.text, payload = "split-bob:" .. big })
+      assert.equals("login success, your uid is split-bob", c:receive())
+      assert.equals(big, c:receive())
+      c:close()
+    end)
+  end)
+
   it("answers a plain GET with 426 Upgrade Required", function()
     local status, headers = ask(srv.port, request { "GET / HTTP/1.1", "Host: x" })
     assert.equals(426, status)
