@@ -18,7 +18,7 @@ DEB_PACKAGES := gcc make pkg-config liblua5.4-dev lua5.4 libev-dev libwslay-dev 
 CORE_SRC := core/buf.c core/outq.c core/http.c core/umap.c core/ws.c core/conn.c \
             core/net.c core/server.c core/log.c core/cli.c \
             core/push.c core/stats.c core/utf8.c core/broker.c core/presence.c core/supervisor.c
-LUA_SRC  := lua/vm.c lua/call.c lua/conn.c lua/api.c lua/timer.c lua/policy.c
+LUA_SRC  := lua/vm.c lua/call.c lua/strmatch.c lua/conn.c lua/api.c lua/timer.c lua/policy.c
 SRC      := $(CORE_SRC) $(LUA_SRC) core/main.c
 OBJ      := $(SRC:%.c=$(BUILD)/obj/%.o)
 HEADERS  := $(wildcard core/*.h lua/*.h)

@@ -47,6 +47,8 @@ static const char usage[] =
     "      --lua-memory BYTES       memory the Lua state may use (default 256m)\n"
     "      --lua-budget N           VM instructions one handler call may run before it is\n"
     "                               aborted (default 5000000)\n"
+    "      --lua-timeout S          seconds one handler call may run, time in C functions\n"
+    "                               such as pattern matching included (default 1)\n"
     "      --lua-path DIR           directory require() loads modules from (default: none)\n"
     "      --log-level LEVEL        error, warn, info or debug (default info)\n"
     "      --check                  load SCRIPT, report any error, exit 0 or 1\n"
@@ -78,6 +80,7 @@ enum {
     OPT_LOG_LEVEL,
     OPT_LUA_MEMORY,
     OPT_LUA_BUDGET,
+    OPT_LUA_TIMEOUT,
     OPT_LUA_PATH,
     OPT_CHECK,
 };
@@ -104,6 +107,7 @@ static const struct option long_options[] = {
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"lua-memory", required_argument, NULL, OPT_LUA_MEMORY},
     {"lua-budget", required_argument, NULL, OPT_LUA_BUDGET},
+    {"lua-timeout", required_argument, NULL, OPT_LUA_TIMEOUT},
     {"lua-path", required_argument, NULL, OPT_LUA_PATH},
     {"check", no_argument, NULL, OPT_CHECK},
     {"help", no_argument, NULL, 'h'},
@@ -172,6 +176,7 @@ enum uc_cli_result uc_cli_parse(int argc, char **argv, struct uc_cli *cli, char 
     cli->log_level = UC_LOG_INFO;
     cli->lua_memory = 256u * 1024 * 1024;
     cli->lua_budget = 5000000;
+    cli->lua_timeout = 1;
     cli->script = UC_DEFAULT_SCRIPT;
     snprintf(cli->opt.push, sizeof cli->opt.push, "127.0.0.1:1235");
     cli->opt.push_token = getenv("UIDCAST_PUSH_TOKEN");
@@ -289,6 +294,10 @@ enum uc_cli_result uc_cli_parse(int argc, char **argv, struct uc_cli *cli, char 
             cli->lua_budget = (long)budget;
             break;
         }
+        case OPT_LUA_TIMEOUT:
+            if (parse_seconds(optarg, &cli->lua_timeout) != 0 || cli->lua_timeout < 0.001)
+                bad = "--lua-timeout takes seconds, at least 0.001";
+            break;
         case OPT_LUA_PATH:
             cli->lua_path = optarg;
             break;

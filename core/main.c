@@ -12,7 +12,7 @@ static int serve(struct uc_cli *cli)
 {
     char err[1024];
     struct ucl_limits limits = {
-        .memory = cli->lua_memory, .budget = cli->lua_budget, .lua_path = cli->lua_path};
+        .memory = cli->lua_memory, .budget = cli->lua_budget, .timeout = cli->lua_timeout, .lua_path = cli->lua_path};
     struct ucl_policy *policy = ucl_policy_new(cli->script, &limits, err, sizeof err);
     if (!policy) {
         uc_error("cannot load script: %s", err);
@@ -53,7 +53,7 @@ int main(int argc, char **argv)
 
     if (cli.check) {
         struct ucl_limits limits = {
-            .memory = cli.lua_memory, .budget = cli.lua_budget, .lua_path = cli.lua_path};
+            .memory = cli.lua_memory, .budget = cli.lua_budget, .timeout = cli.lua_timeout, .lua_path = cli.lua_path};
         struct ucl_policy *policy = ucl_policy_new(cli.script, &limits, err, sizeof err);
         if (!policy) {
             fprintf(stderr, "uidcast: %s\n", err);

@@ -7,6 +7,7 @@
  * an error instead, and the guarded pcall/xpcall/coroutine.resume rethrow it while the state
  * is aborting, so it still reaches the top. */
 #include <string.h>
+#include <time.h>
 
 #include "../core/log.h"
 #include "internal.h"
@@ -16,28 +17,58 @@
 #define HOOK_EVERY 1000
 
 static const char budget_message[] = "instruction budget exceeded";
+static const char deadline_message[] = "time limit exceeded";
+
+/* The coarse clock: a few nanoseconds a read, and a 4 ms resolution is plenty for a deadline
+ * of a second. */
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Charges HOOK_EVERY instructions' worth; true once the budget or the deadline is spent (and
+ * from then on, until the handler has unwound). */
+static int spent(struct ucl_state *st)
+{
+    if (st->aborting)
+        return 1;
+    if (--st->hooks_left <= 0)
+        st->aborting = budget_message;
+    else if (now_ns() >= st->deadline_ns)
+        st->aborting = deadline_message;
+    return st->aborting != NULL;
+}
 
 static void count_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
     struct ucl_state *st = ucl_state_of(L);
-    if (!st->aborting && --st->hooks_left > 0)
+    if (!spent(st))
         return;
-    st->aborting = 1;
     /* From a hook, lua_yield only marks the thread: the yield happens when the hook returns. */
     if (L == st->co && lua_isyieldable(L)) {
         lua_yield(L, 0);
         return;
     }
-    luaL_error(L, budget_message);
+    luaL_error(L, "%s", st->aborting);
+}
+
+void ucl_meter(lua_State *L)
+{
+    struct ucl_state *st = ucl_state_of(L);
+    if (spent(st))
+        luaL_error(L, "%s", st->aborting);
 }
 
 static int guarded_k(lua_State *L, int status, lua_KContext ctx)
 {
     (void)status;
     (void)ctx;
-    if (ucl_state_of(L)->aborting)
-        return luaL_error(L, budget_message);
+    const char *aborting = ucl_state_of(L)->aborting;
+    if (aborting)
+        return luaL_error(L, "%s", aborting);
     return lua_gettop(L);
 }
 
@@ -78,12 +109,26 @@ static void describe_failure(lua_State *co, int status, char *err, size_t err_si
     snprintf(err, err_size, "%s", lua_tostring(co, -1));
 }
 
+/* Replaces the handler thread after a failure. A thread that an error or a budget yield left
+ * is not safe to reuse, even after lua_resetthread: an error raised from the count hook leaves
+ * hooks disabled on it for good (Lua restores allowhook only in its own pcall, not in
+ * lua_resume), and a yield out of xpcall leaves xpcall's message handler installed. Its
+ * to-be-closed variables are not closed: running their __close there would run it with hooks
+ * off, outside the budget. */
+static void replace_thread(struct ucl_state *st)
+{
+    luaL_unref(st->L, LUA_REGISTRYINDEX, st->co_ref);
+    st->co = lua_newthread(st->L);
+    st->co_ref = luaL_ref(st->L, LUA_REGISTRYINDEX);
+}
+
 int ucl_run(struct ucl_state *st, int nargs, int nresults, char *err, size_t err_size)
 {
     lua_State *L = st->L, *co = st->co;
     lua_xmove(L, co, nargs + 1);
-    st->aborting = 0;
+    st->aborting = NULL;
     st->hooks_left = st->policy->limits.budget / HOOK_EVERY + 1;
+    st->deadline_ns = now_ns() + (int64_t)(st->policy->limits.timeout * 1e9);
     lua_sethook(co, count_hook, LUA_MASKCOUNT, HOOK_EVERY);
     int nres = 0;
     st->enforce_limit = 1;
@@ -98,10 +143,14 @@ int ucl_run(struct ucl_state *st, int nargs, int nresults, char *err, size_t err
         lua_settop(co, 0);
         return LUA_OK;
     }
-    if (st->aborting) {
+    if (st->aborting == budget_message) {
         luaL_traceback(co, co, budget_message, 0);
         snprintf(err, err_size, "%s (%ld instructions)", lua_tostring(co, -1),
                  st->policy->limits.budget);
+        status = UCL_BUDGET;
+    } else if (st->aborting) {
+        luaL_traceback(co, co, deadline_message, 0);
+        snprintf(err, err_size, "%s (%g s)", lua_tostring(co, -1), st->policy->limits.timeout);
         status = UCL_BUDGET;
     } else if (status == LUA_YIELD) {
         snprintf(err, err_size, "a handler must not yield (coroutine.yield outside a coroutine)");
@@ -109,9 +158,8 @@ int ucl_run(struct ucl_state *st, int nargs, int nresults, char *err, size_t err
     } else {
         describe_failure(co, status, err, err_size);
     }
-    /* A dead or suspended thread is reset, to-be-closed variables closed, and used again. */
-    lua_resetthread(co);
-    st->aborting = 0;
+    replace_thread(st);
+    st->aborting = NULL;
     for (int i = 0; i < nresults; i++)
         lua_pushnil(L);
     return status;

@@ -4,6 +4,7 @@
 
 #include <lauxlib.h>
 #include <lua.h>
+#include <stdint.h>
 
 #include "policy.h"
 
@@ -20,8 +21,11 @@ struct ucl_state {
     struct ucl_policy *policy;
     size_t mem_used, mem_limit;
     int enforce_limit; /* the memory cap applies while a handler runs (see vm.c) */
-    long hooks_left; /* count-hook calls left in the current handler's budget */
-    int aborting;    /* the budget ran out: every pcall rethrows until the handler is gone */
+    long hooks_left;     /* count-hook calls left in the current handler's budget */
+    int64_t deadline_ns; /* CLOCK_MONOTONIC_COARSE time the current handler must end by */
+    /* Why the current handler is being stopped (budget or deadline), or NULL: while set, every
+     * pcall rethrows until the handler is gone. */
+    const char *aborting;
     int hooks[UCL_HOOK_COUNT]; /* registry refs, LUA_NOREF when the script has none */
     int conns_ref;             /* registry ref: table conn id -> conn handle */
     struct ucl_online *online; /* is_online callbacks waiting for their answer */
@@ -52,6 +56,11 @@ void ucl_state_free(struct ucl_state *st);
 int ucl_run(struct ucl_state *st, int nargs, int nresults, char *err, size_t err_size);
 /* ucl_run, logging a failure as "lua error in <what>: ..." and counting it. */
 int ucl_call(struct ucl_state *st, int nargs, int nresults, const char *what);
+/* Charges the running handler for a thousand steps of work done in C (pattern matching) and
+ * raises the budget error once its budget or deadline is spent. */
+void ucl_meter(lua_State *L);
+/* Replaces string.find, match, gmatch and gsub with versions that call ucl_meter as they go. */
+void ucl_strmatch_install(lua_State *L);
 /* Replaces pcall, xpcall and coroutine.resume with versions that rethrow once the budget has
  * run out, so a script cannot catch its own abort. */
 void ucl_guard_catchers(lua_State *L);

@@ -13,6 +13,7 @@ struct ucl_policy;
 struct ucl_limits {
     size_t memory;        /* bytes the Lua state may allocate */
     long budget;          /* VM instructions one handler call may run */
+    double timeout;       /* seconds one handler call may run, C functions it calls included */
     const char *lua_path; /* directory require() may load modules from, or NULL */
 };
 

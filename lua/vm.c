@@ -103,6 +103,26 @@ static int search_lua_path(lua_State *L)
     return 2;
 }
 
+/* setmetatable() refusing __gc: Lua runs finalizers with hooks off, so a finalizer's loop
+ * would escape the budget and freeze the server. (A __gc added to the metatable later does not
+ * mark the object for finalization, so checking here is enough.) */
+static int setmetatable_without_gc(lua_State *L)
+{
+    if (lua_type(L, 2) == LUA_TTABLE) {
+        lua_pushliteral(L, "__gc");
+        int has_gc = lua_rawget(L, 2) != LUA_TNIL;
+        lua_pop(L, 1);
+        if (has_gc)
+            return luaL_argerror(L, 2, "__gc metamethods are not allowed in scripts (finalizers "
+                                       "would run outside the instruction budget)");
+    }
+    int n = lua_gettop(L);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, n, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
 static int open_sandbox(lua_State *L)
 {
     for (const luaL_Reg *lib = allowed_libs; lib->func; lib++) {
@@ -151,6 +171,10 @@ static int open_sandbox(lua_State *L)
     lua_pushcfunction(L, ucl_open_api);
     lua_setfield(L, -2, "uidcast");
     lua_pop(L, 2);
+    ucl_strmatch_install(L);
+    lua_getglobal(L, "setmetatable");
+    lua_pushcclosure(L, setmetatable_without_gc, 1);
+    lua_setglobal(L, "setmetatable");
     ucl_guard_catchers(L);
     ucl_conn_register(L);
     ucl_timer_register(L);

@@ -59,11 +59,60 @@ describe("instruction budget", function()
     expect_abort("coroutine.wrap(function() while true do end end)()")
   end)
 
+  it("still stops a runaway handler after an abort inside a C function's callback", function()
+    expect_abort("table.sort({3, 2, 1}, function(a, b) while true do end end)")
+    expect_abort("string.gsub('abc', '%w', function() while true do end end)")
+    expect_abort("while true do end")
+  end)
+
+  it("stops a pattern that backtracks for seconds inside string.match", function()
+    -- the trim idiom on a long run of spaces is quadratic in Lua's matcher
+    expect_abort("return ('x' .. string.rep(' ', 60000) .. 'x'):match('^%s*(.-)%s*$')")
+    expect_abort("return string.rep('a', 200000):find(string.rep('a', 100000) .. 'b')")
+  end)
+
+  it("keeps the message handler of an aborted xpcall out of later errors", function()
+    expect_abort("xpcall(function() while true do end end, function(e) return e end)")
+    local c = assert(ws.connect(srv.port))
+    c:send("local function f() return f() + 1 end return f()")
+    c:send("return 'after'")
+    assert.equals("ok after", c:receive())
+    c:close()
+    assert.truthy(srv:log():find("lua error in on_message: eval:1: stack overflow", 1, true))
+    assert.falsy(srv:log():find("error in error handling", 1, true))
+  end)
+
   it("lets a handler run plenty of ordinary work within the budget", function()
     local c = assert(ws.connect(srv.port))
     c:send("local s = 0 for i = 1, 100000 do s = s + i end return s")
     assert.equals("ok 5000050000", c:receive())
     c:close()
+  end)
+end)
+
+describe("time limit", function()
+  it("stops a handler after --lua-timeout even when its instruction budget is far away", function()
+    local srv = server.start { script = server.script(EVAL),
+                               args = { "--lua-budget", "100000000", "--lua-timeout", "0.2" } }
+    local c = assert(ws.connect(srv.port))
+    local t0 = socket.gettime()
+    -- a slow loop: each VM instruction here costs far more than one in an empty loop
+    c:send("while true do local s = tostring(12345.678) .. tostring(0.5) end")
+    assert.equals(1011, (c:expect_close(10 * server.slowdown)))
+    assert.is_true(socket.gettime() - t0 < 1.5 * server.slowdown)
+    assert.truthy(srv:log():find("lua error in on_message: time limit exceeded", 1, true))
+    assert.equals(0, srv:stop())
+  end)
+
+  it("refuses __gc metamethods, whose finalizers would run outside the budget", function()
+    local srv = server.start { script = server.script(EVAL) }
+    local c = assert(ws.connect(srv.port))
+    c:send("return select(2, pcall(setmetatable, {}, { __gc = function() while true do end end }))")
+    assert.matches("__gc metamethods are not allowed", (c:receive()))
+    c:send("local t = setmetatable({}, { __index = { x = 1 } }) collectgarbage() return t.x")
+    assert.equals("ok 1", c:receive())
+    c:close()
+    assert.equals(0, srv:stop())
   end)
 end)
 
