@@ -119,11 +119,16 @@ static int api_env(lua_State *L)
     return 1;
 }
 
+/* The core's side of one waiting is_online(uid, fn): its query and, in cluster mode, the Redis
+ * command and reply, with malloc's overhead (a measured upper bound, uid bytes aside). */
+#define ONLINE_QUERY_COST 192
+
 /* A callback of is_online(uid, fn) waiting for its answer. Owned by the core's query until
  * it answers; listed in its state so that a reload can orphan it (st = NULL). */
 struct ucl_online {
     struct ucl_state *st;
     int fn_ref;
+    size_t cost; /* C memory charged to the state's cap while it waits */
     struct ucl_online *prev, *next;
 };
 
@@ -140,6 +145,7 @@ static void online_answered(void *arg, long long count)
     struct ucl_state *st = o->st;
     if (st) {
         DL_DELETE(st->online, o);
+        st->mem_used -= o->cost;
         lua_State *L = st->L;
         lua_rawgeti(L, LUA_REGISTRYINDEX, o->fn_ref);
         luaL_unref(L, LUA_REGISTRYINDEX, o->fn_ref);
@@ -168,17 +174,23 @@ static int api_is_online(lua_State *L)
     }
     luaL_checktype(L, 2, LUA_TFUNCTION);
     struct ucl_state *st = ucl_state_of(L);
+    /* What waits in C (this callback, the core's query, the Redis command) counts against
+     * --lua-memory like the script's own memory: a loop of is_online calls is bounded. */
+    size_t cost = sizeof(struct ucl_online) + ONLINE_QUERY_COST + 2 * uid_len;
+    if (st->mem_used + cost > st->mem_limit)
+        return luaL_error(L, "not enough memory");
     struct ucl_online *o = malloc(sizeof *o);
     if (!o)
         return luaL_error(L, "out of memory");
     lua_pushvalue(L, 2);
-    *o = (struct ucl_online){.st = st, .fn_ref = luaL_ref(L, LUA_REGISTRYINDEX)};
+    *o = (struct ucl_online){.st = st, .fn_ref = luaL_ref(L, LUA_REGISTRYINDEX), .cost = cost};
     if (uc_online_query(srv, uid, uid_len, online_answered, o) != 0) {
         luaL_unref(L, LUA_REGISTRYINDEX, o->fn_ref);
         free(o);
         return luaL_error(L, "out of memory");
     }
     DL_PREPEND(st->online, o);
+    st->mem_used += cost;
     lua_pushboolean(L, 1);
     return 1;
 }

@@ -165,6 +165,36 @@ int ucl_run(struct ucl_state *st, int nargs, int nresults, char *err, size_t err
     return status;
 }
 
+/* Logs a handler's error, at most UCL_ERROR_LINES_PER_SECOND lines a second for each handler:
+ * a timer failing every millisecond must not flood the log (every error is still counted in
+ * lua_errors). The first error of a later second says how many were left out before it. */
+static void log_error(struct ucl_policy *p, const char *what, const char *err)
+{
+    struct ucl_error_rate *r = NULL, *oldest = &p->error_rates[0];
+    for (size_t i = 0; i < sizeof p->error_rates / sizeof p->error_rates[0] && !r; i++) {
+        struct ucl_error_rate *e = &p->error_rates[i];
+        if (e->what && strcmp(e->what, what) == 0)
+            r = e;
+        else if (e->second < oldest->second)
+            oldest = e;
+    }
+    if (!r) {
+        r = oldest;
+        *r = (struct ucl_error_rate){.what = what};
+    }
+    int64_t second = now_ns() / 1000000000;
+    if (r->second != second) {
+        if (r->suppressed)
+            uc_error("lua error in %s: %u more errors there were not logged", what, r->suppressed);
+        r->second = second;
+        r->logged = r->suppressed = 0;
+    }
+    if (r->logged++ < UCL_ERROR_LINES_PER_SECOND)
+        uc_error("lua error in %s: %s", what, err);
+    else
+        r->suppressed++;
+}
+
 int ucl_call(struct ucl_state *st, int nargs, int nresults, const char *what)
 {
     char err[4096];
@@ -172,7 +202,7 @@ int ucl_call(struct ucl_state *st, int nargs, int nresults, const char *what)
     if (status != LUA_OK) {
         if (st->policy->srv)
             uc_server_count_policy_error(st->policy->srv);
-        uc_error("lua error in %s: %s", what, err);
+        log_error(st->policy, what, err);
     }
     return status;
 }

@@ -31,11 +31,21 @@ struct ucl_state {
     struct ucl_online *online; /* is_online callbacks waiting for their answer */
 };
 
+/* How many error lines one handler (by name) logged in the current second; past
+ * UCL_ERROR_LINES_PER_SECOND the rest are counted and reported in one line. */
+#define UCL_ERROR_LINES_PER_SECOND 5
+struct ucl_error_rate {
+    const char *what; /* a static string: a handler's name */
+    int64_t second;
+    unsigned logged, suppressed;
+};
+
 struct ucl_policy {
     struct uc_server *srv; /* NULL until started (and in --check) */
     char *script;
     struct ucl_limits limits;
     struct ucl_state *st;
+    struct ucl_error_rate error_rates[8]; /* kept across reloads */
 };
 
 /* The state a C function runs in, stored in the state's extra space. */

@@ -72,14 +72,19 @@ describe("instruction budget", function()
   end)
 
   it("keeps the message handler of an aborted xpcall out of later errors", function()
-    expect_abort("xpcall(function() while true do end end, function(e) return e end)")
-    local c = assert(ws.connect(srv.port))
+    -- a server of its own: the errors of the specs above could fill this second's log lines
+    local own = server.start { script = server.script(EVAL) }
+    local c = assert(ws.connect(own.port))
+    c:send("xpcall(function() while true do end end, function(e) return e end)")
+    assert.equals(1011, (c:expect_close(10 * server.slowdown)))
+    c = assert(ws.connect(own.port))
     c:send("local function f() return f() + 1 end return f()")
     c:send("return 'after'")
     assert.equals("ok after", c:receive())
     c:close()
-    assert.truthy(srv:log():find("lua error in on_message: eval:1: stack overflow", 1, true))
-    assert.falsy(srv:log():find("error in error handling", 1, true))
+    assert.truthy(own:log():find("lua error in on_message: eval:1: stack overflow", 1, true))
+    assert.falsy(own:log():find("error in error handling", 1, true))
+    assert.equals(0, own:stop())
   end)
 
   it("lets a handler run plenty of ordinary work within the budget", function()
@@ -126,6 +131,31 @@ describe("memory cap", function()
     assert.truthy(srv:log():find("lua error in on_message: not enough memory", 1, true))
     c:send("local _, uidcast = ... return uidcast.stats().lua_memory < 16 * 1024 * 1024")
     assert.equals("ok true", c:receive())
+    c:close()
+    assert.equals(0, srv:stop())
+  end)
+end)
+
+describe("memory cap on what the API holds in C", function()
+  it("counts waiting is_online callbacks against --lua-memory", function()
+    local srv = server.start { script = server.script(EVAL), args = { "--lua-memory", "8m" } }
+    local c = assert(ws.connect(srv.port))
+    c:send([[local _, uidcast = ...
+      local n = 0
+      local ok, err = pcall(function()
+        for i = 1, 200000 do uidcast.is_online("u" .. i, function() end) n = n + 1 end
+      end)
+      return tostring(ok) .. " " .. n .. " " .. tostring(err)]])
+    local reply = c:receive(10 * server.slowdown)
+    local n = tonumber(reply:match("^ok false (%d+) .*not enough memory"))
+    assert.truthy(n, reply)
+    assert.is_true(n < 200000 and n > 1000, reply)
+    -- once answered, the callbacks give their share back
+    assert.equals("ok true", server.eventually(function()
+      c:send("local _, uidcast = ... return uidcast.stats().lua_memory < 4 * 1024 * 1024")
+      local r = c:receive()
+      return r == "ok true" and r
+    end, 5))
     c:close()
     assert.equals(0, srv:stop())
   end)
@@ -224,6 +254,21 @@ return M
     c:close()
     assert.equals(0, srv:stop())
     assert.truthy(srv:log():find("on_stop ran", 1, true))
+  end)
+
+  it("logs at most five errors a second per handler and says how many it left out", function()
+    local srv = server.start { script = server.script([[
+      local uidcast = require "uidcast"
+      return { on_start = function()
+        for i = 1, 100 do uidcast.every(0.001, function() error("tick " .. i) end) end
+      end }]]) }
+    socket.sleep(1.5)
+    local lines = select(2, srv:log():gsub("lua error in a timer callback: [^\n]*tick", ""))
+    assert.is_true(lines >= 5 and lines <= 15, lines .. " lines")
+    assert.truthy(server.eventually(function()
+      return srv:log():find("lua error in a timer callback: %d+ more errors there were not logged")
+    end))
+    assert.equals(0, srv:stop())
   end)
 
   it("refuses timers in the main chunk with a clear error", function()
