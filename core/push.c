@@ -31,6 +31,13 @@
 
 #define PUSH_MAX_URL 4096
 #define PUSH_MAX_AUTH 1024
+/* Unsent answers one connection may have before it is read no further: a client that pipelines
+ * requests and never reads the answers holds at most this much (plus one read). */
+#define PUSH_MAX_UNSENT (256 * 1024)
+/* After a final answer (413, 400, Connection: close) the socket is half-closed and what the
+ * client still sends is read and dropped, up to this many bytes or --close-timeout, so that
+ * the answer is not destroyed by the RST a close with unread input sends (as nginx lingers). */
+#define PUSH_LINGER_BYTES (8 * 1024 * 1024)
 
 /* A GET /online waiting for its count. Owned by the presence query until it answers; the
  * connection may be freed first, which only clears pc. */
@@ -46,6 +53,9 @@ struct push_conn {
     ev_timer timer;
     int fd;
     int closing;    /* answer sent that ends the connection: close once flushed */
+    int lingering;  /* that answer is sent: reading and dropping until EOF */
+    size_t lingered; /* bytes dropped while lingering */
+    int held;       /* parsing paused (a GET /online waits, or too much unsent): not reading */
     int write_wait; /* write watcher started after EAGAIN */
     http_parser parser;
     struct uc_outq outq;
@@ -62,7 +72,7 @@ struct push_conn {
     char *body;
     size_t body_len, body_cap;
     struct online_wait *waiting; /* a paused GET /online, or NULL */
-    char *stash;                 /* bytes read behind the paused request */
+    char *stash;                 /* bytes read behind the request parsing paused after */
     size_t stash_len;
     struct push_conn *prev, *next;
 };
@@ -77,6 +87,13 @@ struct uc_push {
     char addr[300];
     struct push_conn *conns;
 };
+
+/* True when the connection must stop after the request just parsed: a GET /online waits for
+ * its answer (answers stay in order), or more than PUSH_MAX_UNSENT is waiting to be written. */
+static int must_hold(const struct push_conn *pc)
+{
+    return pc->waiting || uc_outq_bytes(&pc->outq) > PUSH_MAX_UNSENT;
+}
 
 /* ---- responses ---- */
 
@@ -220,20 +237,7 @@ static void online_answered(void *arg, long long count)
     pc->waiting = NULL;
     free(w);
     respond(pc, 200, NULL, "application/json", json, o);
-    /* Resume what was read behind this request, then reading. */
-    char *stash = pc->stash;
-    size_t stash_len = pc->stash_len;
-    pc->stash = NULL;
-    pc->stash_len = 0;
-    if (!pc->closing) {
-        http_parser_pause(&pc->parser, 0);
-        if (stash_len)
-            feed(pc, stash, stash_len);
-        if (!pc->waiting && !pc->closing)
-            ev_io_start(pc->push->srv->loop, &pc->rio);
-    }
-    free(stash);
-    flush(pc);
+    flush(pc); /* and, once the answers are out, what was read behind this request */
 }
 
 static void handle_online(struct push_conn *pc, struct http_parser_url *u)
@@ -480,7 +484,7 @@ static int on_message_complete(http_parser *p)
         pc->body_cap = 0;
     }
     ev_timer_again(pc->push->srv->loop, &pc->timer);
-    if (pc->closing || pc->waiting)
+    if (pc->closing || must_hold(pc))
         http_parser_pause(p, 1);
     return 0;
 }
@@ -514,27 +518,68 @@ static void conn_free(struct push_conn *pc)
     free(pc);
 }
 
-/* Flushes; frees pc when it is finished (a write error, or the last answer sent). */
+/* Parses again what was read behind the request parsing paused after, once nothing holds the
+ * connection any more; then reads again, unless a request in that stash held it anew. */
+static void resume(struct push_conn *pc)
+{
+    char *stash = pc->stash;
+    size_t stash_len = pc->stash_len;
+    pc->stash = NULL;
+    pc->stash_len = 0;
+    pc->held = 0;
+    http_parser_pause(&pc->parser, 0);
+    if (stash_len)
+        feed(pc, stash, stash_len);
+    free(stash);
+    if (!pc->held && !pc->closing)
+        ev_io_start(pc->push->srv->loop, &pc->rio);
+}
+
+/* The answers are out and no more will come: half-close, then drop what the client still sends
+ * until its EOF (or PUSH_LINGER_BYTES, or --close-timeout). */
+static void linger(struct push_conn *pc)
+{
+    struct ev_loop *loop = pc->push->srv->loop;
+    shutdown(pc->fd, SHUT_WR);
+    pc->lingering = 1;
+    ev_io_start(loop, &pc->rio);
+    ev_timer_stop(loop, &pc->timer);
+    ev_timer_set(&pc->timer, pc->push->srv->opt.close_timeout, 0.);
+    ev_timer_start(loop, &pc->timer);
+}
+
+/* Flushes, and resumes a connection held for its backlog once the backlog is written; frees
+ * pc on a write error. */
 static void flush(struct push_conn *pc)
 {
-    int r = uc_outq_flush(&pc->outq, pc->fd);
-    if (r < 0) {
-        conn_free(pc);
-        return;
-    }
-    if (r == 1) {
-        if (!pc->write_wait) {
-            pc->write_wait = 1;
-            ev_io_start(pc->push->srv->loop, &pc->wio);
+    for (;;) {
+        int r = uc_outq_flush(&pc->outq, pc->fd);
+        if (r < 0) {
+            conn_free(pc);
+            return;
         }
-        return;
+        if (r == 1) {
+            if (!pc->write_wait) {
+                pc->write_wait = 1;
+                ev_io_start(pc->push->srv->loop, &pc->wio);
+            }
+            return;
+        }
+        if (pc->write_wait) {
+            pc->write_wait = 0;
+            ev_io_stop(pc->push->srv->loop, &pc->wio);
+        }
+        if (pc->closing) {
+            if (!pc->lingering)
+                linger(pc);
+            return;
+        }
+        if (!pc->held || pc->waiting)
+            return;
+        resume(pc); /* may answer more: write those too */
+        if (uc_outq_empty(&pc->outq))
+            return;
     }
-    if (pc->write_wait) {
-        pc->write_wait = 0;
-        ev_io_stop(pc->push->srv->loop, &pc->wio);
-    }
-    if (pc->closing)
-        conn_free(pc);
 }
 
 static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -550,6 +595,12 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
         conn_free(pc);
         return;
     }
+    if (pc->lingering) {
+        pc->lingered += (size_t)n;
+        if (pc->lingered > PUSH_LINGER_BYTES)
+            conn_free(pc);
+        return;
+    }
     if (pc->closing)
         return; /* answered and closing: what follows is ignored */
     feed(pc, (const char *)srv->rbuf, (size_t)n);
@@ -561,7 +612,7 @@ static void feed(struct push_conn *pc, const char *data, size_t len)
 {
     size_t used = http_parser_execute(&pc->parser, &settings, data, len);
     enum http_errno err = HTTP_PARSER_ERRNO(&pc->parser);
-    if (err == HPE_PAUSED && pc->waiting) {
+    if (err == HPE_PAUSED && !pc->closing) { /* held: see must_hold */
         if (used < len) {
             pc->stash = malloc(len - used);
             if (!pc->stash) {
@@ -571,6 +622,7 @@ static void feed(struct push_conn *pc, const char *data, size_t len)
             memcpy(pc->stash, data + used, len - used);
             pc->stash_len = len - used;
         }
+        pc->held = 1;
         ev_io_stop(pc->push->srv->loop, &pc->rio);
         return;
     }

@@ -249,6 +249,19 @@ describe("push API", function()
       conn:close()
     end)
 
+    it("413 reaches a client still sending its body: the server drains instead of resetting", function()
+      local conn = http.open(srv.push_port)
+      local body = string.rep("z", 3 * 1024 * 1024)
+      -- the whole request in one blocking send: the 413 is written after its head, while the
+      -- body is still on its way; a close at that point would reset the connection
+      assert(conn:send_raw("POST /send?uid=a HTTP/1.1\r\nHost: x\r\nContent-Length: " .. #body ..
+                           "\r\n\r\n" .. body))
+      local status, _, answer = conn:read()
+      assert.equals(413, status)
+      assert.matches("larger than", http.json(answer).error)
+      conn:close()
+    end)
+
     it("413 for a chunked body that grows past --max-message", function()
       local conn = http.open(srv.push_port)
       local chunk = string.rep("a", 40000)
@@ -261,6 +274,40 @@ describe("push API", function()
     it("431 for a request head over 8 KiB", function()
       expect_error(431, "GET", "/stats", { headers = { "X-Big: " .. string.rep("b", 9000) } })
     end)
+  end)
+
+  it("stops reading a client that pipelines requests and never reads the answers", function()
+    local function rss_kb()
+      local status = server.read_file("/proc/" .. srv.pid .. "/status") or ""
+      return tonumber(status:match("VmRSS:%s*(%d+)"))
+    end
+    local conn = http.open(srv.push_port)
+    conn.sock:settimeout(0.2)
+    local before = rss_kb()
+    local request = http.format("GET", "/metrics")
+    local batch = string.rep(request, 500)
+    local sent = 0
+    for _ = 1, 40 do -- 20,000 requests, about 50 MB of answers, while reading none
+      local ok = conn.sock:send(batch)
+      if not ok then break end
+      sent = sent + 500
+    end
+    socket.sleep(0.3)
+    if not server.instrumented then
+      assert.is_true(rss_kb() - before < 8 * 1024, (rss_kb() - before) .. " kB more")
+    end
+    -- every request that got in is answered, in order, once the client reads
+    conn.sock:settimeout(5 * server.slowdown)
+    local answered = 0
+    while answered < sent do
+      local status = conn:read()
+      if not status then break end
+      assert.equals(200, status)
+      answered = answered + 1
+    end
+    assert.is_true(sent >= 500)
+    assert.equals(sent, answered)
+    conn:close()
   end)
 
   it("closes a push connection that stays idle past --push-timeout", function()
