@@ -283,9 +283,11 @@ static int queue_now(struct uc_conn *c, struct uc_buf *buf)
         return UC_ERR_CLOSED;
     struct uc_server *srv = c->srv;
     /* An empty queue takes any one message (its size is already capped by --max-message);
-     * beyond that, a reader this far behind is cut off rather than buffered without bound. */
+     * beyond that, a reader this far behind is cut off rather than buffered without bound.
+     * The cap is on memory, not wire bytes: a flood of pings would otherwise queue a
+     * thousand 2-byte pongs per 64 KiB of heap before the cap saw a kilobyte. */
     if (!uc_outq_empty(&c->outq) &&
-        uc_outq_bytes(&c->outq) + buf->len > srv->opt.max_send_buffer) {
+        uc_outq_cost(&c->outq) + buf->len + UC_OUTQ_ENTRY_COST > srv->opt.max_send_buffer) {
         srv->stats.slow_readers_closed++;
         uc_warn("conn %llu (%s): send buffer over %zu bytes, closing slow reader",
                 (unsigned long long)c->id, c->remote_addr, srv->opt.max_send_buffer);

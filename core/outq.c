@@ -60,6 +60,7 @@ int uc_outq_push(struct uc_outq *q, struct uc_buf *buf)
         q->head = n;
     q->tail = n;
     q->bytes += buf->len;
+    q->cost += buf->len + UC_OUTQ_ENTRY_COST;
     return 0;
 }
 
@@ -69,6 +70,7 @@ static void pop_head(struct uc_outq *q)
     q->head = n->next;
     if (!q->head)
         q->tail = NULL;
+    q->cost -= n->buf->len + UC_OUTQ_ENTRY_COST;
     uc_buf_unref(n->buf);
     node_put(n);
 }
@@ -122,6 +124,7 @@ void uc_outq_clear(struct uc_outq *q)
     while (q->head)
         pop_head(q);
     q->bytes = 0;
+    q->cost = 0;
 }
 
 void uc_outq_release_pool(void)

@@ -15,9 +15,15 @@
 
 struct uc_outq_node;
 
+/* What one queued buffer costs in memory beyond its bytes: the queue node and the buffer's
+ * header, each rounded up by malloc. A queue of tiny frames (pongs, empty messages) is
+ * mostly this. */
+#define UC_OUTQ_ENTRY_COST 64
+
 struct uc_outq {
     struct uc_outq_node *head, *tail;
     size_t bytes; /* bytes still to write, across every node */
+    size_t cost;  /* memory held: each node's bytes plus UC_OUTQ_ENTRY_COST */
 };
 
 /* Appends buf to the queue, taking a new reference (the caller keeps its own).
@@ -25,6 +31,9 @@ struct uc_outq {
 int uc_outq_push(struct uc_outq *q, struct uc_buf *buf);
 
 static inline size_t uc_outq_bytes(const struct uc_outq *q) { return q->bytes; }
+/* What the queue holds in memory (a buffer shared with other queues counts in each): the
+ * measure a cap on a connection's output must use, since wire bytes undercount small frames. */
+static inline size_t uc_outq_cost(const struct uc_outq *q) { return q->cost; }
 static inline int uc_outq_empty(const struct uc_outq *q) { return q->head == NULL; }
 
 /* Writes as much as the writer accepts. writer has writev's contract.

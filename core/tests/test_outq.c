@@ -110,6 +110,23 @@ TEST(flushes_more_buffers_than_one_writev_takes)
     CHECK_EQ_INT(w.out_len, 400);
 }
 
+TEST(counts_the_memory_of_small_frames_not_only_their_bytes)
+{
+    struct uc_outq q = {0};
+    struct uc_buf *pong = uc_buf_new_copy("\x8a\x00", 2);
+    for (int i = 0; i < 1000; i++)
+        uc_outq_push(&q, pong);
+    uc_buf_unref(pong);
+    CHECK_EQ_INT(uc_outq_bytes(&q), 2000);
+    CHECK_EQ_INT(uc_outq_cost(&q), 1000 * (2 + UC_OUTQ_ENTRY_COST));
+    struct fake_writer w = {.per_call = 1001, .budget = 1001};
+    CHECK_EQ_INT(uc_outq_flush_with(&q, fake_write, &w), 1);
+    /* 500 whole frames written, one half written: it still holds its node */
+    CHECK_EQ_INT(uc_outq_cost(&q), 500 * (2 + UC_OUTQ_ENTRY_COST));
+    uc_outq_clear(&q);
+    CHECK_EQ_INT(uc_outq_cost(&q), 0);
+}
+
 int main(void)
 {
     RUN(shares_one_buffer_between_queues_without_copying);
@@ -117,6 +134,7 @@ int main(void)
     RUN(reports_would_block_and_keeps_the_rest);
     RUN(reports_a_write_error);
     RUN(flushes_more_buffers_than_one_writev_takes);
+    RUN(counts_the_memory_of_small_frames_not_only_their_bytes);
     uc_outq_release_pool();
     return CHECK_SUMMARY("test_outq");
 }

@@ -65,6 +65,15 @@ describe("WebSocket upgrade", function()
     end)
   end)
 
+  it("lets a refused client finish sending and still read the refusal", function()
+    -- a 200 kB head: the 431 is written after 8 KiB while the rest is on its way
+    local s = ws.tcp(srv.port)
+    assert(s:send("GET / HTTP/1.1\r\nHost: x\r\nX-Big: " .. string.rep("b", 200000) .. "\r\n\r\n"))
+    local status = ws.read_http_response(s)
+    assert.equals(431, status)
+    s:close()
+  end)
+
   it("answers a plain GET with 426 Upgrade Required", function()
     local status, headers = ask(srv.port, request { "GET / HTTP/1.1", "Host: x" })
     assert.equals(426, status)

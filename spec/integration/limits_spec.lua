@@ -65,6 +65,31 @@ describe("limits", function()
     assert.equals(0, srv:stop())
   end)
 
+  it("counts the memory of queued pongs, so a ping flood from a non-reader is cut off early", function()
+    local srv = server.start { args = { "--max-send-buffer", "1m" } }
+    local function hwm_kb()
+      local status = server.read_file("/proc/" .. srv.pid .. "/status") or ""
+      return tonumber(status:match("VmHWM:%s*(%d+) kB"))
+    end
+    local before = hwm_kb()
+    local flooder = ws.login(srv.port, "pinger")
+    flooder.sock:settimeout(2 * server.slowdown)
+    local batch = string.rep(ws.frame { opcode = ws.OP.ping }, 10000)
+    -- up to 5 million pings (30 MB), reading nothing: 2-byte pongs pile up on the server
+    for _ = 1, 500 do
+      if not flooder.sock:send(batch) then break end
+    end
+    assert.truthy(server.eventually(function() return srv:log():find("closing slow reader") end, 10))
+    if not server.instrumented then
+      -- counted by wire bytes, 1 MiB of pongs held over 30 MB of heap before the cut
+      assert.is_true(hwm_kb() - before < 12 * 1024, "peak RSS grew by " .. (hwm_kb() - before) .. " kB")
+    end
+    flooder.sock:close()
+    local other = ws.login(srv.port, "after-flood")
+    other:close()
+    assert.equals(0, srv:stop())
+  end)
+
   it("answers connections beyond --max-connections with 503", function()
     local srv = server.start { args = { "--max-connections", "2" } }
     local a, b = ws.login(srv.port, "m1"), ws.login(srv.port, "m2")
@@ -113,7 +138,10 @@ end)
 describe("idle memory", function()
   -- make bench measures this at 19,000 connections; this keeps it from regressing.
   it("holds an idle logged-in connection in under 2 KiB of server memory #no_memcheck", function()
-    if server.instrumented then return end
+    if server.instrumented then
+      pending("RSS says more about valgrind or ASan than about uidcast")
+      return
+    end
     local srv = server.start()
     local function rss_kb()
       local status = server.read_file("/proc/" .. srv.pid .. "/status") or ""
