@@ -28,8 +28,8 @@ struct uc_options {
     double drain_timeout;     /* seconds a graceful shutdown waits for connections to finish */
     double ping_interval;     /* seconds of silence from a client before the server pings it */
     double idle_timeout;      /* seconds of silence (not even a pong) before closing with 1001 */
-    double message_timeout;   /* seconds a fragmented message may stay unfinished (then 1008) */
-    unsigned max_fragments;   /* fragments one message may have (more closes with 1008) */
+    double message_timeout;   /* seconds a message may stay unfinished (then 1008) */
+    unsigned max_fragments;   /* empty fragments a message may have beyond one per byte */
     const char *allow_origins[16]; /* when any, the Origin header must be one of them (else 403) */
     unsigned n_allow_origins;
     const char *redis;        /* redis://HOST:PORT for cluster mode, or NULL */

@@ -215,8 +215,12 @@ static void on_chunk(wslay_event_context_ptr ctx,
     m->len += arg->data_length;
 }
 
-/* wslay bounds a message's size but not its number of fragments nor its duration: a client
- * could keep one message open forever in one-byte frames. Count and time them here. */
+/* wslay bounds a message's size but not its number of fragments: a client could keep one
+ * message going forever in empty frames. A fragment costs us about what its header costs the
+ * client, so every fragment that carries a byte is fair, however small: a message may have one
+ * fragment per payload byte, plus --max-fragments more (the empty ones). Any message within
+ * --max-message passes whatever its fragmentation; a flood of empty frames does not. (How long
+ * an unfinished message may take is uc_ws_feed's business.) */
 static void on_frame_start(wslay_event_context_ptr ctx,
                            const struct wslay_event_on_frame_recv_start_arg *arg, void *user_data)
 {
@@ -242,18 +246,12 @@ static void on_frame_start(wslay_event_context_ptr ctx,
     c->msg_len = (uint32_t)total;
     c->frame_len = (uint32_t)arg->payload_length;
     c->fragments++;
-    if (c->fragments > srv->opt.max_fragments) {
+    if (c->fragments > (uint64_t)c->msg_len + srv->opt.max_fragments) {
         uc_ws_fail(c, 1008, "too many fragments");
         return;
     }
-    if (arg->fin) {
-        if (c->fragments > 1)
-            ev_timer_stop(srv->loop, &c->timer);
+    if (arg->fin)
         c->fragments = 0;
-    } else if (c->fragments == 1) {
-        ev_timer_set(&c->timer, srv->opt.message_timeout, 0.);
-        ev_timer_start(srv->loop, &c->timer);
-    }
 }
 
 /* Follows frame boundaries in the bytes fed to wslay, so we know when it holds nothing
@@ -323,6 +321,18 @@ void uc_ws_feed(struct uc_conn *c, const uint8_t *data, size_t len)
         return;
     }
     uc_ws_pump(c);
+    /* Any message left unfinished (a fragmented one, or one frame trickling in) must end within
+     * --message-timeout of when it became unfinished: a partial message holds memory. */
+    if (c->state == CONN_OPEN) {
+        int unfinished = c->frame_left || c->head_len || c->fragments;
+        struct ev_loop *loop = c->srv->loop;
+        if (unfinished && !ev_is_active(&c->timer)) {
+            ev_timer_set(&c->timer, c->srv->opt.message_timeout, 0.);
+            ev_timer_start(loop, &c->timer);
+        } else if (!unfinished && ev_is_active(&c->timer)) {
+            ev_timer_stop(loop, &c->timer);
+        }
+    }
     /* A connection that was quiet before these bytes (a login, a message now and then) gives
      * its context back at once; a busy one keeps it, and the liveness timer takes it back
      * once the connection has been quiet for a moment. */

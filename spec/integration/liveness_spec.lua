@@ -51,11 +51,42 @@ describe("liveness", function()
     chatty:close()
   end)
 
-  it("closes with 1008 a message split into more fragments than --max-fragments", function()
+  it("closes with 1008 a message with more empty fragments than --max-fragments", function()
     local c = assert(ws.connect(srv.port))
     c:send_frame { opcode = OP.text, payload = "a", fin = false }
-    for _ = 1, 16 do c:send_frame { opcode = OP.continuation, payload = "a", fin = false } end
+    for _ = 1, 17 do c:send_frame { opcode = OP.continuation, payload = "", fin = false } end
     assert.equals(1008, (c:expect_close()))
+  end)
+
+  it("passes a message within --max-message whatever its fragmentation", function()
+    -- 256 KiB in 64-byte fragments (4,096 of them, 256 times --max-fragments), as Autobahn's
+    -- cases 9.3.x send
+    local c = ws.login(srv.port, "frag")
+    local message = "frag:" .. string.rep("0123456789abcdef", 16384)
+    local frames = {}
+    for i = 1, #message, 64 do
+      frames[#frames + 1] = ws.frame { opcode = i == 1 and OP.text or OP.continuation,
+                                       payload = message:sub(i, i + 63), fin = i + 64 > #message }
+    end
+    assert(c:send_raw(table.concat(frames)))
+    assert.equals(#message - 5, #assert(c:receive(5 * server.slowdown)))
+    c:close()
+  end)
+
+  it("closes with 1008 a single frame trickled in past --message-timeout", function()
+    local c = assert(ws.connect(srv.port))
+    local frame = ws.frame { opcode = OP.text, payload = string.rep("t", 100) }
+    local t0 = socket.gettime()
+    local code
+    for i = 1, #frame do
+      if not c:send_raw(frame:sub(i, i)) then break end
+      local payload, err, close_code = c:receive(0.05)
+      if err == "close" then code = close_code break end
+      if payload == nil and err ~= "timeout" then break end
+      if socket.gettime() - t0 > 5 * server.slowdown then break end
+    end
+    assert.equals(1008, code)
+    assert.is_true(socket.gettime() - t0 < 3 * server.slowdown)
   end)
 
   it("accepts a message of exactly --max-fragments fragments", function()
