@@ -229,6 +229,10 @@ static void on_frame_start(wslay_event_context_ptr ctx,
     struct uc_server *srv = c->srv;
     if (arg->opcode & 0x8) {
         c->flags |= CONN_FRAME_CTRL; /* control frames may come between fragments */
+        /* A close payload is empty or a 2-byte code and a reason; wslay answers a 1-byte one
+         * with an empty close instead of the protocol error it is (RFC 6455 5.5.1). */
+        if (arg->opcode == WSLAY_CONNECTION_CLOSE && arg->payload_length == 1)
+            uc_ws_fail(c, 1002, "close frame with a 1-byte payload");
         return;
     }
     c->flags &= (uint16_t)~(CONN_FRAME_CTRL | CONN_FRAME_WHOLE);

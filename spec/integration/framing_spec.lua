@@ -70,6 +70,7 @@ describe("WebSocket framing", function()
       1009 },
     { "a frame declaring 2^62 bytes", { opcode = OP.binary, length = 1 << 62, payload = "xyz" }, 1009 },
     { "an invalid close code", { opcode = OP.close, payload = "\3\237" }, 1002 },
+    { "a close frame with a 1-byte payload", { opcode = OP.close, payload = "\3" }, 1002 },
   } do
     it("closes on " .. case[1] .. " with " .. case[3], function()
       local c = assert(ws.connect(srv.port))
