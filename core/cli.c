@@ -36,6 +36,8 @@ static const char usage[] =
     "      --ping-interval S        ping a client silent for S seconds (default 25)\n"
     "      --idle-timeout S         close (1001) a client silent for S seconds, pongs\n"
     "                               included (default 60)\n"
+"      --max-groups-per-connection N\n"
+    "                               groups one connection may be in (default 1024)\n"
     "      --max-fragments N        empty fragments one message may have beyond one per\n"
     "                               payload byte; more closes with 1008 (default 1024)\n"
     "      --message-timeout S      seconds a message may stay unfinished; then 1008\n"
@@ -72,6 +74,7 @@ enum {
     OPT_PING_INTERVAL,
     OPT_IDLE_TIMEOUT,
     OPT_MAX_FRAGMENTS,
+    OPT_MAX_GROUPS,
     OPT_MESSAGE_TIMEOUT,
     OPT_PRESENCE_TTL,
     OPT_ALLOW_ORIGIN,
@@ -99,6 +102,7 @@ static const struct option long_options[] = {
     {"ping-interval", required_argument, NULL, OPT_PING_INTERVAL},
     {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
     {"max-fragments", required_argument, NULL, OPT_MAX_FRAGMENTS},
+    {"max-groups-per-connection", required_argument, NULL, OPT_MAX_GROUPS},
     {"message-timeout", required_argument, NULL, OPT_MESSAGE_TIMEOUT},
     {"presence-ttl", required_argument, NULL, OPT_PRESENCE_TTL},
     {"allow-origin", required_argument, NULL, OPT_ALLOW_ORIGIN},
@@ -169,6 +173,7 @@ enum uc_cli_result uc_cli_parse(int argc, char **argv, struct uc_cli *cli, char 
     cli->opt.ping_interval = 25;
     cli->opt.idle_timeout = 60;
     cli->opt.max_fragments = 1024;
+    cli->opt.max_groups_per_connection = 1024;
     cli->opt.message_timeout = 30;
     cli->opt.presence_ttl = 15;
     cli->opt.close_timeout = 2;
@@ -261,6 +266,11 @@ enum uc_cli_result uc_cli_parse(int argc, char **argv, struct uc_cli *cli, char 
         case OPT_MAX_FRAGMENTS:
             if (parse_count(optarg, &cli->opt.max_fragments) != 0 || cli->opt.max_fragments == 0)
                 bad = "--max-fragments takes a whole number of at least 1";
+            break;
+        case OPT_MAX_GROUPS:
+            if (parse_count(optarg, &cli->opt.max_groups_per_connection) != 0 ||
+                cli->opt.max_groups_per_connection == 0)
+                bad = "--max-groups-per-connection takes a whole number of at least 1";
             break;
         case OPT_ALLOW_ORIGIN:
             if (cli->opt.n_allow_origins == sizeof cli->opt.allow_origins /

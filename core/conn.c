@@ -205,14 +205,39 @@ static int copy_text(char **dst, const char *src, size_t len)
     return 0;
 }
 
+static void drop_membership(struct uc_conn *c, struct uc_membership *m)
+{
+    HASH_DEL(c->srv->memberships, m);
+    DL_DELETE(c->groups, m);
+    c->ngroups--;
+    uc_umap_unbind(&c->srv->groups, &m->link);
+    free(m);
+}
+
 static void leave_all_groups(struct uc_conn *c)
 {
-    while (c->groups) {
-        struct uc_membership *m = c->groups;
-        c->groups = m->next;
-        uc_umap_unbind(&c->srv->groups, &m->link);
-        free(m);
+    while (c->groups)
+        drop_membership(c, c->groups);
+}
+
+/* Keeps the names of the groups a connection leaves with, so on_close can still say which
+ * rooms it left ("bob left the room"), as it can still say its uid. */
+static void remember_groups(struct uc_conn *c)
+{
+    size_t len = 0;
+    for (struct uc_membership *m = c->groups; m; m = m->next)
+        len += 2 + m->link.entry->len;
+    if (!len || !(c->left_groups = malloc(len)))
+        return;
+    uint8_t *p = c->left_groups;
+    for (struct uc_membership *m = c->groups; m; m = m->next) {
+        size_t n = m->link.entry->len; /* <= UC_UID_MAX, so two bytes hold it */
+        *p++ = (uint8_t)(n >> 8);
+        *p++ = (uint8_t)n;
+        memcpy(p, m->link.entry->name, n);
+        p += n;
     }
+    c->left_groups_len = len;
 }
 
 void uc_conn_leave_open(struct uc_conn *c, int code, const char *reason, size_t reason_len)
@@ -234,6 +259,7 @@ void uc_conn_leave_open(struct uc_conn *c, int code, const char *reason, size_t 
         /* Unlink now, so that a broadcast or send_uid running right now skips it. */
         uc_umap_unbind(&srv->umap, &c->uid_link);
     }
+    remember_groups(c);
     leave_all_groups(c);
     idle_unlink(c);
     c->close_code = (uint16_t)code;
@@ -551,6 +577,7 @@ static void destroy(struct uc_conn *c)
     uc_outq_clear(&c->outq);
     leave_all_groups(c);
     free(c->hs);
+    free(c->left_groups);
     free(c->last_uid);
     free(c->close_reason);
     free(c);
@@ -655,15 +682,13 @@ void uc_conn_unbind(struct uc_conn *c)
     uc_umap_unbind(&c->srv->umap, &c->uid_link);
 }
 
-static struct uc_membership **find_membership(struct uc_conn *c, const char *group, size_t len)
+static struct uc_membership *find_membership(struct uc_conn *c, const char *group, size_t len)
 {
-    struct uc_membership **pm = &c->groups;
-    for (; *pm; pm = &(*pm)->next) {
-        struct uc_umap_entry *e = (*pm)->link.entry;
-        if (e->len == len && memcmp(e->name, group, len) == 0)
-            break;
-    }
-    return pm;
+    struct uc_membership_key key = {.conn = c, .group = uc_umap_find(&c->srv->groups, group, len)};
+    struct uc_membership *m = NULL;
+    if (key.group)
+        HASH_FIND(hh, c->srv->memberships, &key, sizeof key, m);
+    return m;
 }
 
 int uc_conn_join(struct uc_conn *c, const char *group, size_t group_len)
@@ -672,8 +697,10 @@ int uc_conn_join(struct uc_conn *c, const char *group, size_t group_len)
         return UC_ERR_CLOSED;
     if (group_len == 0 || group_len > UC_UID_MAX)
         return UC_ERR_INVALID;
-    if (*find_membership(c, group, group_len))
+    if (find_membership(c, group, group_len))
         return 0;
+    if (c->ngroups >= c->srv->opt.max_groups_per_connection)
+        return UC_ERR_LIMIT;
     struct uc_membership *m = calloc(1, sizeof *m);
     if (!m)
         return UC_ERR_NOMEM;
@@ -683,32 +710,78 @@ int uc_conn_join(struct uc_conn *c, const char *group, size_t group_len)
         free(m);
         return r;
     }
-    m->next = c->groups;
-    c->groups = m;
+    m->key = (struct uc_membership_key){.conn = c, .group = m->link.entry};
+    HASH_ADD(hh, c->srv->memberships, key, sizeof m->key, m);
+    DL_APPEND(c->groups, m);
+    c->ngroups++;
     return 0;
+}
+
+/* The names remembered at close, one by one (see remember_groups). */
+static void each_left_group(const struct uc_conn *c,
+                            int (*fn)(const char *name, size_t len, void *ctx), void *ctx)
+{
+    const uint8_t *p = c->left_groups, *end = p + c->left_groups_len;
+    while (p < end) {
+        size_t n = (size_t)p[0] << 8 | p[1];
+        if (fn((const char *)p + 2, n, ctx))
+            return;
+        p += 2 + n;
+    }
+}
+
+struct group_name {
+    const char *name;
+    size_t len;
+    int found;
+};
+
+static int match_name(const char *name, size_t len, void *ctx)
+{
+    struct group_name *g = ctx;
+    g->found = len == g->len && memcmp(name, g->name, len) == 0;
+    return g->found;
 }
 
 int uc_conn_in_group(struct uc_conn *c, const char *group, size_t group_len)
 {
-    return *find_membership(c, group, group_len) != NULL;
+    if (c->state == CONN_OPEN)
+        return find_membership(c, group, group_len) != NULL;
+    struct group_name g = {.name = group, .len = group_len};
+    each_left_group(c, match_name, &g);
+    return g.found;
+}
+
+struct each_ctx {
+    void (*fn)(const char *name, size_t len, void *ctx);
+    void *ctx;
+};
+
+static int call_each(const char *name, size_t len, void *ctx)
+{
+    struct each_ctx *e = ctx;
+    e->fn(name, len, e->ctx);
+    return 0;
 }
 
 void uc_conn_each_group(struct uc_conn *c, void (*fn)(const char *name, size_t len, void *ctx),
                         void *ctx)
 {
+    if (c->state != CONN_OPEN) {
+        struct each_ctx e = {fn, ctx};
+        each_left_group(c, call_each, &e);
+        return;
+    }
     for (struct uc_membership *m = c->groups; m; m = m->next)
         fn(m->link.entry->name, m->link.entry->len, ctx);
 }
 
 int uc_conn_leave(struct uc_conn *c, const char *group, size_t group_len)
 {
-    struct uc_membership **pm = find_membership(c, group, group_len);
-    struct uc_membership *m = *pm;
+    struct uc_membership *m = find_membership(c, group, group_len);
     if (!m)
         return 0;
-    *pm = m->next;
-    uc_umap_unbind(&c->srv->groups, &m->link);
-    free(m);
+    drop_membership(c, m);
     return 1;
 }
 

@@ -50,11 +50,18 @@ struct uc_msgbuf {
     uint8_t data[];
 };
 
-/* One connection's membership of one group: linked into the group's list (link) and into the
- * connection's own list of groups (next). Allocated at join, freed at leave or close. */
+/* One connection's membership of one group: linked into the group's list (link), into the
+ * connection's own list of groups (prev/next), and into the server's membership table by
+ * (connection, group entry), so that joining, leaving and asking are O(1) however many groups
+ * a connection is in. Allocated at join, freed at leave or close. */
 struct uc_membership {
     struct uc_umap_link link; /* link.owner is the connection */
-    struct uc_membership *next;
+    struct uc_membership *prev, *next;
+    UT_hash_handle hh;
+    struct uc_membership_key {
+        const struct uc_conn *conn;
+        const struct uc_umap_entry *group;
+    } key;
 };
 
 struct uc_handshake {
@@ -75,7 +82,12 @@ struct uc_conn {
     struct uc_outq outq;
     uint64_t bcast_seen;              /* the last broadcast queued to it, or not owed to it */
     struct uc_umap_link uid_link;     /* uid_link.owner is the connection itself */
-    struct uc_membership *groups;     /* the groups it joined */
+    struct uc_membership *groups;     /* the groups it joined (a utlist DL list) */
+    unsigned ngroups;
+    /* The names of the groups it was in when it left OPEN, for on_close: each a 2-byte length
+     * and the bytes. Owned; NULL when it was in none. */
+    uint8_t *left_groups;
+    size_t left_groups_len;
     struct uc_conn *prev, *next; /* every live connection, for shutdown (a utlist DL list) */
     struct uc_conn *dirty_next;  /* flush list */
     struct uc_conn *reap_next;   /* reap list */
@@ -130,6 +142,7 @@ struct uc_server {
     size_t whole_len;
     struct uc_umap umap;   /* uid -> connections */
     struct uc_umap groups; /* group -> memberships */
+    struct uc_membership *memberships; /* (connection, group) -> membership (uthash) */
     struct uc_push *push;  /* NULL when --push off */
     struct uc_broker *broker; /* NULL without --redis */
     /* The broadcasts of this loop iteration, oldest first: a broadcast is framed and logged

@@ -9,6 +9,7 @@ enum uc_err {
     UC_ERR_INVALID = -3,  /* an argument is out of range */
     UC_ERR_OVERFLOW = -4, /* a bound (send buffer, uid length, ...) would be exceeded */
     UC_ERR_SYS = -5,      /* a system call failed; errno says why */
+    UC_ERR_LIMIT = -6,    /* a configured limit (groups per connection) is reached */
 };
 
 /* A short, stable, lower-case description of err. */

@@ -470,6 +470,7 @@ const char *uc_strerror(int err)
     case UC_ERR_INVALID: return "invalid argument";
     case UC_ERR_OVERFLOW: return "send buffer full";
     case UC_ERR_SYS: return "system error";
+    case UC_ERR_LIMIT: return "limit reached";
     default: return "unknown error";
     }
 }

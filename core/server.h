@@ -29,6 +29,7 @@ struct uc_options {
     double ping_interval;     /* seconds of silence from a client before the server pings it */
     double idle_timeout;      /* seconds of silence (not even a pong) before closing with 1001 */
     double message_timeout;   /* seconds a message may stay unfinished (then 1008) */
+    unsigned max_groups_per_connection; /* groups one connection may be in at once */
     unsigned max_fragments;   /* empty fragments a message may have beyond one per byte */
     const char *allow_origins[16]; /* when any, the Origin header must be one of them (else 403) */
     unsigned n_allow_origins;
@@ -165,11 +166,13 @@ int uc_conn_bind(struct uc_conn *conn, const char *uid, size_t uid_len);
 void uc_conn_unbind(struct uc_conn *conn);
 
 /* Joins group (1..UC_UID_MAX bytes); joining a group twice is a no-op. Returns 0,
- * UC_ERR_CLOSED, UC_ERR_INVALID or UC_ERR_NOMEM. Memberships end with the connection. */
+ * UC_ERR_CLOSED, UC_ERR_INVALID, UC_ERR_LIMIT (--max-groups-per-connection) or UC_ERR_NOMEM.
+ * Memberships end with the connection; in on_close, uc_conn_in_group and uc_conn_each_group
+ * still answer with the groups it was in. */
 int uc_conn_join(struct uc_conn *conn, const char *group, size_t group_len);
 /* Leaves group; returns 1 when it was a member, else 0. */
 int uc_conn_leave(struct uc_conn *conn, const char *group, size_t group_len);
-/* 1 when the connection is in group. */
+/* 1 when the connection is in group; O(1). */
 int uc_conn_in_group(struct uc_conn *conn, const char *group, size_t group_len);
 /* Calls fn with the name of each group the connection is in (fn must not join or leave). */
 void uc_conn_each_group(struct uc_conn *conn, void (*fn)(const char *name, size_t len, void *ctx),

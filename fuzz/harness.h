@@ -69,6 +69,7 @@ static struct uc_server *fuzz_server(void)
         .idle_timeout = 60,
         .message_timeout = 30,
         .max_fragments = 64,
+        .max_groups_per_connection = 16,
         .push = "127.0.0.1:0",
         .push_timeout = 30,
     };

@@ -39,6 +39,7 @@ static struct uc_server *new_server(size_t max_send_buffer)
         .idle_timeout = 60,
         .message_timeout = 30,
         .max_fragments = 64,
+        .max_groups_per_connection = 16,
         .push = "off",
         .push_timeout = 30,
     };

@@ -21,7 +21,8 @@ describe("uidcast command line", function()
                            "--handshake-timeout", "--close-timeout", "--drain-timeout",
                            "--ping-interval", "--idle-timeout", "--max-fragments",
                            "--message-timeout", "--allow-origin", "--push", "--push-token", "--redis", "--workers",
-                           "--push-timeout", "--presence-ttl",
+                           "--push-timeout", "--presence-ttl", "--max-groups-per-connection",
+                           "--lua-timeout", "--lua-budget", "--lua-memory",
                            "--log-level", "--check", "--version", "SIGHUP", "SIGTERM" } do
       assert.truthy(out:find(opt, 1, true), opt .. " missing from --help")
     end
@@ -81,6 +82,8 @@ describe("uidcast command line", function()
     { "--log-level loud", "%-%-log%-level takes error, warn, info or debug" },
     { "--ping-interval 30 --idle-timeout 20", "must be longer than %-%-ping%-interval" },
     { "--max-fragments 0", "%-%-max%-fragments takes a whole number of at least 1" },
+    { "--max-groups-per-connection 0", "%-%-max%-groups%-per%-connection takes a whole number of at least 1" },
+    { "--lua-timeout 0", "%-%-lua%-timeout takes seconds, at least 0%.001" },
     { "--push somewhere", "expected HOST:PORT" },
     { "--redis localhost:6379", "%-%-redis takes a URL such as redis://" },
     { "--workers 0", "%-%-workers takes a number from 1 to 256" },

@@ -152,3 +152,45 @@ describe("groups from Lua", function()
     b:close()
   end)
 end)
+
+describe("groups per connection", function()
+  local EVAL = [[
+    local uidcast = require "uidcast"
+    return { on_message = function(conn, data)
+      local fn = assert(load("local uidcast, conn = ... " .. data))
+      conn:send(table.concat({ tostring(fn(uidcast, conn)) }, " "))
+    end }
+  ]]
+
+  it("refuses a join beyond --max-groups-per-connection with false, \"limit reached\"", function()
+    local srv = server.start { script = server.script(EVAL), args = { "--max-groups-per-connection", "3" } }
+    local c = assert(ws.connect(srv.port))
+    c:send("for i = 1, 3 do assert(conn:join('g' .. i)) end return select(2, conn:join('g4'))")
+    assert.equals("limit reached", c:receive())
+    c:send("return conn:join('g2') and #conn:groups()") -- a group it is in already is fine
+    assert.equals("3", c:receive())
+    c:send("conn:leave('g1') return conn:join('g4')")
+    assert.equals("true", c:receive())
+    c:close()
+    assert.equals(0, srv:stop())
+  end)
+
+  it("joins, asks and leaves in constant time, however many groups the connection is in", function()
+    local srv = server.start { script = server.script(EVAL),
+                               args = { "--max-groups-per-connection", "100000", "--lua-budget", "100000000",
+                                        "--lua-timeout", "60" } }
+    local c = assert(ws.connect(srv.port))
+    local socket = require "socket"
+    local t0 = socket.gettime()
+    -- 100,000 groups: with a list scanned per join this is 5e9 comparisons, over ten seconds
+    c:send([[for i = 1, 100000 do conn:join('group-' .. i) end
+      local n = 0
+      for i = 1, 100000, 7 do if conn:in_group('group-' .. i) then n = n + 1 end end
+      for i = 1, 100000, 2 do conn:leave('group-' .. i) end
+      return n .. ' ' .. #conn:groups() .. ' ' .. uidcast.group_count('group-2')]])
+    assert.equals("14286 50000 1", c:receive(30 * server.slowdown))
+    assert.is_true(socket.gettime() - t0 < 3 * server.slowdown, (socket.gettime() - t0) .. " s")
+    c:close()
+    assert.equals(0, srv:stop())
+  end)
+end)

@@ -22,7 +22,8 @@ function M.on_message(conn, data)
   else conn:send("err " .. tostring(a)) end
 end
 function M.on_close(conn, code, reason)
-  uidcast.send_uid("observer", ("closed %s %s %d %s"):format(conn.id, tostring(conn.uid), code, reason))
+  uidcast.send_uid("observer", ("closed %s %s %d %s [%s] %s"):format(conn.id, tostring(conn.uid), code,
+    reason, table.concat(conn:groups(), ","), tostring(conn:in_group("room-b"))))
 end
 return M
 ]]
@@ -290,6 +291,15 @@ describe("Lua API", function()
       assert.matches("^closed %d+ leaving 4002", (watcher:receive()))
       local extra = watcher:receive(0.2)
       assert.is_nil(extra, extra)
+      watcher:close()
+    end)
+
+    it("still tells which groups the connection was in", function()
+      local watcher = open("/?uid=observer")
+      local c = open("/?uid=roomer")
+      assert.equals("ok true nil", eval(c, "conn:join('room-a') return conn:join('room-b')"))
+      c:close(1000)
+      assert.matches("^closed %d+ roomer 1000 +%[room%-a,room%-b%] true$", (watcher:receive()))
       watcher:close()
     end)
   end)
