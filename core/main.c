@@ -7,12 +7,19 @@
 #include "log.h"
 #include "supervisor.h"
 
+static struct ucl_limits limits_of(const struct uc_cli *cli)
+{
+    return (struct ucl_limits){.memory = cli->lua_memory,
+                               .budget = cli->lua_budget,
+                               .timeout = cli->lua_timeout,
+                               .lua_path = cli->lua_path};
+}
+
 /* One server process: load the policy, serve until stopped. A worker under --workers too. */
 static int serve(struct uc_cli *cli)
 {
     char err[1024];
-    struct ucl_limits limits = {
-        .memory = cli->lua_memory, .budget = cli->lua_budget, .timeout = cli->lua_timeout, .lua_path = cli->lua_path};
+    struct ucl_limits limits = limits_of(cli);
     struct ucl_policy *policy = ucl_policy_new(cli->script, &limits, err, sizeof err);
     if (!policy) {
         uc_error("cannot load script: %s", err);
@@ -52,8 +59,7 @@ int main(int argc, char **argv)
     uc_log_threshold = cli.log_level;
 
     if (cli.check) {
-        struct ucl_limits limits = {
-            .memory = cli.lua_memory, .budget = cli.lua_budget, .timeout = cli.lua_timeout, .lua_path = cli.lua_path};
+        struct ucl_limits limits = limits_of(&cli);
         struct ucl_policy *policy = ucl_policy_new(cli.script, &limits, err, sizeof err);
         if (!policy) {
             fprintf(stderr, "uidcast: %s\n", err);

@@ -181,6 +181,62 @@ static int open_sandbox(lua_State *L)
     return 0;
 }
 
+/* Edit distance between two short names (handler names are under 16 bytes). */
+static size_t distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), row[32];
+    if (la >= 32 || lb >= 32)
+        return (size_t)-1;
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            size_t best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+/* Warns about an on_* field of the handler table (at -1) that no event calls: a misspelled
+ * handler (on_mesage) would otherwise never run, silently. */
+static void warn_unknown_handlers(lua_State *L, const char *script)
+{
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING)
+            continue;
+        const char *name = lua_tostring(L, -1);
+        if (strncmp(name, "on_", 3) != 0)
+            continue;
+        const char *closest = NULL;
+        size_t best = (size_t)-1;
+        for (int h = 0; h < UCL_HOOK_COUNT; h++) {
+            size_t d = distance(name, ucl_hook_names[h]);
+            if (d < best) {
+                best = d;
+                closest = ucl_hook_names[h];
+            }
+        }
+        if (best == 0)
+            continue;
+        if (best <= 3)
+            uc_warn("%s: %s is not a handler uidcast calls (did you mean %s?)", script, name,
+                    closest);
+        else
+            uc_warn("%s: %s is not a handler uidcast calls", script, name);
+    }
+}
+
 /* Runs the script (under the budget, like any handler) and keeps what it returned; on error
  * leaves the message on the stack. */
 static int load_script(struct ucl_state *st, const char *script)
@@ -211,6 +267,7 @@ static int load_script(struct ucl_state *st, const char *script)
         }
         st->hooks[h] = luaL_ref(L, LUA_REGISTRYINDEX);
     }
+    warn_unknown_handlers(L, script);
     lua_pop(L, 1);
     return 0;
 }
