@@ -26,6 +26,7 @@
 #include "core.h"
 #include "log.h"
 #include "net.h"
+#include "procstat.h"
 #include "stats.h"
 #include "utf8.h"
 
@@ -264,25 +265,34 @@ static void handle_online(struct push_conn *pc, struct http_parser_url *u)
     pc->waiting = w; /* on_message_complete pauses the parser */
 }
 
+/* Under --workers the counters are every worker's (see scoreboard.h), whichever one answers. */
 static void handle_stats(struct push_conn *pc)
 {
     struct uc_stats s;
-    uc_server_stats(pc->push->srv, &s);
+    struct uc_process_stats p;
+    unsigned workers = uc_server_stats_all(pc->push->srv, &s, &p);
     char json[2048];
     size_t o = 0;
     json[o++] = '{';
     for (size_t i = 0; i < uc_stat_field_count; i++)
         o += (size_t)snprintf(json + o, sizeof json - o, "\"%s\":%llu,", uc_stat_fields[i].name,
                               uc_stat_value(&s, &uc_stat_fields[i]));
-    o += (size_t)snprintf(json + o, sizeof json - o, "\"uptime\":%.3f}", s.uptime);
+    o += (size_t)snprintf(json + o, sizeof json - o,
+                          "\"uptime\":%.3f,\"workers\":%u,\"process\":{\"cpu_seconds\":%.2f,"
+                          "\"resident_memory_bytes\":%llu,\"open_fds\":%llu,\"max_fds\":%llu,"
+                          "\"start_time_seconds\":%.2f}}",
+                          s.uptime, workers, p.cpu_seconds, (unsigned long long)p.resident_bytes,
+                          (unsigned long long)p.open_fds, (unsigned long long)p.max_fds,
+                          p.start_time);
     respond_json(pc, 200, json);
 }
 
 static void handle_metrics(struct push_conn *pc)
 {
     struct uc_stats s;
-    uc_server_stats(pc->push->srv, &s);
-    char text[8192];
+    struct uc_process_stats p;
+    unsigned workers = uc_server_stats_all(pc->push->srv, &s, &p);
+    char text[16384];
     size_t o = 0;
     for (size_t i = 0; i < uc_stat_field_count; i++) {
         const struct uc_stat_field *f = &uc_stat_fields[i];
@@ -295,8 +305,28 @@ static void handle_metrics(struct push_conn *pc)
     }
     o += (size_t)snprintf(text + o, sizeof text - o,
                           "# HELP uidcast_uptime_seconds Seconds since the server started.\n"
-                          "# TYPE uidcast_uptime_seconds gauge\nuidcast_uptime_seconds %.3f\n",
-                          s.uptime);
+                          "# TYPE uidcast_uptime_seconds gauge\nuidcast_uptime_seconds %.3f\n"
+                          "# HELP uidcast_workers Processes serving (1 without --workers).\n"
+                          "# TYPE uidcast_workers gauge\nuidcast_workers %u\n"
+                          "# HELP process_cpu_seconds_total Total user and system CPU time spent "
+                          "in seconds.\n# TYPE process_cpu_seconds_total counter\n"
+                          "process_cpu_seconds_total %.2f\n"
+                          "# HELP process_resident_memory_bytes Resident memory size in bytes.\n"
+                          "# TYPE process_resident_memory_bytes gauge\n"
+                          "process_resident_memory_bytes %llu\n"
+                          "# HELP process_virtual_memory_bytes Virtual memory size in bytes.\n"
+                          "# TYPE process_virtual_memory_bytes gauge\n"
+                          "process_virtual_memory_bytes %llu\n"
+                          "# HELP process_open_fds Number of open file descriptors.\n"
+                          "# TYPE process_open_fds gauge\nprocess_open_fds %llu\n"
+                          "# HELP process_max_fds Maximum number of open file descriptors.\n"
+                          "# TYPE process_max_fds gauge\nprocess_max_fds %llu\n"
+                          "# HELP process_start_time_seconds Start time of the process since "
+                          "unix epoch in seconds.\n# TYPE process_start_time_seconds gauge\n"
+                          "process_start_time_seconds %.2f\n",
+                          s.uptime, workers, p.cpu_seconds, (unsigned long long)p.resident_bytes,
+                          (unsigned long long)p.virtual_bytes, (unsigned long long)p.open_fds,
+                          (unsigned long long)p.max_fds, p.start_time);
     respond(pc, 200, NULL, "text/plain; version=0.0.4", text, o);
 }
 

@@ -10,6 +10,8 @@
 
 #include "core.h"
 #include "log.h"
+#include "procstat.h"
+#include "scoreboard.h"
 #include "net.h"
 
 static void open_reserve(struct uc_server *srv)
@@ -117,7 +119,13 @@ static void liveness_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
     (void)revents;
-    uc_conn_check_liveness(container_of(w, struct uc_server, liveness));
+    struct uc_server *srv = container_of(w, struct uc_server, liveness);
+    uc_conn_check_liveness(srv);
+    if (srv->opt.scoreboard) {
+        struct uc_stats s;
+        uc_server_stats(srv, &s);
+        uc_scoreboard_publish(srv->opt.scoreboard, srv->opt.worker, getpid(), &s);
+    }
 }
 
 static void drain_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -319,6 +327,19 @@ void uc_server_stats(const struct uc_server *srv, struct uc_stats *out)
     out->uids = uc_umap_keys(&srv->umap);
     out->groups = uc_umap_keys(&srv->groups);
     out->uptime = ev_time() - srv->started;
+    if (srv->handlers.memory_used)
+        out->policy_memory = srv->handlers.memory_used(srv->handlers.user_data);
+}
+
+unsigned uc_server_stats_all(const struct uc_server *srv, struct uc_stats *out,
+                             struct uc_process_stats *proc)
+{
+    uc_server_stats(srv, out);
+    *proc = (struct uc_process_stats){0};
+    if (!srv->opt.scoreboard)
+        return uc_procstat_read(getpid(), proc) == 0;
+    uc_scoreboard_publish(srv->opt.scoreboard, srv->opt.worker, getpid(), out);
+    return uc_scoreboard_sum(srv->opt.scoreboard, out, proc);
 }
 
 /* Queues frame (built on first use) to the owner of every link of entry but except; returns

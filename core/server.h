@@ -16,6 +16,8 @@
 struct uc_server;
 struct uc_conn;
 struct ev_loop;
+struct uc_scoreboard;
+struct uc_process_stats;
 
 /* Options, filled by the CLI (see cli.h for defaults and parsing). */
 struct uc_options {
@@ -36,6 +38,8 @@ struct uc_options {
     const char *redis;        /* redis://HOST:PORT for cluster mode, or NULL */
     double presence_ttl;      /* seconds a silent node's presence outlives it in Redis */
     unsigned workers;         /* processes sharing the listeners (SO_REUSEPORT); 1 = just this */
+    struct uc_scoreboard *scoreboard; /* under --workers: every worker's counters, or NULL */
+    unsigned worker;                  /* this worker's slot in it */
     char push[300];           /* HOST:PORT of the HTTP push API, or "off" */
     const char *push_token;   /* Bearer token the push API requires, or NULL */
     double push_timeout;      /* seconds a push connection may idle or take to send a request */
@@ -73,6 +77,8 @@ struct uc_handlers {
     void (*on_stop)(void *user_data);
     /* SIGHUP arrived: the policy reloads itself (and may call uc_server_set_handlers). */
     void (*on_reload)(struct uc_server *srv, void *user_data);
+    /* Bytes the policy holds (its Lua state), for the counters. */
+    size_t (*memory_used)(void *user_data);
 };
 
 struct uc_stats {
@@ -92,6 +98,7 @@ struct uc_stats {
     uint64_t cluster_published; /* deliveries published for the other nodes */
     uint64_t cluster_received;  /* publications of other nodes delivered here */
     uint64_t cluster_dropped;   /* publications lost while Redis was unreachable */
+    uint64_t policy_memory;     /* bytes the policy's Lua state holds */
     double uptime; /* seconds */
 };
 
@@ -112,7 +119,14 @@ void uc_server_free(struct uc_server *srv);
 /* The address actually listened on ("127.0.0.1:1234"). Borrowed. */
 const char *uc_server_listen_addr(const struct uc_server *srv);
 
+/* This process's counters. */
 void uc_server_stats(const struct uc_server *srv, struct uc_stats *out);
+
+/* The counters of the whole server: under --workers summed over every worker (those replaced
+ * included, so counters never go down), else this process's; proc gets the process figures
+ * (summed over the workers). Returns how many processes answered. */
+unsigned uc_server_stats_all(const struct uc_server *srv, struct uc_stats *out,
+                             struct uc_process_stats *proc);
 
 /* Counts an error raised by the policy (shown as lua_errors in the counters). */
 void uc_server_count_policy_error(struct uc_server *srv);

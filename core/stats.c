@@ -23,6 +23,7 @@ const struct uc_stat_field uc_stat_fields[] = {
     F(cluster_published, 1, "Deliveries published to the other nodes through Redis."),
     F(cluster_received, 1, "Publications of other nodes delivered here."),
     F(cluster_dropped, 1, "Publications lost while Redis was unreachable."),
+    F_AS("lua_memory", policy_memory, 0, "Bytes the Lua state holds."),
 };
 
 const size_t uc_stat_field_count = sizeof uc_stat_fields / sizeof uc_stat_fields[0];

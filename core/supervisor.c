@@ -14,6 +14,7 @@
 #include "cli.h"
 #include "log.h"
 #include "net.h"
+#include "scoreboard.h"
 
 #define MAX_WORKERS 256
 
@@ -49,6 +50,7 @@ static void spawn(struct ev_loop *loop, unsigned i)
         }
         ev_loop_fork(loop);
         ev_loop_destroy(loop);
+        sv.cli->opt.worker = i;
         _exit(sv.run(sv.cli));
     }
     sv.pids[i] = pid;
@@ -74,6 +76,8 @@ static void child_cb(struct ev_loop *loop, ev_child *w, int revents)
     ev_child_stop(loop, w);
     sv.alive--;
     sv.pids[i] = 0;
+    if (sv.cli->opt.scoreboard)
+        uc_scoreboard_retire(sv.cli->opt.scoreboard, i);
     if (sv.stopping) {
         if (!sv.alive)
             ev_break(loop, EVBREAK_ALL);
@@ -139,6 +143,10 @@ int uc_supervise(struct uc_cli *cli, int (*run)(struct uc_cli *cli))
     }
     sv.cli = cli;
     sv.run = run;
+    /* Without it /stats would answer for one random worker; with it, for all. */
+    cli->opt.scoreboard = uc_scoreboard_new(cli->opt.workers);
+    if (!cli->opt.scoreboard)
+        uc_warn("cannot map the shared counters: /stats and /metrics answer per worker");
     struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
     ev_signal_init(&sv.sigterm, signal_cb, SIGTERM);
     ev_signal_init(&sv.sigint, signal_cb, SIGINT);
@@ -157,6 +165,7 @@ int uc_supervise(struct uc_cli *cli, int (*run)(struct uc_cli *cli))
     close(reserved_ws);
     if (reserved_push >= 0)
         close(reserved_push);
+    uc_scoreboard_free(cli->opt.scoreboard);
     uc_info("supervisor: every worker stopped");
     return 0;
 }

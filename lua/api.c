@@ -230,8 +230,6 @@ static int api_stats(lua_State *L)
     }
     lua_pushnumber(L, s.uptime);
     lua_setfield(L, -2, "uptime");
-    lua_pushinteger(L, (lua_Integer)ucl_state_of(L)->mem_used);
-    lua_setfield(L, -2, "lua_memory");
     return 1;
 }
 

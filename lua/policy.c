@@ -191,6 +191,12 @@ static void on_stop(void *user_data)
     run_plain_hook(p->st, UCL_ON_STOP);
 }
 
+static size_t memory_used(void *user_data)
+{
+    struct ucl_policy *p = user_data;
+    return p->st->mem_used;
+}
+
 static void on_reload(struct uc_server *srv, void *user_data)
 {
     (void)srv;
@@ -206,5 +212,6 @@ void ucl_policy_handlers(struct ucl_policy *p, struct uc_handlers *out)
         .on_close = on_close,
         .on_stop = on_stop,
         .on_reload = on_reload,
+        .memory_used = memory_used,
     };
 }

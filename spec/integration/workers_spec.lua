@@ -59,6 +59,52 @@ describe("--workers", function()
     r:stop()
   end)
 
+  it("answers /stats and /metrics for every worker, and counters never go down when one is replaced #no_memcheck", function()
+    local http = require "http"
+    local r = redis.start()
+    local srv = server.start { args = { "--workers", "3", "--redis", r.url, "--log-level", "debug" } }
+    assert.truthy(server.eventually(function()
+      local _, n = srv:log():gsub("cluster: connected to redis", "")
+      return n >= 3
+    end, 5))
+    local clients = {}
+    for i = 1, 15 do clients[i] = ws.login(srv.port, "st" .. i) end
+    local function stats()
+      local status, _, body = http.request1(srv.push_port, "GET", "/stats")
+      assert.equals(200, status)
+      return http.json((body:gsub(',"process":{[^}]*}', "")))
+    end
+    -- every scrape, whichever worker answers it, counts all 15 (the workers republish their
+    -- counters every liveness tick, at most half a second)
+    assert.truthy(server.eventually(function() return stats().connections == 15 end, 3))
+    local last = 0
+    for _ = 1, 12 do
+      local st = stats()
+      assert.equals(15, st.connections)
+      assert.equals(3, st.workers)
+      assert.is_true(st.accepted >= last)
+      last = st.accepted
+    end
+    local _, _, metrics = http.request1(srv.push_port, "GET", "/metrics")
+    assert.matches("\nuidcast_connections 15\n", metrics)
+    assert.matches("\nprocess_resident_memory_bytes %d+\n", metrics)
+    assert.matches("\nprocess_open_fds %d+\n", metrics)
+    assert.matches("\nuidcast_workers 3\n", metrics)
+    -- a killed worker's counters stay in the totals
+    for _, c in ipairs(clients) do c.sock:close() end
+    assert.truthy(server.eventually(function() return stats().connections == 0 end, 3))
+    local before = stats().accepted
+    local victim = srv:log():match("worker 1 started %(pid (%d+)%)")
+    assert.truthy(os.execute("kill -KILL " .. victim))
+    assert.truthy(server.eventually(function()
+      local _, starts = srv:log():gsub("worker 1 started", "")
+      return starts == 2
+    end, 5))
+    for _ = 1, 6 do assert.is_true(stats().accepted >= before) end
+    assert.equals(0, srv:stop())
+    r:stop()
+  end)
+
   it("reloads every worker on SIGHUP to the supervisor, keeping their connections #no_memcheck", function()
     local r = redis.start()
     local path = server.script([[return { on_message = function(c, d)
