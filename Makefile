@@ -13,7 +13,7 @@ LDLIBS   += $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4) \
 DEB_PACKAGES := gcc make pkg-config liblua5.4-dev lua5.4 libev-dev libwslay-dev \
                 libhttp-parser-dev libssl-dev uthash-dev lua-busted lua-socket \
                 python3 python3-websockets valgrind clang libclang-rt-14-dev \
-                libhiredis-dev redis-server openssl procps util-linux
+                libhiredis-dev redis-server openssl procps util-linux php-cli
 
 CORE_SRC := core/procstat.c core/scoreboard.c core/buf.c core/outq.c core/http.c core/umap.c core/ws.c core/conn.c \
             core/net.c core/server.c core/log.c core/cli.c \
