@@ -28,7 +28,7 @@ TEST_OBJ := $(filter-out $(BUILD)/obj/core/main.o,$(OBJ))
 
 BUSTED   := lua5.4 /usr/bin/busted
 
-.PHONY: all deps run test ctests sanitize-build fuzz-build fuzz memcheck sanitize bench bench-deps profile clean
+.PHONY: all deps run test ctests spec-harness sanitize-build fuzz-build fuzz memcheck sanitize bench bench-deps profile clean
 
 all: $(BUILD)/uidcast
 
@@ -60,7 +60,7 @@ run: deps
 
 # Every suite, then one line "N passed, M failed" over all of them.
 test: deps
-	@$(MAKE) --no-print-directory all ctests sanitize-build fuzz-build
+	@$(MAKE) --no-print-directory all ctests spec-harness sanitize-build fuzz-build
 	@BUSTED="$(BUSTED)" CTESTS="$(CTESTS)" FUZZ_SECONDS=$(FUZZ_SECONDS) sh spec/run-all.sh
 
 ctests: $(CTESTS)
@@ -128,3 +128,14 @@ profile: deps
 
 clean:
 	rm -rf $(BUILD)
+
+# The busted specs' real-server harness (spec/harness/harness.c): every object again as
+# position-independent code, linked into a Lua module that specs `require "uidcast_harness"`.
+PIC_OBJ := $(filter-out build/pic/core/main.o,$(SRC:%.c=build/pic/%.o))
+build/pic/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -fPIC -c $< -o $@
+$(BUILD)/spec/uidcast_harness.so: spec/harness/harness.c $(PIC_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -fPIC -shared $< $(PIC_OBJ) -o $@ -lev -lwslay -lhttp_parser -lhiredis -lcrypto -lm
+spec-harness: $(BUILD)/spec/uidcast_harness.so

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 enum uc_log_level uc_log_threshold = UC_LOG_INFO;
+void (*uc_log_sink)(const char *line, size_t len);
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
@@ -47,6 +48,10 @@ void uc_log(enum uc_log_level level, const char *fmt, ...)
     if (len > sizeof line - 2)
         len = sizeof line - 2;
     line[len++] = '\n';
+    if (uc_log_sink) {
+        uc_log_sink(line, len);
+        return;
+    }
     ssize_t ignored = write(STDERR_FILENO, line, len);
     (void)ignored;
 }

@@ -2,6 +2,8 @@
 #ifndef UC_LOG_H
 #define UC_LOG_H
 
+#include <stddef.h>
+
 enum uc_log_level { UC_LOG_ERROR, UC_LOG_WARN, UC_LOG_INFO, UC_LOG_DEBUG };
 
 /* Messages above this level are dropped before formatting. */
@@ -12,6 +14,10 @@ int uc_log_parse_level(const char *name, enum uc_log_level *out);
 const char *uc_log_level_name(enum uc_log_level level);
 
 void uc_log(enum uc_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Where lines go instead of stderr when set (a test harness collects them); line is borrowed
+ * and ends with a newline. */
+extern void (*uc_log_sink)(const char *line, size_t len);
 
 #define uc_log_enabled(level) ((level) <= uc_log_threshold)
 #define uc_error(...) uc_log(UC_LOG_ERROR, __VA_ARGS__)

@@ -262,6 +262,11 @@ struct uc_server *uc_server_new(const struct uc_options *opts, const struct uc_h
     return srv;
 }
 
+void uc_server_adopt(struct uc_server *srv, int fd, const char *remote_addr)
+{
+    uc_conn_accept(srv, fd, remote_addr);
+}
+
 int uc_server_run(struct uc_server *srv)
 {
     /* The WebSocket line last: tools (and the specs) take it to mean "ready". */

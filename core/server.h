@@ -113,6 +113,10 @@ int uc_server_run(struct uc_server *srv);
 /* Replaces the handlers (script reload). Connections and bindings are untouched. */
 void uc_server_set_handlers(struct uc_server *srv, const struct uc_handlers *handlers);
 
+/* Serves fd (a connected stream socket, non-blocking) as if the listener had accepted it from
+ * remote_addr: for embedding and tests, which drive the loop (uc_server_loop) themselves. */
+void uc_server_adopt(struct uc_server *srv, int fd, const char *remote_addr);
+
 /* Frees everything. Only after uc_server_run returned (or instead of it). */
 void uc_server_free(struct uc_server *srv);
 

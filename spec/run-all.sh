@@ -44,6 +44,8 @@ run_busted() { # label, then busted arguments
     label=$1; shift
     echo "== $label"
     log=$(mktemp)
+    UIDCAST_PID_FILE=$(mktemp)
+    export UIDCAST_PID_FILE
     $BUSTED "$@" 2>&1 | tee "$log"
     summary=$(grep -a -E '[0-9]+ successes? / [0-9]+ failures? / [0-9]+ errors?' "$log" | tail -n 1)
     if [ -z "$summary" ]; then
@@ -55,8 +57,18 @@ run_busted() { # label, then busted arguments
         count "$s" $((f + e))
     fi
     rm -f "$log"
-    # A spec that failed before stopping its server leaves it running: end them all here.
-    pkill -f -- "--listen 127.0.0.1:0 --push 127.0.0.1:0" 2>/dev/null
+    # A spec that failed before stopping its server leaves it running: end those, by the pids
+    # the specs recorded (never by name: that could hit someone else's uidcast or redis).
+    # A pid is only ended while it is still one of ours (pids get reused); TERM first, so a
+    # --workers supervisor takes its workers with it.
+    ours() { grep -qa -e uidcast -e redis-server "/proc/$1/cmdline" 2>/dev/null; }
+    left=""
+    while read -r pid; do
+        ours "$pid" && kill -TERM "$pid" 2>/dev/null && left="$left $pid"
+    done < "$UIDCAST_PID_FILE"
+    [ -n "$left" ] && sleep 1
+    for pid in $left; do ours "$pid" && kill -KILL "$pid" 2>/dev/null; done
+    rm -f "$UIDCAST_PID_FILE"
 }
 
 want busted && run_busted "busted: unit and integration specs" spec/unit spec/integration

@@ -73,7 +73,9 @@ describe("instruction budget", function()
 
   it("keeps the message handler of an aborted xpcall out of later errors", function()
     -- a server of its own: the errors of the specs above could fill this second's log lines
-    local own = server.start { script = server.script(EVAL) }
+    -- (a deep recursion takes a while under valgrind: keep the time limit out of the way)
+    local own = server.start { script = server.script(EVAL),
+                               args = { "--lua-timeout", tostring(5 * server.slowdown) } }
     local c = assert(ws.connect(own.port))
     c:send("xpcall(function() while true do end end, function(e) return e end)")
     assert.equals(1011, (c:expect_close(10 * server.slowdown)))
@@ -123,7 +125,8 @@ end)
 
 describe("memory cap", function()
   it("fails the handler that goes over --lua-memory, not the process", function()
-    local srv = server.start { script = server.script(EVAL), args = { "--lua-memory", "16m" } }
+    local srv = server.start { script = server.script(EVAL),
+                               args = { "--lua-memory", "16m", "--lua-timeout", tostring(5 * server.slowdown) } }
     local c = assert(ws.connect(srv.port))
     c:send("local t = {} for i = 1, 1e7 do t[i] = string.rep('x', 100) .. i end return #t")
     c:send("collectgarbage() return 'alive'")

@@ -28,6 +28,7 @@ function redis.start(port, extra)
     return ok
   end, 5), "redis-server did not start")
   self.pid = tonumber(server.eventually(function() return server.read_file(dir .. "/pid") end))
+  server.record_pid(self.pid)
   self.url = "redis://127.0.0.1:" .. self.port
   return self
 end

@@ -58,6 +58,7 @@ function server.start(opts)
       self.port = tonumber(port)
       self.push_port = tonumber(log:match("push API on http://%S-:(%d+)/"))
       self.pid = tonumber(read_file(dir .. "/pid"))
+      server.record_pid(self.pid)
       return self
     end
     if read_file(dir .. "/status") then break end
@@ -113,6 +114,18 @@ function server.eventually(fn, timeout)
     socket.sleep(0.02)
   until socket.gettime() > deadline
   return fn()
+end
+
+-- Records pid in the file UIDCAST_PID_FILE names (spec/run-all.sh sets it), so that the runner
+-- can end what a failed spec left running: these pids and no other process.
+function server.record_pid(pid)
+  local file = os.getenv("UIDCAST_PID_FILE")
+  if not file or not pid then return end
+  local f = io.open(file, "a")
+  if f then
+    f:write(pid, "\n")
+    f:close()
+  end
 end
 
 -- Writes a temporary Lua script and returns its path.

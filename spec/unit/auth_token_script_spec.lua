@@ -1,57 +1,66 @@
--- Unit specs of scripts/auth_token.lua against the fake uidcast module.
-local fake = require "fake_uidcast"
+-- scripts/auth_token.lua in the real server (spec/support/policy.lua): tokens are computed by
+-- openssl, not by the API under test.
+local policy = require "policy"
 
 local SECRET = "0123456789abcdef-secret"
 
 describe("auth_token script", function()
-  local script, m, state
+  local h
 
   before_each(function()
-    script, m, state = fake.load_script("scripts/auth_token.lua", { UIDCAST_SECRET = SECRET })
+    h = policy.start("scripts/auth_token.lua", {}, { UIDCAST_SECRET = SECRET })
   end)
+  after_each(function() h:stop() end)
 
-  local function open(query)
-    local c = state.connect()
-    local ok, status, reason = script.on_open(c, { path = "/", query = query, headers = {},
-                                                   remote_addr = "127.0.0.1:1" })
-    return c, ok, status, reason
+  local function open(uid, token)
+    local q = {}
+    if uid then q[#q + 1] = "uid=" .. uid end
+    if token then q[#q + 1] = "token=" .. token end
+    return h:connect("/?" .. table.concat(q, "&"))
   end
 
-  it("refuses to load without UIDCAST_SECRET", function()
-    assert.has_error(function() fake.load_script("scripts/auth_token.lua", {}) end)
+  it("refuses to load without a UIDCAST_SECRET of 16 bytes or more", function()
+    h:stop()
+    assert.has_error(function() policy.start("scripts/auth_token.lua", {}, { UIDCAST_SECRET = "short" }) end)
   end)
 
   it("binds the uid when the token is the HMAC of the uid", function()
-    local c, ok = open { uid = "alice", token = m.hmac_sha256(SECRET, "alice") }
-    assert.is_not_false(ok)
-    assert.equals("alice", c.uid)
+    local alice = assert(open("alice", policy.hmac(SECRET, "alice")))
+    local bob = assert(open("bob", policy.hmac(SECRET, "bob")))
+    bob:send("alice:hi")
+    assert.equals("hi", alice:receive())
   end)
 
-  it("refuses a wrong token with 401", function()
-    local c, ok, status = open { uid = "alice", token = m.hmac_sha256(SECRET, "mallory") }
-    assert.is_false(ok)
+  it("takes the token in upper case too", function()
+    assert(open("alice", policy.hmac(SECRET, "alice"):upper()))
+  end)
+
+  it("refuses a wrong token with 401 and logs it", function()
+    local c, status, body = open("alice", policy.hmac(SECRET, "mallory"))
+    assert.is_nil(c)
     assert.equals(401, status)
-    assert.is_nil(c.uid)
+    assert.equals("bad token", body)
+    assert.truthy(h:log():find("bad token for uid alice", 1, true))
   end)
 
   it("refuses a missing token with 401 and a missing or bad uid with 400", function()
-    local _, ok, status = open { uid = "alice" }
-    assert.is_false(ok)
+    local _, status = open("alice")
     assert.equals(401, status)
-    _, ok, status = open { token = "x" }
+    _, status = open(nil, "x")
     assert.equals(400, status)
-    _, ok, status = open { uid = "all", token = m.hmac_sha256(SECRET, "all") }
+    _, status = open("all", policy.hmac(SECRET, "all"))
     assert.equals(400, status)
   end)
 
   it("routes uid:message after the handshake", function()
-    local a = open { uid = "alice", token = m.hmac_sha256(SECRET, "alice") }
-    local b = open { uid = "bob", token = m.hmac_sha256(SECRET, "bob") }
-    script.on_message(a, "bob:hi: there", false)
-    assert.equals("hi: there", b:last())
-    script.on_message(a, "all:x", false)
-    assert.equals("x", a:last())
-    script.on_message(a, "nocolon", false)
-    assert.matches("^error:", a:last())
+    local a = assert(open("alice", policy.hmac(SECRET, "alice")))
+    local b = assert(open("bob", policy.hmac(SECRET, "bob")))
+    a:send("bob:hi: there")
+    assert.equals("hi: there", b:receive())
+    a:send("all:x")
+    assert.equals("x", a:receive())
+    assert.equals("x", b:receive())
+    a:send("nocolon")
+    assert.matches("^error:", (a:receive()))
   end)
 end)
