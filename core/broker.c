@@ -46,6 +46,17 @@ static const char online_script[] =
 
 struct uc_broker {
     struct uc_server *srv;
+    double timeout;     /* --redis-timeout */
+    size_t max_pending; /* --redis-max-pending */
+    size_t pending;     /* bytes of publications sent, not yet answered */
+    ev_timer watchdog;  /* pings Redis; a missed answer means it is down */
+    ev_tstamp ping_sent; /* when the unanswered PING went out, or 0 */
+    /* SUBSCRIBE commands sent and confirmed since the subscriber connected: a login on this
+     * node is acknowledged only once its subscription is confirmed (uc_broker_subscribing). */
+    uint64_t sub_sent, sub_confirmed;
+    ev_tstamp sub_waiting_since; /* when confirmations fell behind, or 0 */
+    int gap_open;                /* subscriptions were lost and are not all restored yet */
+    ev_tstamp last_refusal_log;
     char host[300];
     int port;
     char *user, *password; /* AUTH [user] password when set */
@@ -94,15 +105,35 @@ static int channel_name(char *out, size_t cap, enum uc_broker_kind kind, const c
 
 /* ---- receiving ---- */
 
+/* A SUBSCRIBE was confirmed: logins waiting for it may be acknowledged, and once every
+ * subscription of a reconnect is back, the application hears of the gap. */
+static void subscription_confirmed(struct uc_broker *b)
+{
+    b->sub_confirmed++;
+    b->sub_waiting_since = b->sub_confirmed < b->sub_sent ? ev_now(b->srv->loop) : 0;
+    uc_conn_release_held(b->srv, b->sub_confirmed);
+    if (b->gap_open && b->sub_confirmed == b->sub_sent) {
+        b->gap_open = 0;
+        uc_info("cluster: subscriptions restored");
+        if (b->srv->handlers.on_cluster_gap)
+            b->srv->handlers.on_cluster_gap(b->srv->handlers.user_data);
+    }
+}
+
 static void on_publication(redisAsyncContext *ac, void *r, void *privdata)
 {
     (void)ac;
     struct uc_broker *b = privdata;
     redisReply *reply = r;
     if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
-        reply->element[0]->type != REDIS_REPLY_STRING ||
-        strcmp(reply->element[0]->str, "message") != 0)
-        return; /* subscribe confirmations */
+        reply->element[0]->type != REDIS_REPLY_STRING)
+        return;
+    if (strcmp(reply->element[0]->str, "subscribe") == 0) {
+        subscription_confirmed(b);
+        return;
+    }
+    if (strcmp(reply->element[0]->str, "message") != 0)
+        return; /* unsubscribe confirmations */
     const redisReply *chan = reply->element[1], *msg = reply->element[2];
     if (msg->len < NODE_ID_LEN + 1 || chan->len < 9)
         return;
@@ -120,7 +151,15 @@ static void on_publication(redisAsyncContext *ac, void *r, void *privdata)
 
 static void subscribe_raw(struct uc_broker *b, const char *chan, size_t len)
 {
-    redisAsyncCommand(b->sub, on_publication, b, "SUBSCRIBE %b", chan, len);
+    if (redisAsyncCommand(b->sub, on_publication, b, "SUBSCRIBE %b", chan, len) != REDIS_OK)
+        return;
+    if (b->sub_sent++ == b->sub_confirmed)
+        b->sub_waiting_since = ev_now(b->srv->loop);
+}
+
+uint64_t uc_broker_subscribing(const struct uc_broker *b)
+{
+    return b->sub_up && b->sub_sent > b->sub_confirmed ? b->sub_sent : 0;
 }
 
 static void subscribe(struct uc_broker *b, enum uc_broker_kind kind, const char *key,
@@ -276,6 +315,33 @@ int uc_broker_online(struct uc_broker *b, const char *uid, size_t uid_len,
 
 /* ---- publishing ---- */
 
+/* Logs a refusal or a backlog at most once per BACKOFF_MAX: loud enough to be seen, never a
+ * line per message. */
+static void log_refusal(struct uc_broker *b, const char *what, const char *why)
+{
+    ev_tstamp now = ev_now(b->srv->loop);
+    if (b->last_refusal_log && now - b->last_refusal_log < BACKOFF_MAX)
+        return;
+    b->last_refusal_log = now;
+    uc_error("cluster: %s: %s (counted in cluster_dropped)", what, why);
+}
+
+/* A publication counts as published only once Redis took it: an error (NOAUTH, OOM) or no
+ * answer at all (the connection went down with it in flight) counts it as dropped. */
+static void on_published(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct uc_broker *b = ac->data;
+    redisReply *reply = r;
+    b->pending -= (size_t)(uintptr_t)privdata;
+    if (reply && reply->type == REDIS_REPLY_INTEGER) {
+        b->srv->stats.cluster_published++;
+        return;
+    }
+    b->srv->stats.cluster_dropped++;
+    if (reply && reply->type == REDIS_REPLY_ERROR)
+        log_refusal(b, "redis refused a publication", reply->str);
+}
+
 void uc_broker_publish(struct uc_broker *b, enum uc_broker_kind kind, const char *key,
                        size_t key_len, const void *data, size_t len, int binary)
 {
@@ -283,8 +349,15 @@ void uc_broker_publish(struct uc_broker *b, enum uc_broker_kind kind, const char
     int n = channel_name(chan, sizeof chan, kind, key, key_len);
     if (n < 0)
         return;
-    if (!b->pub_up) {
+    /* What waits for Redis (hiredis's output buffer and the replies owed) is bounded: a frozen
+     * or slow Redis costs dropped publications, never this node's memory, and draining a
+     * bounded buffer stays cheap (hiredis 0.14 moves what is left after every write). */
+    size_t cost = NODE_ID_LEN + 1 + len + (size_t)n + 32;
+    if (!b->pub_up || b->pending + cost > b->max_pending) {
         b->srv->stats.cluster_dropped++;
+        if (b->pub_up)
+            log_refusal(b, "publications waiting for redis passed --redis-max-pending",
+                        "dropping until it catches up");
         return;
     }
     char *msg = malloc(NODE_ID_LEN + 1 + len);
@@ -296,10 +369,12 @@ void uc_broker_publish(struct uc_broker *b, enum uc_broker_kind kind, const char
     msg[NODE_ID_LEN] = binary ? 'b' : 't';
     if (len)
         memcpy(msg + NODE_ID_LEN + 1, data, len);
-    redisAsyncCommand(b->pub, NULL, NULL, "PUBLISH %b %b", chan, (size_t)n, msg,
-                      NODE_ID_LEN + 1 + len);
+    if (redisAsyncCommand(b->pub, on_published, (void *)(uintptr_t)cost, "PUBLISH %b %b", chan,
+                          (size_t)n, msg, NODE_ID_LEN + 1 + len) == REDIS_OK)
+        b->pending += cost;
+    else
+        b->srv->stats.cluster_dropped++;
     free(msg);
-    b->srv->stats.cluster_published++;
 }
 
 /* ---- connections ---- */
@@ -319,6 +394,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
     }
     if (is_sub) {
         b->sub_up = 1;
+        b->sub_sent = b->sub_confirmed = 0;
         subscribe_everything(b);
     } else {
         b->pub_up = 1;
@@ -331,11 +407,24 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     (void)status;
     struct uc_broker *b = ac->data;
     if (ac == b->sub) {
+        /* Whatever other nodes publish from now until the subscriptions are back is lost to
+         * this node: count the window, and tell the application once it is over. */
+        if (b->sub_up && !b->closing) {
+            b->srv->stats.cluster_gaps++;
+            b->gap_open = 1;
+            uc_warn("cluster: subscriptions lost; messages from other nodes may be missed "
+                    "until they are restored");
+        }
         b->sub = NULL;
         b->sub_up = b->sub_ready = 0;
+        b->sub_sent = b->sub_confirmed = 0;
+        b->sub_waiting_since = 0;
+        if (!b->closing)
+            uc_conn_release_held(b->srv, UINT64_MAX); /* nothing to wait for any more */
     } else {
         b->pub = NULL;
         b->pub_up = b->pub_ready = 0;
+        b->ping_sent = 0;
     }
     if (b->closing)
         return;
@@ -360,11 +449,16 @@ static void on_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
 /* Answers once AUTH and SELECT went through: only then is the back-off reset. */
 static void on_ready(redisAsyncContext *ac, void *r, void *privdata)
 {
-    (void)ac;
     struct uc_broker *b = privdata;
     redisReply *reply = r;
-    if (!reply || reply->type == REDIS_REPLY_ERROR)
+    if (!reply || (ac->c.flags & REDIS_DISCONNECTING))
         return;
+    if (reply->type == REDIS_REPLY_ERROR) {
+        /* NOAUTH: Redis wants a password the URL does not give. Say so, once per retry. */
+        uc_error("cluster: redis %s:%d refused this node: %s", b->host, b->port, reply->str);
+        redisAsyncDisconnect(ac);
+        return;
+    }
     if (ac == b->pub)
         b->pub_ready = 1;
     else
@@ -373,6 +467,57 @@ static void on_ready(redisAsyncContext *ac, void *r, void *privdata)
         b->backoff = BACKOFF_MIN;
         uc_info("cluster: connected to redis %s:%d as node %s", b->host, b->port, b->node_id);
     }
+}
+
+/* ---- a Redis that stops answering ---- */
+
+static void on_pong(redisAsyncContext *ac, void *r, void *privdata)
+{
+    (void)privdata;
+    struct uc_broker *b = ac->data;
+    if (r)
+        b->ping_sent = 0;
+}
+
+/* Frees one connection as if Redis had closed it: its waiting callbacks run with no reply
+ * (publications count as dropped, presence questions get this node's count), and the
+ * disconnect handler schedules the reconnect. */
+static void drop(struct uc_broker *b, redisAsyncContext **slot)
+{
+    redisAsyncContext *ac = *slot;
+    if (!ac)
+        return;
+    redisAsyncFree(ac); /* calls on_disconnect if it had connected */
+    if (*slot == ac) {  /* it never had: clear it the same way */
+        *slot = NULL;
+        schedule_retry(b);
+    }
+}
+
+/* A paused, frozen or unreachable Redis closes nothing: without this, presence questions and
+ * logins would wait on it for as long as it stalls. Every tick pings it; an answer later than
+ * --redis-timeout (or a subscription not confirmed in that time) means it is down. */
+static void watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    struct uc_broker *b = container_of(w, struct uc_broker, watchdog);
+    ev_tstamp now = ev_now(loop);
+    const char *why = NULL;
+    if (b->pub_up && b->ping_sent && now - b->ping_sent > b->timeout)
+        why = "did not answer a PING";
+    else if (b->sub_up && b->sub_waiting_since && now - b->sub_waiting_since > b->timeout)
+        why = "did not confirm a subscription";
+    if (why) {
+        uc_warn("cluster: redis %s:%d %s within %g s; treating it as down (local delivery goes "
+                "on)",
+                b->host, b->port, why, b->timeout);
+        drop(b, &b->pub);
+        drop(b, &b->sub);
+        return;
+    }
+    if (b->pub_up && !b->ping_sent &&
+        redisAsyncCommand(b->pub, on_pong, NULL, "PING") == REDIS_OK)
+        b->ping_sent = now;
 }
 
 static redisAsyncContext *open_one(struct uc_broker *b, int is_pub)
@@ -482,6 +627,10 @@ struct uc_broker *uc_broker_new(struct uc_server *srv, const char *url, char *er
     snprintf(b->node_id, sizeof b->node_id, "%016llx", (unsigned long long)id);
     snprintf(b->presence_key, sizeof b->presence_key, "uidcast:n:%s", b->node_id);
     ev_init(&b->retry, retry_cb);
+    b->timeout = srv->opt.redis_timeout > 0 ? srv->opt.redis_timeout : 1;
+    b->max_pending = srv->opt.redis_max_pending ? srv->opt.redis_max_pending : 4 << 20;
+    ev_timer_init(&b->watchdog, watchdog_cb, b->timeout / 4, b->timeout / 4);
+    ev_timer_start(srv->loop, &b->watchdog);
     b->ttl = srv->opt.presence_ttl >= 1 ? (int)srv->opt.presence_ttl : 1;
     ev_timer_init(&b->heartbeat, heartbeat_cb, b->ttl / 3., b->ttl / 3.);
     ev_timer_start(srv->loop, &b->heartbeat);
@@ -495,6 +644,7 @@ void uc_broker_free(struct uc_broker *b)
         return;
     ev_timer_stop(b->srv->loop, &b->retry);
     ev_timer_stop(b->srv->loop, &b->heartbeat);
+    ev_timer_stop(b->srv->loop, &b->watchdog);
     if (b->pub_up) {
         /* Leave the cluster's presence at once rather than after the TTL. The loop will not
          * run again, so write what is queued now (non-blocking; best effort). */

@@ -6,6 +6,7 @@
 #define UC_BROKER_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct uc_server;
 struct uc_broker;
@@ -35,7 +36,9 @@ void uc_broker_key_count(struct uc_broker *b, enum uc_broker_kind kind, const ch
 int uc_broker_online(struct uc_broker *b, const char *uid, size_t uid_len,
                      void (*done)(void *arg, long long count), void *arg);
 
-/* A graceful stop begins: withdraw this node's presence while the loop still runs. */
-void uc_broker_stop(struct uc_broker *b);
+/* Nonzero while SUBSCRIBE commands await Redis's confirmation: the number the last one sent
+ * has; uc_conn_release_held(srv, n) is called as confirmations arrive (n = UINT64_MAX when the
+ * subscriber connection is gone and there is nothing to wait for). */
+uint64_t uc_broker_subscribing(const struct uc_broker *b);
 
 #endif

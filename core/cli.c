@@ -21,6 +21,11 @@ static const char usage[] =
     "                               URL is redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]\n"
     "      --presence-ttl S         cluster mode: a node that stops heart-beating is offline\n"
     "                               for the others after S seconds (default 15)\n"
+    "      --redis-timeout S        cluster mode: a Redis that does not answer within S\n"
+    "                               seconds is treated as down (default 1)\n"
+    "      --redis-max-pending BYTES\n"
+    "                               cluster mode: publications waiting for Redis beyond this\n"
+    "                               are dropped and counted (default 4m)\n"
     "      --workers N              N processes share the listeners (SO_REUSEPORT); a\n"
     "                               supervisor restarts any that dies; N > 1 needs --redis\n"
     "      --push HOST:PORT|off     HTTP push API (default 127.0.0.1:1235)\n"
@@ -77,6 +82,8 @@ enum {
     OPT_MAX_GROUPS,
     OPT_MESSAGE_TIMEOUT,
     OPT_PRESENCE_TTL,
+    OPT_REDIS_TIMEOUT,
+    OPT_REDIS_MAX_PENDING,
     OPT_ALLOW_ORIGIN,
     OPT_CLOSE_TIMEOUT,
     OPT_DRAIN_TIMEOUT,
@@ -105,6 +112,8 @@ static const struct option long_options[] = {
     {"max-groups-per-connection", required_argument, NULL, OPT_MAX_GROUPS},
     {"message-timeout", required_argument, NULL, OPT_MESSAGE_TIMEOUT},
     {"presence-ttl", required_argument, NULL, OPT_PRESENCE_TTL},
+    {"redis-timeout", required_argument, NULL, OPT_REDIS_TIMEOUT},
+    {"redis-max-pending", required_argument, NULL, OPT_REDIS_MAX_PENDING},
     {"allow-origin", required_argument, NULL, OPT_ALLOW_ORIGIN},
     {"close-timeout", required_argument, NULL, OPT_CLOSE_TIMEOUT},
     {"drain-timeout", required_argument, NULL, OPT_DRAIN_TIMEOUT},
@@ -176,6 +185,8 @@ enum uc_cli_result uc_cli_parse(int argc, char **argv, struct uc_cli *cli, char 
     cli->opt.max_groups_per_connection = 1024;
     cli->opt.message_timeout = 30;
     cli->opt.presence_ttl = 15;
+    cli->opt.redis_timeout = 1;
+    cli->opt.redis_max_pending = 4 * 1024 * 1024;
     cli->opt.close_timeout = 2;
     cli->opt.drain_timeout = 2;
     cli->log_level = UC_LOG_INFO;
@@ -262,6 +273,15 @@ enum uc_cli_result uc_cli_parse(int argc, char **argv, struct uc_cli *cli, char 
         case OPT_PRESENCE_TTL:
             if (parse_seconds(optarg, &cli->opt.presence_ttl) != 0 || cli->opt.presence_ttl < 1)
                 bad = "--presence-ttl takes a number of seconds, at least 1";
+            break;
+        case OPT_REDIS_TIMEOUT:
+            if (parse_seconds(optarg, &cli->opt.redis_timeout) != 0 ||
+                cli->opt.redis_timeout < 0.05)
+                bad = "--redis-timeout takes a number of seconds, at least 0.05";
+            break;
+        case OPT_REDIS_MAX_PENDING:
+            if (parse_bytes(optarg, 64 * 1024, &cli->opt.redis_max_pending) != 0)
+                bad = "--redis-max-pending takes a byte count of at least 64k";
             break;
         case OPT_MAX_FRAGMENTS:
             if (parse_count(optarg, &cli->opt.max_fragments) != 0 || cli->opt.max_fragments == 0)

@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include <utlist.h>
 
+#include "broker.h"
 #include "core.h"
 #include "log.h"
 
@@ -524,7 +525,7 @@ static void finish_output(struct uc_conn *c)
 
 static void flush(struct uc_conn *c)
 {
-    if (c->state == CONN_DEAD)
+    if (c->state == CONN_DEAD || (c->flags & CONN_HELD))
         return;
     struct uc_server *srv = c->srv;
     size_t before = uc_outq_bytes(&c->outq);
@@ -569,8 +570,58 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     uc_conn_abort(c, 1006, "timed out");
 }
 
+static void unhold(struct uc_conn *c)
+{
+    struct uc_server *srv = c->srv;
+    c->flags &= (uint16_t)~CONN_HELD;
+    for (size_t i = 0; i < srv->nheld; i++) {
+        if (srv->held[i].conn == c) {
+            srv->held[i] = srv->held[--srv->nheld];
+            return;
+        }
+    }
+}
+
+/* Holds c's output until the cluster confirms SUBSCRIBE number seq (see uc_conn_bind). */
+static void hold(struct uc_conn *c, uint64_t seq)
+{
+    struct uc_server *srv = c->srv;
+    if (c->flags & CONN_HELD) {
+        for (size_t i = 0; i < srv->nheld; i++)
+            if (srv->held[i].conn == c)
+                srv->held[i].seq = seq;
+        return;
+    }
+    if (srv->nheld == srv->held_cap) {
+        size_t cap = srv->held_cap ? srv->held_cap * 2 : 16;
+        struct uc_held *grown = realloc(srv->held, cap * sizeof *grown);
+        if (!grown)
+            return; /* no memory to hold it: it writes at once, as before this existed */
+        srv->held = grown;
+        srv->held_cap = cap;
+    }
+    srv->held[srv->nheld++] = (struct uc_held){.conn = c, .seq = seq};
+    c->flags |= CONN_HELD;
+}
+
+void uc_conn_release_held(struct uc_server *srv, uint64_t seq)
+{
+    for (size_t i = 0; i < srv->nheld;) {
+        struct uc_conn *c = srv->held[i].conn;
+        if (srv->held[i].seq > seq) {
+            i++;
+            continue;
+        }
+        srv->held[i] = srv->held[--srv->nheld];
+        c->flags &= (uint16_t)~CONN_HELD;
+        uc_conn_mark_dirty(c);
+    }
+}
+
 static void destroy(struct uc_conn *c)
 {
+    if (c->flags & CONN_HELD)
+        unhold(c);
     DL_DELETE(c->srv->conns, c);
     idle_unlink(c);
     uc_ws_free(c);
@@ -673,7 +724,15 @@ int uc_conn_bind(struct uc_conn *c, const char *uid, size_t uid_len)
         return UC_ERR_CLOSED;
     if (!c->uid_link.entry)
         c->bcast_seen = uc_bcast_seq(c->srv); /* sent while it was unbound: not its own */
-    return uc_umap_bind(&c->srv->umap, &c->uid_link, uid, uid_len);
+    int r = uc_umap_bind(&c->srv->umap, &c->uid_link, uid, uid_len);
+    /* In cluster mode the bind may have just asked Redis to subscribe the uid's channel. Until
+     * Redis confirms, another node's message to this uid would not arrive: what the client is
+     * told from now on (its "login success") waits, so that it cannot act on a login before
+     * the login works cluster-wide. Usually a millisecond; at most --redis-timeout. */
+    uint64_t seq;
+    if (r == 0 && c->srv->broker && (seq = uc_broker_subscribing(c->srv->broker)))
+        hold(c, seq);
+    return r;
 }
 
 void uc_conn_unbind(struct uc_conn *c)

@@ -42,6 +42,7 @@ enum conn_flag {
     CONN_FRAME_CTRL = 1 << 9,  /* the frame being read is a control frame */
     CONN_FRAME_WHOLE = 1 << 10, /* ... is a whole message (first and final fragment) */
     CONN_CATCHING_UP = 1 << 11, /* queueing the broadcasts it is owed (see uc_conn_catch_up) */
+    CONN_HELD = 1 << 12, /* output waits until the cluster confirms its uid's subscription */
 };
 
 /* A message being assembled from several frames or chunks (see ws.c). */
@@ -153,6 +154,14 @@ struct uc_server {
     size_t bcast_n, bcast_cap;
     uint64_t bcast_base; /* broadcasts logged before this iteration's */
     struct uc_online_query *online_queries; /* presence questions not answered yet */
+    /* Connections whose output waits for a subscription (cluster mode: a login is not
+     * acknowledged before this node can receive its uid's messages), with the number of the
+     * SUBSCRIBE each waits for. Short: only logins of the last few milliseconds. */
+    struct uc_held {
+        struct uc_conn *conn;
+        uint64_t seq;
+    } *held;
+    size_t nheld, held_cap;
     ev_timer online_due;      /* never started: fed to answer local presence questions */
     int tearing_down;
     struct uc_stats stats;
@@ -197,6 +206,8 @@ void uc_conn_check_liveness(struct uc_server *srv);
 int uc_conn_queue(struct uc_conn *c, struct uc_buf *buf);
 /* Queues the logged broadcasts a bound connection has not had yet. */
 void uc_conn_catch_up(struct uc_conn *c);
+/* The cluster confirmed every SUBSCRIBE up to number seq: connections held for those write. */
+void uc_conn_release_held(struct uc_server *srv, uint64_t seq);
 /* Called from the prepare watcher: flush dirty connections, notify and free retired ones. */
 void uc_conn_run_deferred(struct uc_server *srv);
 void uc_conn_destroy_all(struct uc_server *srv);

@@ -23,10 +23,10 @@ struct uc_online_query {
     char uid[];
 };
 
-static void answer(struct uc_online_query *q, long long count)
+static void answer(struct uc_online_query *q, long long count, int partial)
 {
     DL_DELETE(q->srv->online_queries, q);
-    q->done(q->arg, count);
+    q->done(q->arg, count, partial);
     free(q);
 }
 
@@ -34,9 +34,10 @@ static void on_redis_answer(void *arg, long long count)
 {
     struct uc_online_query *q = arg;
     struct uc_server *srv = q->srv;
-    if (count < 0 && !srv->tearing_down)
-        count = (long long)uc_uid_count(srv, q->uid, q->uid_len); /* Redis is down: ours */
-    answer(q, count);
+    if (count >= 0 || srv->tearing_down)
+        answer(q, count, 0);
+    else /* Redis is down or did not answer in time: ours, said to be partial */
+        answer(q, (long long)uc_uid_count(srv, q->uid, q->uid_len), 1);
 }
 
 int uc_online_query(struct uc_server *srv, const char *uid, size_t uid_len, uc_online_fn *done,
@@ -62,7 +63,7 @@ void uc_presence_answer_local(struct uc_server *srv)
     for (; q; q = next) {
         next = q->next;
         if (!q->asked_redis)
-            answer(q, (long long)uc_uid_count(srv, q->uid, q->uid_len));
+            answer(q, (long long)uc_uid_count(srv, q->uid, q->uid_len), srv->broker != NULL);
     }
 }
 
@@ -72,7 +73,7 @@ void uc_presence_cancel_local(struct uc_server *srv)
     for (; q; q = next) {
         next = q->next;
         if (!q->asked_redis)
-            answer(q, -1);
+            answer(q, -1, 0);
     }
     /* The rest are answered (with -1) by the broker's teardown. */
 }

@@ -220,7 +220,7 @@ static void handle_send(struct push_conn *pc, struct http_parser_url *u, int bro
 static void feed(struct push_conn *pc, const char *data, size_t len);
 static void flush(struct push_conn *pc);
 
-static void online_answered(void *arg, long long count)
+static void online_answered(void *arg, long long count, int partial)
 {
     struct online_wait *w = arg;
     struct push_conn *pc = w->pc;
@@ -233,8 +233,8 @@ static void online_answered(void *arg, long long count)
     char json[64 + 6 * UC_UID_MAX];
     size_t o = (size_t)snprintf(json, sizeof json, "{\"uid\":\"");
     o += json_escape(json + o, w->uid, w->uid_len);
-    o += (size_t)snprintf(json + o, sizeof json - o, "\",\"online\":%s,\"connections\":%lld}",
-                          count ? "true" : "false", count);
+    o += (size_t)snprintf(json + o, sizeof json - o, "\",\"online\":%s,\"connections\":%lld%s}",
+                          count ? "true" : "false", count, partial ? ",\"partial\":true" : "");
     pc->waiting = NULL;
     free(w);
     respond(pc, 200, NULL, "application/json", json, o);
@@ -278,9 +278,9 @@ static void handle_stats(struct push_conn *pc)
         o += (size_t)snprintf(json + o, sizeof json - o, "\"%s\":%llu,", uc_stat_fields[i].name,
                               uc_stat_value(&s, &uc_stat_fields[i]));
     o += (size_t)snprintf(json + o, sizeof json - o,
-                          "\"uptime\":%.3f,\"workers\":%u,\"process\":{\"cpu_seconds\":%.2f,"
-                          "\"resident_memory_bytes\":%llu,\"open_fds\":%llu,\"max_fds\":%llu,"
-                          "\"start_time_seconds\":%.2f}}",
+                          "\"uptime\":%.3f,\"workers\":%u,\"process_cpu_seconds_total\":%.2f,"
+                          "\"process_resident_memory_bytes\":%llu,\"process_open_fds\":%llu,"
+                          "\"process_max_fds\":%llu,\"process_start_time_seconds\":%.2f}",
                           s.uptime, workers, p.cpu_seconds, (unsigned long long)p.resident_bytes,
                           (unsigned long long)p.open_fds, (unsigned long long)p.max_fds,
                           p.start_time);

@@ -292,6 +292,7 @@ void uc_server_free(struct uc_server *srv)
     uc_presence_cancel_local(srv);
     uc_server_clear_broadcasts(srv);
     free(srv->bcast_log);
+    free(srv->held);
     srv->umap.on_count = srv->groups.on_count = NULL; /* nothing to tell Redis while tearing down */
     uc_broker_free(srv->broker);
     uc_umap_destroy(&srv->umap);

@@ -37,6 +37,8 @@ struct uc_options {
     unsigned n_allow_origins;
     const char *redis;        /* redis://HOST:PORT for cluster mode, or NULL */
     double presence_ttl;      /* seconds a silent node's presence outlives it in Redis */
+    double redis_timeout;     /* seconds Redis may take to answer before it counts as down */
+    size_t redis_max_pending; /* bytes of publications waiting for Redis before dropping */
     unsigned workers;         /* processes sharing the listeners (SO_REUSEPORT); 1 = just this */
     struct uc_scoreboard *scoreboard; /* under --workers: every worker's counters, or NULL */
     unsigned worker;                  /* this worker's slot in it */
@@ -79,6 +81,9 @@ struct uc_handlers {
     void (*on_reload)(struct uc_server *srv, void *user_data);
     /* Bytes the policy holds (its Lua state), for the counters. */
     size_t (*memory_used)(void *user_data);
+    /* Cluster mode: the subscriptions were lost and are now restored; publications of other
+     * nodes made in between may never have arrived (counted in cluster_gaps). */
+    void (*on_cluster_gap)(void *user_data);
 };
 
 struct uc_stats {
@@ -97,7 +102,8 @@ struct uc_stats {
     uint64_t push_requests;
     uint64_t cluster_published; /* deliveries published for the other nodes */
     uint64_t cluster_received;  /* publications of other nodes delivered here */
-    uint64_t cluster_dropped;   /* publications lost while Redis was unreachable */
+    uint64_t cluster_dropped;   /* publications Redis did not take (down, refused, backlog) */
+    uint64_t cluster_gaps;      /* times the subscriptions were lost: messages may be missed */
     uint64_t policy_memory;     /* bytes the policy's Lua state holds */
     double uptime; /* seconds */
 };
@@ -160,11 +166,12 @@ size_t uc_group_count(const struct uc_server *srv, const char *group, size_t gro
 /* Number of open connections bound to uid. */
 size_t uc_uid_count(const struct uc_server *srv, const char *uid, size_t uid_len);
 
-/* How many connections uid has: on every node in cluster mode (asked of Redis; this node's
- * count when Redis cannot answer), else on this one. done(arg, count) runs once, from the
- * loop, never inside this call; count < 0 means no answer (the server is being freed).
- * Returns 0, or UC_ERR_NOMEM without calling done. */
-typedef void uc_online_fn(void *arg, long long count);
+/* How many connections uid has: on every node in cluster mode (asked of Redis, bounded by
+ * --redis-timeout; this node's count, with partial set, when Redis cannot answer), else on
+ * this one. done(arg, count, partial) runs once, from the loop, never inside this call;
+ * count < 0 means no answer (the server is being freed). Returns 0, or UC_ERR_NOMEM without
+ * calling done. */
+typedef void uc_online_fn(void *arg, long long count, int partial);
 int uc_online_query(struct uc_server *srv, const char *uid, size_t uid_len, uc_online_fn *done,
                     void *arg);
 

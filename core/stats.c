@@ -22,7 +22,8 @@ const struct uc_stat_field uc_stat_fields[] = {
     F(push_requests, 1, "Requests to the HTTP push API."),
     F(cluster_published, 1, "Deliveries published to the other nodes through Redis."),
     F(cluster_received, 1, "Publications of other nodes delivered here."),
-    F(cluster_dropped, 1, "Publications lost while Redis was unreachable."),
+    F(cluster_dropped, 1, "Publications Redis did not take: unreachable, refused or backlogged."),
+    F(cluster_gaps, 1, "Times the cluster subscriptions were lost (messages may be missed)."),
     F_AS("lua_memory", policy_memory, 0, "Bytes the Lua state holds."),
 };
 

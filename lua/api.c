@@ -139,7 +139,7 @@ void ucl_online_orphan(struct ucl_state *st)
     st->online = NULL;
 }
 
-static void online_answered(void *arg, long long count)
+static void online_answered(void *arg, long long count, int partial)
 {
     struct ucl_online *o = arg;
     struct ucl_state *st = o->st;
@@ -152,7 +152,8 @@ static void online_answered(void *arg, long long count)
         if (count >= 0) {
             lua_pushboolean(L, count > 0);
             lua_pushinteger(L, (lua_Integer)count);
-            ucl_call(st, 2, 0, "an is_online callback");
+            lua_pushboolean(L, partial);
+            ucl_call(st, 3, 0, "an is_online callback");
         } else {
             lua_pop(L, 1); /* the server is stopping: nobody to answer */
         }

@@ -10,7 +10,7 @@
 
 /* The handlers a script may return, cached as registry references at load time. */
 enum ucl_hook { UCL_ON_OPEN, UCL_ON_MESSAGE, UCL_ON_CLOSE, UCL_ON_START, UCL_ON_RELOAD,
-                UCL_ON_STOP, UCL_HOOK_COUNT };
+                UCL_ON_STOP, UCL_ON_CLUSTER_GAP, UCL_HOOK_COUNT };
 
 /* One Lua state. A reload builds a new one and frees the old; connections, uids and groups
  * live in the core and survive, conn handles and conn.data do not. */

@@ -191,6 +191,12 @@ static void on_stop(void *user_data)
     run_plain_hook(p->st, UCL_ON_STOP);
 }
 
+static void on_cluster_gap(void *user_data)
+{
+    struct ucl_policy *p = user_data;
+    run_plain_hook(p->st, UCL_ON_CLUSTER_GAP);
+}
+
 static size_t memory_used(void *user_data)
 {
     struct ucl_policy *p = user_data;
@@ -213,5 +219,6 @@ void ucl_policy_handlers(struct ucl_policy *p, struct uc_handlers *out)
         .on_stop = on_stop,
         .on_reload = on_reload,
         .memory_used = memory_used,
+        .on_cluster_gap = on_cluster_gap,
     };
 }

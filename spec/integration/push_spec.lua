@@ -148,9 +148,17 @@ describe("push API", function()
     assert.matches("# HELP uidcast_connections [^\n]+\n# TYPE uidcast_connections gauge\nuidcast_connections %d+\n", body)
     assert.matches("# TYPE uidcast_messages_in_total counter\nuidcast_messages_in_total %d+\n", body)
     for line in body:gmatch("[^\n]+") do
-      assert.truthy(line:match("^# HELP uidcast_[a-z_]+ .+$") or line:match("^# TYPE uidcast_[a-z_]+ [a-z]+$")
-                    or line:match("^uidcast_[a-z_]+ [%d.]+$"), line)
+      assert.truthy(line:match("^# HELP [a-z_]+ .+$") or line:match("^# TYPE [a-z_]+ [a-z]+$")
+                    or line:match("^[a-z_]+ [%d.]+$"), line)
+      assert.truthy(line:match("^[# A-Z]*uidcast_") or line:match("^[# A-Z]*process_"), line)
     end
+    -- the standard process metrics exporters give, so dashboards work unchanged
+    for _, name in ipairs { "process_cpu_seconds_total", "process_resident_memory_bytes",
+                            "process_open_fds", "process_max_fds", "process_start_time_seconds" } do
+      assert.matches("\n" .. name .. " [%d.]+\n", body)
+    end
+    assert.is_true(tonumber(body:match("\nprocess_resident_memory_bytes (%d+)")) > 1000000)
+    assert.matches('"lua_memory":%d+', (select(3, push("GET", "/stats"))))
     local n = tonumber(body:match("\nuidcast_connections (%d+)"))
     assert.is_true(n >= 1)
     c:close()
