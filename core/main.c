@@ -69,7 +69,17 @@ int main(int argc, char **argv)
         ucl_policy_free(policy);
         return 0;
     }
-    if (cli.opt.workers > 1)
+    if (cli.opt.workers > 1) {
+        /* A script that cannot load would only make every worker die at start, over and over:
+         * refuse it here, once, as a single process would. */
+        struct ucl_limits limits = limits_of(&cli);
+        struct ucl_policy *policy = ucl_policy_new(cli.script, &limits, err, sizeof err);
+        if (!policy) {
+            uc_error("cannot load script: %s", err);
+            return 1;
+        }
+        ucl_policy_free(policy);
         return uc_supervise(&cli, serve);
+    }
     return serve(&cli);
 }

@@ -254,6 +254,13 @@ struct uc_server *uc_server_new(const struct uc_options *opts, const struct uc_h
     ev_signal_start(srv->loop, &srv->sigterm);
     ev_signal_start(srv->loop, &srv->sigint);
     ev_signal_start(srv->loop, &srv->sighup);
+    /* A --workers supervisor forks with these blocked (see supervisor.c): handled from now on. */
+    sigset_t handled;
+    sigemptyset(&handled);
+    sigaddset(&handled, SIGHUP);
+    sigaddset(&handled, SIGTERM);
+    sigaddset(&handled, SIGINT);
+    sigprocmask(SIG_UNBLOCK, &handled, NULL);
     /* Signal watchers must not keep the loop alive on their own once we are draining. */
     ev_unref(srv->loop);
     ev_unref(srv->loop);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -31,14 +32,37 @@ static struct {
     unsigned alive;
 } sv;
 
+/* The signals a worker handles: blocked from before the fork until the worker's server has
+ * its handlers (uc_server_new unblocks them), so a SIGHUP forwarded to a worker still
+ * starting is kept for it instead of killing it. */
+static void block_worker_signals(int how)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigprocmask(how, &set, NULL);
+}
+
 static void spawn(struct ev_loop *loop, unsigned i)
 {
+    pid_t parent = getpid();
+    block_worker_signals(SIG_BLOCK);
     pid_t pid = fork();
+    if (pid != 0)
+        block_worker_signals(SIG_UNBLOCK);
     if (pid < 0) {
         uc_error("cannot fork worker %u: %s", i, strerror(errno));
         return;
     }
     if (pid == 0) {
+        /* A worker must not outlive its supervisor: orphans would keep the port (shared with
+         * SO_REUSEPORT) and serve an old script next to a restarted uidcast. SIGTERM, so it
+         * drains its connections; the check catches a supervisor that died before the prctl. */
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() != parent)
+            _exit(0);
         /* The worker builds its own loop: drop every supervisor watcher first, or libev's
          * process-wide signal table would still run them in the worker. */
         ev_signal_stop(loop, &sv.sigterm);
@@ -84,16 +108,27 @@ static void child_cb(struct ev_loop *loop, ev_child *w, int revents)
         return;
     }
     /* A worker that dies soon after starting keeps dying: wait longer each time (up to 10 s)
-     * instead of spinning; one that ran for a while is replaced at once. */
+     * instead of spinning; one that ran for a while is replaced at once. But never leave the
+     * port without a worker for long: when none is alive or about to start, this one comes
+     * back within 0.1 s whatever its back-off. */
     double ran = ev_now(loop) - sv.started[i];
     sv.backoff[i] = ran > 10 ? 0 : sv.backoff[i] ? sv.backoff[i] * 2 : 0.1;
     if (sv.backoff[i] > 10)
         sv.backoff[i] = 10;
+    double delay = sv.backoff[i];
+    if (!sv.alive && delay > 0.1) {
+        int starting_soon = 0;
+        for (unsigned k = 0; k < sv.cli->opt.workers; k++)
+            if (k != i && ev_is_active(&sv.restart[k]) &&
+                ev_timer_remaining(loop, &sv.restart[k]) <= 0.1)
+                starting_soon = 1;
+        if (!starting_soon)
+            delay = 0.1;
+    }
     uc_warn("worker %u (pid %d) %s %d; restarting in %.1f s", i, (int)w->rpid,
             WIFSIGNALED(w->rstatus) ? "killed by signal" : "exited with",
-            WIFSIGNALED(w->rstatus) ? WTERMSIG(w->rstatus) : WEXITSTATUS(w->rstatus),
-            sv.backoff[i]);
-    ev_timer_set(&sv.restart[i], sv.backoff[i], 0.);
+            WIFSIGNALED(w->rstatus) ? WTERMSIG(w->rstatus) : WEXITSTATUS(w->rstatus), delay);
+    ev_timer_set(&sv.restart[i], delay, 0.);
     ev_timer_start(loop, &sv.restart[i]);
 }
 

@@ -22,7 +22,8 @@ describe("uidcast command line", function()
                            "--ping-interval", "--idle-timeout", "--max-fragments",
                            "--message-timeout", "--allow-origin", "--push", "--push-token", "--redis", "--workers",
                            "--push-timeout", "--presence-ttl", "--max-groups-per-connection",
-                           "--lua-timeout", "--lua-budget", "--lua-memory",
+                           "--lua-timeout", "--lua-budget", "--lua-memory", "--redis-timeout",
+                           "--redis-max-pending",
                            "--log-level", "--check", "--version", "SIGHUP", "SIGTERM" } do
       assert.truthy(out:find(opt, 1, true), opt .. " missing from --help")
     end
@@ -94,6 +95,8 @@ describe("uidcast command line", function()
     { "--max-fragments 0", "%-%-max%-fragments takes a whole number of at least 1" },
     { "--max-groups-per-connection 0", "%-%-max%-groups%-per%-connection takes a whole number of at least 1" },
     { "--lua-timeout 0", "%-%-lua%-timeout takes seconds, at least 0%.001" },
+    { "--redis-timeout 0.01", "%-%-redis%-timeout takes a number of seconds, at least 0%.05" },
+    { "--redis-max-pending 1k", "%-%-redis%-max%-pending takes a byte count of at least 64k" },
     { "--push somewhere", "expected HOST:PORT" },
     { "--redis localhost:6379", "%-%-redis takes a URL such as redis://" },
     { "--workers 0", "%-%-workers takes a number from 1 to 256" },
