@@ -200,7 +200,7 @@ describe("cluster under faults", function()
     wait_connected { a, b }
     local sender = ws.login(a.port, "race-sender")
     local lost = 0
-    for i = 1, 1000 do
+    for i = 1, 10000 do
       local uid = "race-" .. i
       local c = ws.login(b.port, uid) -- returns once "login success" arrived: no sleep
       sender:send(uid .. ":hello " .. i)
