@@ -13,7 +13,8 @@ LDLIBS   += $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4) \
 DEB_PACKAGES := gcc make pkg-config liblua5.4-dev lua5.4 libev-dev libwslay-dev \
                 libhttp-parser-dev libssl-dev uthash-dev lua-busted lua-socket \
                 python3 python3-websockets valgrind clang libclang-rt-14-dev \
-                libhiredis-dev redis-server openssl procps util-linux php-cli
+                libhiredis-dev redis-server openssl procps util-linux php-cli \
+                clang-format cppcheck lua-check
 
 CORE_SRC := core/procstat.c core/scoreboard.c core/buf.c core/outq.c core/http.c core/umap.c core/ws.c core/conn.c \
             core/net.c core/server.c core/log.c core/cli.c \
@@ -28,7 +29,7 @@ TEST_OBJ := $(filter-out $(BUILD)/obj/core/main.o,$(OBJ))
 
 BUSTED   := lua5.4 /usr/bin/busted
 
-.PHONY: all deps run test ctests spec-harness sanitize-build fuzz-build fuzz memcheck sanitize bench bench-deps profile clean
+.PHONY: all deps run test check format lint ctests spec-harness sanitize-build fuzz-build fuzz memcheck sanitize bench bench-deps profile clean
 
 all: $(BUILD)/uidcast
 
@@ -61,9 +62,26 @@ run: deps
 # Every suite, then one line "N passed, M failed" over all of them.
 test: deps
 	@$(MAKE) --no-print-directory all ctests spec-harness sanitize-build fuzz-build
-	@BUSTED="$(BUSTED)" CTESTS="$(CTESTS)" FUZZ_SECONDS=$(FUZZ_SECONDS) sh spec/run-all.sh
+	@BUSTED="$(BUSTED)" CTESTS="$(CTESTS)" FUZZ_SECONDS=$(FUZZ_SECONDS) FORMAT_SRC="$(FORMAT_SRC)" \
+	  sh spec/run-all.sh
 
 ctests: $(CTESTS)
+
+# The edit loop: C unit tests and the scripts' unit specs, in seconds.
+check: deps
+	@$(MAKE) --no-print-directory all ctests spec-harness
+	@BUSTED="$(BUSTED)" CTESTS="$(CTESTS)" sh spec/run-all.sh --only check
+
+# C sources clang-format checks and rewrites (lua/strmatch.c's upstream part is marked off).
+FORMAT_SRC := $(wildcard core/*.c core/*.h lua/*.c lua/*.h core/tests/*.c core/tests/*.h \
+                         fuzz/*.c fuzz/*.h bench/*.c spec/harness/*.c)
+format:
+	clang-format -i $(FORMAT_SRC)
+
+# clang-format, luacheck, cppcheck and the layering rule (tools/callgraph.sh); make test runs it.
+lint: deps
+	@$(MAKE) --no-print-directory all
+	@FORMAT_SRC="$(FORMAT_SRC)" sh spec/run-all.sh --only lint
 
 # ASan+UBSan build of the server (build/asan/uidcast), for `make sanitize` and `make test`.
 SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all

@@ -62,8 +62,15 @@ static struct {
     int procs; /* hold: connections spread over this many processes (20,000 files each here) */
     const char *label;
     const char *name; /* the workload's name in the output (default: the mode) */
-} opt = {.port = 1234, .push_port = 1235, .conns = -1, .push_conns = 8, .inflight = -1,
-         .payload = 64, .src_ips = 50, .duration = 5, .label = "uidcast"};
+} opt = {.port = 1234,
+         .push_port = 1235,
+         .conns = -1,
+         .push_conns = 8,
+         .inflight = -1,
+         .payload = 64,
+         .src_ips = 50,
+         .duration = 5,
+         .label = "uidcast"};
 
 static int ep;
 /* Senders whose window opened during one epoll batch are refilled once, after it: like a real
@@ -570,17 +577,25 @@ static int hold_in_processes(long rss_before, uint64_t t0)
 
 int main(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"port", 1, 0, 'p'},     {"push-port", 1, 0, 'P'}, {"conns", 1, 0, 'n'},
-        {"push-conns", 1, 0, 'c'}, {"inflight", 1, 0, 'k'}, {"payload", 1, 0, 'b'},
-        {"duration", 1, 0, 'd'}, {"server-pid", 1, 0, 's'}, {"label", 1, 0, 'l'},
-        {"src-ips", 1, 0, 'i'},  {"name", 1, 0, 'N'},        {"procs", 1, 0, 'j'},
-        {0, 0, 0, 0}};
+    static const struct option longopts[] = {{"port", 1, 0, 'p'},
+                                             {"push-port", 1, 0, 'P'},
+                                             {"conns", 1, 0, 'n'},
+                                             {"push-conns", 1, 0, 'c'},
+                                             {"inflight", 1, 0, 'k'},
+                                             {"payload", 1, 0, 'b'},
+                                             {"duration", 1, 0, 'd'},
+                                             {"server-pid", 1, 0, 's'},
+                                             {"label", 1, 0, 'l'},
+                                             {"src-ips", 1, 0, 'i'},
+                                             {"name", 1, 0, 'N'},
+                                             {"procs", 1, 0, 'j'},
+                                             {0, 0, 0, 0}};
     if (argc < 2) {
-        fprintf(stderr, "usage: loadgen hold|route|broadcast|push [--port P[,P...]] [--push-port P] "
-                        "[--conns N] [--push-conns N] [--inflight K] [--payload B] "
-                        "[--duration S] [--server-pid PID[,PID...]] [--label NAME] [--name WORKLOAD] "
-                        "[--src-ips N] [--procs N]\n");
+        fprintf(stderr,
+                "usage: loadgen hold|route|broadcast|push [--port P[,P...]] [--push-port P] "
+                "[--conns N] [--push-conns N] [--inflight K] [--payload B] "
+                "[--duration S] [--server-pid PID[,PID...]] [--label NAME] [--name WORKLOAD] "
+                "[--src-ips N] [--procs N]\n");
         return 2;
     }
     for (int m = 0; m < 4; m++)
@@ -680,17 +695,17 @@ int main(int argc, char **argv)
     const char *unit = opt.mode == ROUTE ? "msgs" : opt.mode == BROADCAST ? "deliveries" : "pushes";
     printf("%-8s %-15s %6d conns: %.0f %s/s, %.0f per server CPU-second (server CPU %.0f%%), "
            "p50 %.2f ms, p99 %.2f ms, lost %llu, dup %llu, out-of-order %llu%s\n",
-           opt.label, opt.name, opt.conns, rate, unit, per_cpu,
-           100 * cpu / elapsed, percentile_ms(0.50), percentile_ms(0.99),
-           (unsigned long long)lost, (unsigned long long)dup_count,
-           (unsigned long long)lost_order, push_errors ? " PUSH ERRORS" : "");
+           opt.label, opt.name, opt.conns, rate, unit, per_cpu, 100 * cpu / elapsed,
+           percentile_ms(0.50), percentile_ms(0.99), (unsigned long long)lost,
+           (unsigned long long)dup_count, (unsigned long long)lost_order,
+           push_errors ? " PUSH ERRORS" : "");
     printf("{\"label\":\"%s\",\"workload\":\"%s\",\"conns\":%d,\"per_s\":%.0f,"
            "\"per_server_cpu_s\":%.0f,\"server_cpu_share\":%.3f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,"
            "\"lost\":%llu,\"dup\":%llu,\"out_of_order\":%llu,\"push_errors\":%llu,"
            "\"received\":%llu}\n",
-           opt.label, opt.name, opt.conns, rate, per_cpu, cpu / elapsed,
-           percentile_ms(0.50), percentile_ms(0.99), (unsigned long long)lost,
-           (unsigned long long)dup_count, (unsigned long long)lost_order,
-           (unsigned long long)push_errors, (unsigned long long)total_received);
+           opt.label, opt.name, opt.conns, rate, per_cpu, cpu / elapsed, percentile_ms(0.50),
+           percentile_ms(0.99), (unsigned long long)lost, (unsigned long long)dup_count,
+           (unsigned long long)lost_order, (unsigned long long)push_errors,
+           (unsigned long long)total_received);
     return lost || dup_count || lost_order || push_errors ? 3 : 0;
 }

@@ -100,7 +100,8 @@ int main(void)
     stop = 1;
     pthread_join(t, NULL);
     printf("write floor: %.2f us of writer CPU per writev (%ld writes of 300 bytes to %d loopback "
-           "sockets)\n", cpu * 1e6 / (double)writes, writes, PAIRS);
+           "sockets)\n",
+           cpu * 1e6 / (double)writes, writes, PAIRS);
     printf("{\"workload\":\"write-floor\",\"us_per_writev\":%.3f}\n", cpu * 1e6 / (double)writes);
     return 0;
 }

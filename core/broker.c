@@ -46,10 +46,10 @@ static const char online_script[] =
 
 struct uc_broker {
     struct uc_server *srv;
-    double timeout;     /* --redis-timeout */
-    size_t max_pending; /* --redis-max-pending */
-    size_t pending;     /* bytes of publications sent, not yet answered */
-    ev_timer watchdog;  /* pings Redis; a missed answer means it is down */
+    double timeout;      /* --redis-timeout */
+    size_t max_pending;  /* --redis-max-pending */
+    size_t pending;      /* bytes of publications sent, not yet answered */
+    ev_timer watchdog;   /* pings Redis; a missed answer means it is down */
     ev_tstamp ping_sent; /* when the unanswered PING went out, or 0 */
     /* SUBSCRIBE commands sent and confirmed since the subscriber connected: a login on this
      * node is acknowledged only once its subscription is confirmed (uc_broker_subscribing). */
@@ -428,8 +428,7 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     }
     if (b->closing)
         return;
-    uc_warn("cluster: lost redis %s:%d; local delivery goes on, reconnecting", b->host,
-            b->port);
+    uc_warn("cluster: lost redis %s:%d; local delivery goes on, reconnecting", b->host, b->port);
     schedule_retry(b);
 }
 
@@ -515,8 +514,7 @@ static void watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
         drop(b, &b->sub);
         return;
     }
-    if (b->pub_up && !b->ping_sent &&
-        redisAsyncCommand(b->pub, on_pong, NULL, "PING") == REDIS_OK)
+    if (b->pub_up && !b->ping_sent && redisAsyncCommand(b->pub, on_pong, NULL, "PING") == REDIS_OK)
         b->ping_sent = now;
 }
 
@@ -604,8 +602,7 @@ static int parse_url(struct uc_broker *b, const char *url, char *err, size_t err
     return 0;
 }
 
-struct uc_broker *uc_broker_new(struct uc_server *srv, const char *url, char *err,
-                                size_t err_size)
+struct uc_broker *uc_broker_new(struct uc_server *srv, const char *url, char *err, size_t err_size)
 {
     struct uc_broker *b = calloc(1, sizeof *b);
     if (!b) {

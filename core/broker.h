@@ -15,8 +15,7 @@ enum uc_broker_kind { UC_BROKER_UID = 'u', UC_BROKER_GROUP = 'g', UC_BROKER_ALL 
 
 /* Parses url (redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]) and starts connecting; reconnects
  * with back-off on its own. Returns NULL with a message in err for a bad URL. */
-struct uc_broker *uc_broker_new(struct uc_server *srv, const char *url, char *err,
-                                size_t err_size);
+struct uc_broker *uc_broker_new(struct uc_server *srv, const char *url, char *err, size_t err_size);
 void uc_broker_free(struct uc_broker *b);
 
 /* Publishes a delivery made locally so that the other nodes make theirs. key is the uid or

@@ -14,7 +14,8 @@ struct uc_buf {
     uint8_t data[];
 };
 
-/* Allocates a buffer of len bytes with one reference held by the caller; NULL when out of memory. */
+/* Allocates a buffer of len bytes with one reference held by the caller; NULL when out of memory.
+ */
 struct uc_buf *uc_buf_new(size_t len);
 /* Same, filled with a copy of data. */
 struct uc_buf *uc_buf_new_copy(const void *data, size_t len);

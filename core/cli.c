@@ -41,7 +41,7 @@ static const char usage[] =
     "      --ping-interval S        ping a client silent for S seconds (default 25)\n"
     "      --idle-timeout S         close (1001) a client silent for S seconds, pongs\n"
     "                               included (default 60)\n"
-"      --max-groups-per-connection N\n"
+    "      --max-groups-per-connection N\n"
     "                               groups one connection may be in (default 1024)\n"
     "      --max-fragments N        empty fragments one message may have beyond one per\n"
     "                               payload byte; more closes with 1008 (default 1024)\n"
@@ -293,8 +293,8 @@ enum uc_cli_result uc_cli_parse(int argc, char **argv, struct uc_cli *cli, char 
                 bad = "--max-groups-per-connection takes a whole number of at least 1";
             break;
         case OPT_ALLOW_ORIGIN:
-            if (cli->opt.n_allow_origins == sizeof cli->opt.allow_origins /
-                                                 sizeof cli->opt.allow_origins[0])
+            if (cli->opt.n_allow_origins ==
+                sizeof cli->opt.allow_origins / sizeof cli->opt.allow_origins[0])
                 bad = "--allow-origin may be given at most 16 times";
             else if (optarg[0] == '\0')
                 bad = "--allow-origin takes an origin such as https://example.com";
@@ -328,18 +328,10 @@ enum uc_cli_result uc_cli_parse(int argc, char **argv, struct uc_cli *cli, char 
             if (parse_seconds(optarg, &cli->lua_timeout) != 0 || cli->lua_timeout < 0.001)
                 bad = "--lua-timeout takes seconds, at least 0.001";
             break;
-        case OPT_LUA_PATH:
-            cli->lua_path = optarg;
-            break;
-        case OPT_CHECK:
-            cli->check = 1;
-            break;
-        case 'h':
-            fputs(usage, stdout);
-            return UC_CLI_EXIT_OK;
-        case 'V':
-            printf("uidcast " UC_VERSION "\n");
-            return UC_CLI_EXIT_OK;
+        case OPT_LUA_PATH: cli->lua_path = optarg; break;
+        case OPT_CHECK: cli->check = 1; break;
+        case 'h': fputs(usage, stdout); return UC_CLI_EXIT_OK;
+        case 'V': printf("uidcast " UC_VERSION "\n"); return UC_CLI_EXIT_OK;
         case ':':
             snprintf(err, err_size, "option '%s' needs a value", argv[optind - 1]);
             return UC_CLI_USAGE;
@@ -353,12 +345,15 @@ enum uc_cli_result uc_cli_parse(int argc, char **argv, struct uc_cli *cli, char 
         }
     }
     if (cli->opt.workers > 1 && !cli->opt.redis) {
-        snprintf(err, err_size, "--workers %u needs --redis: without it a worker could not "
-                 "reach the clients of the others", cli->opt.workers);
+        snprintf(err, err_size,
+                 "--workers %u needs --redis: without it a worker could not "
+                 "reach the clients of the others",
+                 cli->opt.workers);
         return UC_CLI_USAGE;
     }
     if (cli->opt.idle_timeout <= cli->opt.ping_interval) {
-        snprintf(err, err_size, "--idle-timeout (%g) must be longer than --ping-interval (%g), "
+        snprintf(err, err_size,
+                 "--idle-timeout (%g) must be longer than --ping-interval (%g), "
                  "or clients that answer pings would be dropped",
                  cli->opt.idle_timeout, cli->opt.ping_interval);
         return UC_CLI_USAGE;

@@ -12,7 +12,7 @@ struct uc_cli {
     struct uc_options opt;
     const char *script;
     enum uc_log_level log_level;
-    int check; /* --check: load the script, report, exit */
+    int check;            /* --check: load the script, report, exit */
     size_t lua_memory;    /* --lua-memory: bytes the Lua state may allocate */
     long lua_budget;      /* --lua-budget: instructions per handler call */
     double lua_timeout;   /* --lua-timeout: seconds per handler call */
@@ -20,9 +20,9 @@ struct uc_cli {
 };
 
 enum uc_cli_result {
-    UC_CLI_RUN = 0,  /* start the server */
-    UC_CLI_EXIT_OK,  /* --help or --version was printed */
-    UC_CLI_USAGE,    /* a bad option or value; the message is in err */
+    UC_CLI_RUN = 0, /* start the server */
+    UC_CLI_EXIT_OK, /* --help or --version was printed */
+    UC_CLI_USAGE,   /* a bad option or value; the message is in err */
 };
 
 /* Fills cli from argv (defaults first). Writes a one-line message to err on UC_CLI_USAGE and

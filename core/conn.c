@@ -117,8 +117,8 @@ void uc_conn_check_liveness(struct uc_server *srv)
         }
         if (quiet >= srv->opt.idle_timeout) {
             srv->stats.idle_closed++;
-            uc_info("conn %llu (%s): nothing heard for %.0f s, closing",
-                    (unsigned long long)c->id, c->remote_addr, now - c->last_seen);
+            uc_info("conn %llu (%s): nothing heard for %.0f s, closing", (unsigned long long)c->id,
+                    c->remote_addr, now - c->last_seen);
             uc_conn_close(c, 1001, "idle timeout", 12);
         } else if (!(c->flags & CONN_PINGED)) {
             c->flags |= CONN_PINGED;
@@ -334,13 +334,12 @@ static void refuse(struct uc_conn *c, int status, const char *extra_headers, con
 {
     struct uc_server *srv = c->srv;
     srv->stats.handshakes_refused++;
-    uc_info("conn %llu (%s): upgrade refused with %d %s", (unsigned long long)c->id,
-            c->remote_addr, status, body);
+    uc_info("conn %llu (%s): upgrade refused with %d %s", (unsigned long long)c->id, c->remote_addr,
+            status, body);
     uc_outq_clear(&c->outq);
     idle_unlink(c);
     uc_ws_free(c); /* a refused upgrade never gets a frame, not even a close queued by on_open */
-    struct uc_buf *b =
-        uc_http_response(status, extra_headers, "text/plain", body, strlen(body), 0);
+    struct uc_buf *b = uc_http_response(status, extra_headers, "text/plain", body, strlen(body), 0);
     c->state = CONN_CLOSING;
     c->flags |= CONN_FINISHING;
     if (!b || uc_conn_queue(c, b) != 0)
@@ -382,8 +381,8 @@ static long upgrade(struct uc_conn *c, char *head, size_t avail)
     char accept[29];
     int status = uc_http_check_upgrade(&req, accept);
     if (status) {
-        const char *extra = status == 426 ? "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
-                                          : NULL;
+        const char *extra =
+            status == 426 ? "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n" : NULL;
         refuse(c, status, extra,
                status == 426 ? "this endpoint speaks WebSocket (RFC 6455, version 13) only"
                              : "bad WebSocket upgrade request");
@@ -417,7 +416,7 @@ static long upgrade(struct uc_conn *c, char *head, size_t avail)
             leave_all_groups(c);
             srv->nopen--;
         }
-        c->flags &= (uint16_t)~(CONN_ACCEPTED | CONN_NOTIFY);
+        c->flags &= (uint16_t) ~(CONN_ACCEPTED | CONN_NOTIFY);
         if (c->state == CONN_DEAD)
             return -1;
         if (refusal.status < 400 || refusal.status > 599)
@@ -436,8 +435,7 @@ static long upgrade(struct uc_conn *c, char *head, size_t avail)
 /* Feeds the frames a client pipelined behind its upgrade request, if it may still send any. */
 static void feed_pipelined(struct uc_conn *c, const uint8_t *data, size_t len)
 {
-    if (len && (c->flags & CONN_UPGRADED) && !(c->flags & CONN_FINISHING) &&
-        c->state != CONN_DEAD)
+    if (len && (c->flags & CONN_UPGRADED) && !(c->flags & CONN_FINISHING) && c->state != CONN_DEAD)
         uc_ws_feed(c, data, len);
 }
 
@@ -493,9 +491,7 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
     }
     srv->stats.bytes_in += (uint64_t)n;
     switch (c->state) {
-    case CONN_HANDSHAKE:
-        handshake_input(c, srv->rbuf, (size_t)n);
-        break;
+    case CONN_HANDSHAKE: handshake_input(c, srv->rbuf, (size_t)n); break;
     case CONN_OPEN:
         touch(c);
         /* fall through */
@@ -503,8 +499,7 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
         if ((c->flags & CONN_UPGRADED) && !(c->flags & CONN_FINISHING))
             uc_ws_feed(c, srv->rbuf, (size_t)n);
         break;
-    default:
-        break; /* LINGER: the peer's leftovers are read and dropped until its EOF */
+    default: break; /* LINGER: the peer's leftovers are read and dropped until its EOF */
     }
 }
 

@@ -13,8 +13,8 @@
 #include <stdint.h>
 #include <wslay/wslay.h>
 
-#include "outq.h"
 #include "broker.h"
+#include "outq.h"
 #include "push.h"
 #include "server.h"
 #include "umap.h"
@@ -30,19 +30,19 @@ enum conn_state {
 };
 
 enum conn_flag {
-    CONN_ACCEPTED = 1 << 0,    /* on_open accepted it: on_close is owed */
-    CONN_NOTIFY = 1 << 1,      /* on_close still to be called */
-    CONN_IN_REAP = 1 << 2,     /* on the reap list */
-    CONN_IN_DIRTY = 1 << 3,    /* on the flush list */
-    CONN_WRITE_WAIT = 1 << 4,  /* write watcher started after EAGAIN */
-    CONN_CLOSE_RECV = 1 << 5,  /* the peer's close frame arrived */
-    CONN_FINISHING = 1 << 6,   /* nothing more to send: shut down once the queue is flushed */
-    CONN_PINGED = 1 << 7,      /* pinged since it was last heard from */
-    CONN_UPGRADED = 1 << 8,    /* the 101 was queued: bytes from now on are frames */
-    CONN_FRAME_CTRL = 1 << 9,  /* the frame being read is a control frame */
+    CONN_ACCEPTED = 1 << 0,     /* on_open accepted it: on_close is owed */
+    CONN_NOTIFY = 1 << 1,       /* on_close still to be called */
+    CONN_IN_REAP = 1 << 2,      /* on the reap list */
+    CONN_IN_DIRTY = 1 << 3,     /* on the flush list */
+    CONN_WRITE_WAIT = 1 << 4,   /* write watcher started after EAGAIN */
+    CONN_CLOSE_RECV = 1 << 5,   /* the peer's close frame arrived */
+    CONN_FINISHING = 1 << 6,    /* nothing more to send: shut down once the queue is flushed */
+    CONN_PINGED = 1 << 7,       /* pinged since it was last heard from */
+    CONN_UPGRADED = 1 << 8,     /* the 101 was queued: bytes from now on are frames */
+    CONN_FRAME_CTRL = 1 << 9,   /* the frame being read is a control frame */
     CONN_FRAME_WHOLE = 1 << 10, /* ... is a whole message (first and final fragment) */
     CONN_CATCHING_UP = 1 << 11, /* queueing the broadcasts it is owed (see uc_conn_catch_up) */
-    CONN_HELD = 1 << 12, /* output waits until the cluster confirms its uid's subscription */
+    CONN_HELD = 1 << 12,        /* output waits until the cluster confirms its uid's subscription */
 };
 
 /* A message being assembled from several frames or chunks (see ws.c). */
@@ -72,18 +72,18 @@ struct uc_handshake {
 
 struct uc_conn {
     struct uc_server *srv;
-    ev_io rio;       /* always on while the socket is open */
-    ev_io wio;       /* only while a flush hit EAGAIN */
-    ev_timer timer;  /* closing and lingering deadlines; a fragmented message's deadline */
+    ev_io rio;      /* always on while the socket is open */
+    ev_io wio;      /* only while a flush hit EAGAIN */
+    ev_timer timer; /* closing and lingering deadlines; a fragmented message's deadline */
     int fd;
     uint8_t state;
     uint16_t flags;
-    uint16_t close_code;    /* reported to on_close */
+    uint16_t close_code; /* reported to on_close */
     uint64_t id;
     struct uc_outq outq;
-    uint64_t bcast_seen;              /* the last broadcast queued to it, or not owed to it */
-    struct uc_umap_link uid_link;     /* uid_link.owner is the connection itself */
-    struct uc_membership *groups;     /* the groups it joined (a utlist DL list) */
+    uint64_t bcast_seen;          /* the last broadcast queued to it, or not owed to it */
+    struct uc_umap_link uid_link; /* uid_link.owner is the connection itself */
+    struct uc_membership *groups; /* the groups it joined (a utlist DL list) */
     unsigned ngroups;
     /* The names of the groups it was in when it left OPEN, for on_close: each a 2-byte length
      * and the bytes. Owned; NULL when it was in none. */
@@ -93,20 +93,20 @@ struct uc_conn {
     struct uc_conn *dirty_next;  /* flush list */
     struct uc_conn *reap_next;   /* reap list */
     struct uc_conn *idle_prev, *idle_next; /* live connections, least recently heard first */
-    ev_tstamp last_seen;         /* when bytes last arrived */
-    unsigned fragments;          /* frames of the message being received so far */
-    uint32_t frame_len;          /* payload length of the frame being read (<= --max-message) */
-    uint32_t msg_len;            /* payload bytes of the message so far, over its frames */
-    uint32_t last_feed_ms;       /* when frames last arrived (ms on the server's clock), 0: never */
-    struct uc_msgbuf *msgbuf;    /* only while a message spans frames or reads */
-    struct uc_handshake *hs;     /* only during CONN_HANDSHAKE */
-    wslay_event_context_ptr ws;  /* only while a frame or message is partly read, or closing */
-    uint64_t frame_left;         /* payload bytes of the current frame not yet fed to wslay */
-    uint8_t head_len;            /* bytes of the next frame's header seen so far */
-    uint8_t head[2];             /* its first two bytes (enough to know its full length) */
-    const uint8_t *in;           /* bytes wslay's recv callback hands out */
+    ev_tstamp last_seen;                   /* when bytes last arrived */
+    unsigned fragments;                    /* frames of the message being received so far */
+    uint32_t frame_len;         /* payload length of the frame being read (<= --max-message) */
+    uint32_t msg_len;           /* payload bytes of the message so far, over its frames */
+    uint32_t last_feed_ms;      /* when frames last arrived (ms on the server's clock), 0: never */
+    struct uc_msgbuf *msgbuf;   /* only while a message spans frames or reads */
+    struct uc_handshake *hs;    /* only during CONN_HANDSHAKE */
+    wslay_event_context_ptr ws; /* only while a frame or message is partly read, or closing */
+    uint64_t frame_left;        /* payload bytes of the current frame not yet fed to wslay */
+    uint8_t head_len;           /* bytes of the next frame's header seen so far */
+    uint8_t head[2];            /* its first two bytes (enough to know its full length) */
+    const uint8_t *in;          /* bytes wslay's recv callback hands out */
     size_t in_len;
-    char *last_uid;  /* copy of the uid at close, for on_close; owned */
+    char *last_uid; /* copy of the uid at close, for on_close; owned */
     size_t last_uid_len;
     char *close_reason; /* owned; reported to on_close */
     void *user;
@@ -141,18 +141,18 @@ struct uc_server {
     struct uc_conn *whole_conn;
     const uint8_t *whole_data;
     size_t whole_len;
-    struct uc_umap umap;   /* uid -> connections */
-    struct uc_umap groups; /* group -> memberships */
+    struct uc_umap umap;               /* uid -> connections */
+    struct uc_umap groups;             /* group -> memberships */
     struct uc_membership *memberships; /* (connection, group) -> membership (uthash) */
-    struct uc_push *push;  /* NULL when --push off */
-    struct uc_broker *broker; /* NULL without --redis */
+    struct uc_push *push;              /* NULL when --push off */
+    struct uc_broker *broker;          /* NULL without --redis */
     /* The broadcasts of this loop iteration, oldest first: a broadcast is framed and logged
      * once, and each bound connection queues what it is owed once per iteration (or sooner,
      * when something else is queued to it), instead of being visited once per broadcast.
      * Broadcast number n (counting from 1 since start) is bcast_log[n - 1 - bcast_base]. */
     struct uc_buf **bcast_log;
     size_t bcast_n, bcast_cap;
-    uint64_t bcast_base; /* broadcasts logged before this iteration's */
+    uint64_t bcast_base;                    /* broadcasts logged before this iteration's */
     struct uc_online_query *online_queries; /* presence questions not answered yet */
     /* Connections whose output waits for a subscription (cluster mode: a login is not
      * acknowledged before this node can receive its uid's messages), with the number of the
@@ -160,9 +160,9 @@ struct uc_server {
     struct uc_held {
         struct uc_conn *conn;
         uint64_t seq;
-    } *held;
+    } * held;
     size_t nheld, held_cap;
-    ev_timer online_due;      /* never started: fed to answer local presence questions */
+    ev_timer online_due; /* never started: fed to answer local presence questions */
     int tearing_down;
     struct uc_stats stats;
     ev_tstamp started;

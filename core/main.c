@@ -48,13 +48,11 @@ int main(int argc, char **argv)
     struct uc_cli cli;
     char err[1024];
     switch (uc_cli_parse(argc, argv, &cli, err, sizeof err)) {
-    case UC_CLI_EXIT_OK:
-        return 0;
+    case UC_CLI_EXIT_OK: return 0;
     case UC_CLI_USAGE:
         fprintf(stderr, "uidcast: %s\nTry 'uidcast --help' for the options.\n", err);
         return 2;
-    case UC_CLI_RUN:
-        break;
+    case UC_CLI_RUN: break;
     }
     uc_log_threshold = cli.log_level;
 

@@ -51,8 +51,7 @@ int uc_net_split_hostport(const char *spec, char *host, size_t host_size, char *
     return 0;
 }
 
-static int open_socket(const char *spec, int reuse_port, int do_listen, char *err,
-                       size_t err_size);
+static int open_socket(const char *spec, int reuse_port, int do_listen, char *err, size_t err_size);
 
 int uc_net_listen(const char *spec, int reuse_port, char *err, size_t err_size)
 {
@@ -67,14 +66,13 @@ int uc_net_reserve(const char *spec, char *out, size_t out_size, char *err, size
     return fd;
 }
 
-static int open_socket(const char *spec, int reuse_port, int do_listen, char *err,
-                       size_t err_size)
+static int open_socket(const char *spec, int reuse_port, int do_listen, char *err, size_t err_size)
 {
     char host[256], port[8];
     if (uc_net_split_hostport(spec, host, sizeof host, port, sizeof port, err, err_size) != 0)
         return -1;
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE};
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
     struct addrinfo *res;
     int gai = getaddrinfo(host, port, &hints, &res);
     if (gai != 0) {

@@ -49,8 +49,8 @@ int uc_online_query(struct uc_server *srv, const char *uid, size_t uid_len, uc_o
     *q = (struct uc_online_query){.srv = srv, .done = done, .arg = arg, .uid_len = uid_len};
     memcpy(q->uid, uid, uid_len);
     DL_PREPEND(srv->online_queries, q);
-    q->asked_redis = srv->broker && uc_broker_online(srv->broker, uid, uid_len,
-                                                     on_redis_answer, q) == 0;
+    q->asked_redis =
+        srv->broker && uc_broker_online(srv->broker, uid, uid_len, on_redis_answer, q) == 0;
     if (!q->asked_redis)
         ev_feed_event(srv->loop, &srv->online_due, EV_CUSTOM);
     return 0;

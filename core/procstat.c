@@ -72,8 +72,9 @@ int uc_procstat_read(pid_t pid, struct uc_process_stats *out)
     const char *p = strrchr(buf, ')');
     unsigned long long utime, stime, start, vsize;
     long long rss;
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d "
-                            "%*d %*d %llu %llu %lld",
+    if (!p || sscanf(p + 2,
+                     "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d "
+                     "%*d %*d %llu %llu %lld",
                      &utime, &stime, &start, &vsize, &rss) != 5)
         return UC_ERR_SYS;
     double ticks = (double)sysconf(_SC_CLK_TCK);

@@ -53,11 +53,11 @@ struct push_conn {
     ev_io rio, wio;
     ev_timer timer;
     int fd;
-    int closing;    /* answer sent that ends the connection: close once flushed */
-    int lingering;  /* that answer is sent: reading and dropping until EOF */
+    int closing;     /* answer sent that ends the connection: close once flushed */
+    int lingering;   /* that answer is sent: reading and dropping until EOF */
     size_t lingered; /* bytes dropped while lingering */
-    int held;       /* parsing paused (a GET /online waits, or too much unsent): not reading */
-    int write_wait; /* write watcher started after EAGAIN */
+    int held;        /* parsing paused (a GET /online waits, or too much unsent): not reading */
+    int write_wait;  /* write watcher started after EAGAIN */
     http_parser parser;
     struct uc_outq outq;
     /* the request being parsed */
@@ -390,8 +390,9 @@ static void route(struct push_conn *pc)
         else
             handle_metrics(pc);
     } else {
-        respond_error(pc, 404, NULL, "no such endpoint: try /send, /broadcast, /online, /stats, "
-                                     "/metrics");
+        respond_error(pc, 404, NULL,
+                      "no such endpoint: try /send, /broadcast, /online, /stats, "
+                      "/metrics");
     }
 #undef IS
 }
@@ -734,8 +735,8 @@ static int is_loopback(const char *addr)
     return strncmp(addr, "127.", 4) == 0 || strncmp(addr, "[::1]", 5) == 0;
 }
 
-struct uc_push *uc_push_new(struct uc_server *srv, const char *spec, const char *token,
-                            char *err, size_t err_size)
+struct uc_push *uc_push_new(struct uc_server *srv, const char *spec, const char *token, char *err,
+                            size_t err_size)
 {
     struct uc_push *push = calloc(1, sizeof *push);
     if (!push) {

@@ -9,8 +9,8 @@ struct uc_server;
 struct uc_push;
 
 /* Listens on spec. token (may be NULL) is copied. Returns NULL with a message in err. */
-struct uc_push *uc_push_new(struct uc_server *srv, const char *spec, const char *token,
-                            char *err, size_t err_size);
+struct uc_push *uc_push_new(struct uc_server *srv, const char *spec, const char *token, char *err,
+                            size_t err_size);
 
 /* Stops accepting; open push connections finish their current response and close. */
 void uc_push_stop(struct uc_push *push);

@@ -10,9 +10,9 @@
 
 #include "core.h"
 #include "log.h"
+#include "net.h"
 #include "procstat.h"
 #include "scoreboard.h"
-#include "net.h"
 
 static void open_reserve(struct uc_server *srv)
 {
@@ -28,8 +28,7 @@ static void shed_one(struct uc_server *srv)
     static ev_tstamp last_log;
     ev_tstamp now = ev_now(srv->loop);
     if (now - last_log >= 1.0) {
-        uc_warn("out of file descriptors (%zu connections): refusing new connections",
-                srv->nconns);
+        uc_warn("out of file descriptors (%zu connections): refusing new connections", srv->nconns);
         last_log = now;
     }
     if (srv->reserve_fd >= 0) {
@@ -69,8 +68,8 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
     for (int i = 0; i < 64; i++) {
         struct sockaddr_storage ss;
         socklen_t len = sizeof ss;
-        int fd = accept4(srv->listen_fd, (struct sockaddr *)&ss, &len,
-                         SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd =
+            accept4(srv->listen_fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE)
                 shed_one(srv);
@@ -182,8 +181,7 @@ static void uid_count_changed(const char *key, size_t len, size_t count, int add
 {
     uc_broker_key_count(ctx, UC_BROKER_UID, key, len, count, added);
 }
-static void group_count_changed(const char *key, size_t len, size_t count, int added,
-                                void *ctx)
+static void group_count_changed(const char *key, size_t len, size_t count, int added, void *ctx)
 {
     uc_broker_key_count(ctx, UC_BROKER_GROUP, key, len, count, added);
 }
@@ -240,8 +238,8 @@ struct uc_server *uc_server_new(const struct uc_options *opts, const struct uc_h
     /* One timer walks the connections oldest-heard first, instead of one per connection: it
      * pings, closes the idle, times out handshakes and releases parser state. Its period
      * bounds how late any of that may come. */
-    double tick = opts->ping_interval < opts->idle_timeout ? opts->ping_interval
-                                                          : opts->idle_timeout;
+    double tick =
+        opts->ping_interval < opts->idle_timeout ? opts->ping_interval : opts->idle_timeout;
     tick = (tick < opts->handshake_timeout ? tick : opts->handshake_timeout) / 4;
     tick = tick < 0.05 ? 0.05 : tick > 0.5 ? 0.5 : tick;
     ev_timer_init(&srv->liveness, liveness_cb, tick, tick);
@@ -331,7 +329,6 @@ struct ev_loop *uc_server_loop(struct uc_server *srv) { return srv->loop; }
 
 void uc_server_count_policy_error(struct uc_server *srv) { srv->stats.policy_errors++; }
 
-
 void uc_server_stats(const struct uc_server *srv, struct uc_stats *out)
 {
     *out = srv->stats;
@@ -384,8 +381,7 @@ static size_t deliver_to_entry(struct uc_umap_entry *u, struct uc_buf **frame, c
 
 /* Delivers to every link bound to key in map (the uid map or the group map). */
 static size_t deliver_to_key(const struct uc_umap *map, const char *key, size_t key_len,
-                             const void *data, size_t len, int binary,
-                             const struct uc_conn *except)
+                             const void *data, size_t len, int binary, const struct uc_conn *except)
 {
     struct uc_umap_entry *e = uc_umap_find(map, key, key_len);
     if (!e)
@@ -473,7 +469,6 @@ void uc_server_deliver_local(struct uc_server *srv, int kind, const char *key, s
     else if (kind == UC_BROKER_ALL)
         broadcast_local(srv, data, len, binary, NULL);
 }
-
 
 size_t uc_group_count(const struct uc_server *srv, const char *group, size_t group_len)
 {

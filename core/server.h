@@ -21,9 +21,9 @@ struct uc_process_stats;
 
 /* Options, filled by the CLI (see cli.h for defaults and parsing). */
 struct uc_options {
-    char listen[300];      /* HOST:PORT; port 0 picks a free port (logged at start) */
-    size_t max_message;    /* bytes; larger messages close with 1009 */
-    size_t max_send_buffer; /* bytes queued per connection before it is cut off */
+    char listen[300];         /* HOST:PORT; port 0 picks a free port (logged at start) */
+    size_t max_message;       /* bytes; larger messages close with 1009 */
+    size_t max_send_buffer;   /* bytes queued per connection before it is cut off */
     unsigned max_connections; /* 0 = no limit beyond the file limit */
     double handshake_timeout; /* seconds to complete the HTTP upgrade */
     double close_timeout;     /* seconds to wait for the peer's close frame / EOF */
@@ -32,7 +32,7 @@ struct uc_options {
     double idle_timeout;      /* seconds of silence (not even a pong) before closing with 1001 */
     double message_timeout;   /* seconds a message may stay unfinished (then 1008) */
     unsigned max_groups_per_connection; /* groups one connection may be in at once */
-    unsigned max_fragments;   /* empty fragments a message may have beyond one per byte */
+    unsigned max_fragments;             /* empty fragments a message may have beyond one per byte */
     const char *allow_origins[16]; /* when any, the Origin header must be one of them (else 403) */
     unsigned n_allow_origins;
     const char *redis;        /* redis://HOST:PORT for cluster mode, or NULL */
@@ -42,9 +42,9 @@ struct uc_options {
     unsigned workers;         /* processes sharing the listeners (SO_REUSEPORT); 1 = just this */
     struct uc_scoreboard *scoreboard; /* under --workers: every worker's counters, or NULL */
     unsigned worker;                  /* this worker's slot in it */
-    char push[300];           /* HOST:PORT of the HTTP push API, or "off" */
-    const char *push_token;   /* Bearer token the push API requires, or NULL */
-    double push_timeout;      /* seconds a push connection may idle or take to send a request */
+    char push[300];                   /* HOST:PORT of the HTTP push API, or "off" */
+    const char *push_token;           /* Bearer token the push API requires, or NULL */
+    double push_timeout; /* seconds a push connection may idle or take to send a request */
 };
 
 /* What the policy is told when a client asks to upgrade. Every pointer is borrowed until the
@@ -105,7 +105,7 @@ struct uc_stats {
     uint64_t cluster_dropped;   /* publications Redis did not take (down, refused, backlog) */
     uint64_t cluster_gaps;      /* times the subscriptions were lost: messages may be missed */
     uint64_t policy_memory;     /* bytes the policy's Lua state holds */
-    double uptime; /* seconds */
+    double uptime;              /* seconds */
 };
 
 /* Creates a server bound to opts->listen. Returns NULL and writes a message to err on failure.

@@ -1,8 +1,14 @@
 /* stats.c -- the list of counters (see stats.h). */
 #include "stats.h"
 
-#define F(field, is_counter, text) {#field, text, is_counter, offsetof(struct uc_stats, field)}
-#define F_AS(name, field, is_counter, text) {name, text, is_counter, offsetof(struct uc_stats, field)}
+#define F(field, is_counter, text)                                                                 \
+    {                                                                                              \
+#field, text, is_counter, offsetof(struct uc_stats, field)                                 \
+    }
+#define F_AS(name, field, is_counter, text)                                                        \
+    {                                                                                              \
+        name, text, is_counter, offsetof(struct uc_stats, field)                                   \
+    }
 
 const struct uc_stat_field uc_stat_fields[] = {
     F(connections, 0, "Open WebSocket connections."),

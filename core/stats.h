@@ -8,10 +8,10 @@
 #include "server.h"
 
 struct uc_stat_field {
-    const char *name;   /* JSON and Lua key; Prometheus name is uidcast_<name>[_total] */
-    const char *help;   /* one line for # HELP */
-    int counter;        /* 1: only grows (Prometheus counter, _total); 0: gauge */
-    size_t offset;      /* of a uint64_t in struct uc_stats */
+    const char *name; /* JSON and Lua key; Prometheus name is uidcast_<name>[_total] */
+    const char *help; /* one line for # HELP */
+    int counter;      /* 1: only grows (Prometheus counter, _total); 0: gauge */
+    size_t offset;    /* of a uint64_t in struct uc_stats */
 };
 
 extern const struct uc_stat_field uc_stat_fields[];

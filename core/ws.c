@@ -85,8 +85,7 @@ static void on_msg_recv(wslay_event_context_ptr ctx, const struct wslay_event_on
         uc_conn_leave_open(c, code, reason, reason_len);
         break;
     }
-    default:
-        break; /* ping is answered by wslay; pong needs nothing */
+    default: break; /* ping is answered by wslay; pong needs nothing */
     }
 }
 
@@ -166,8 +165,8 @@ void uc_ws_fail(struct uc_conn *c, int code, const char *why)
         return;
     }
     c->srv->stats.protocol_errors++;
-    uc_info("conn %llu (%s): closing with %d (%s)", (unsigned long long)c->id, c->remote_addr,
-            code, why);
+    uc_info("conn %llu (%s): closing with %d (%s)", (unsigned long long)c->id, c->remote_addr, code,
+            why);
     uc_conn_leave_open(c, code, why, strlen(why));
     const uint8_t payload[2] = {(uint8_t)(code >> 8), (uint8_t)code};
     struct uc_buf *frame = uc_ws_frame(WSLAY_CONNECTION_CLOSE, payload, sizeof payload);
@@ -235,14 +234,15 @@ static void on_frame_start(wslay_event_context_ptr ctx,
             uc_ws_fail(c, 1002, "close frame with a 1-byte payload");
         return;
     }
-    c->flags &= (uint16_t)~(CONN_FRAME_CTRL | CONN_FRAME_WHOLE);
+    c->flags &= (uint16_t) ~(CONN_FRAME_CTRL | CONN_FRAME_WHOLE);
     if (arg->opcode != WSLAY_CONTINUATION_FRAME) {
         c->fragments = 0;
         if (arg->fin)
             c->flags |= CONN_FRAME_WHOLE;
     }
     /* Without buffering, wslay checks each frame against the limit but not their sum. */
-    uint64_t total = (arg->opcode == WSLAY_CONTINUATION_FRAME ? c->msg_len : 0) + arg->payload_length;
+    uint64_t total =
+        (arg->opcode == WSLAY_CONTINUATION_FRAME ? c->msg_len : 0) + arg->payload_length;
     if (total > srv->opt.max_message) {
         uc_ws_fail(c, 1009, "message too big");
         return;

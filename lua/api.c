@@ -22,14 +22,6 @@ static struct uc_server *server_of(lua_State *L)
     return srv;
 }
 
-const char *ucl_check_key(lua_State *L, int idx, const char *what, size_t *len)
-{
-    const char *key = luaL_checklstring(L, idx, len);
-    if (*len < 1 || *len > UC_UID_MAX)
-        luaL_argerror(L, idx, lua_pushfstring(L, "%s must be 1 to %d bytes", what, UC_UID_MAX));
-    return key;
-}
-
 static const char *check_uid(lua_State *L, int idx, size_t *len)
 {
     return ucl_check_key(L, idx, "uid", len);
@@ -67,8 +59,8 @@ static int api_send_uid(lua_State *L)
     const char *data = luaL_checklstring(L, 2, &len);
     struct send_opts o;
     check_opts(L, 3, &o);
-    lua_pushinteger(L, (lua_Integer)uc_send_uid(server_of(L), uid, uid_len, data, len, o.binary,
-                                                o.except));
+    lua_pushinteger(
+        L, (lua_Integer)uc_send_uid(server_of(L), uid, uid_len, data, len, o.binary, o.except));
     return 1;
 }
 

@@ -6,11 +6,20 @@
 #include <lua.h>
 #include <stdint.h>
 
+#include "../core/umap.h"
 #include "policy.h"
 
 /* The handlers a script may return, cached as registry references at load time. */
-enum ucl_hook { UCL_ON_OPEN, UCL_ON_MESSAGE, UCL_ON_CLOSE, UCL_ON_START, UCL_ON_RELOAD,
-                UCL_ON_STOP, UCL_ON_CLUSTER_GAP, UCL_HOOK_COUNT };
+enum ucl_hook {
+    UCL_ON_OPEN,
+    UCL_ON_MESSAGE,
+    UCL_ON_CLOSE,
+    UCL_ON_START,
+    UCL_ON_RELOAD,
+    UCL_ON_STOP,
+    UCL_ON_CLUSTER_GAP,
+    UCL_HOOK_COUNT
+};
 
 /* One Lua state. A reload builds a new one and frees the old; connections, uids and groups
  * live in the core and survive, conn handles and conn.data do not. */
@@ -20,7 +29,7 @@ struct ucl_state {
     int co_ref;
     struct ucl_policy *policy;
     size_t mem_used, mem_limit;
-    int enforce_limit; /* the memory cap applies while a handler runs (see vm.c) */
+    int enforce_limit;   /* the memory cap applies while a handler runs (see vm.c) */
     long hooks_left;     /* count-hook calls left in the current handler's budget */
     int64_t deadline_ns; /* CLOCK_MONOTONIC_COARSE time the current handler must end by */
     /* Why the current handler is being stopped (budget or deadline), or NULL: while set, every
@@ -93,8 +102,15 @@ int ucl_api_timer(lua_State *L);
 int ucl_api_every(lua_State *L);
 
 /* The string at idx as a uid or group name (1..UC_UID_MAX bytes), or a Lua argument error
- * "<what> must be 1 to 1024 bytes". */
-const char *ucl_check_key(lua_State *L, int idx, const char *what, size_t *len);
+ * "<what> must be 1 to 1024 bytes". Inline: api.c and conn.c both check keys, and neither
+ * should call into the other for it. */
+static inline const char *ucl_check_key(lua_State *L, int idx, const char *what, size_t *len)
+{
+    const char *key = luaL_checklstring(L, idx, len);
+    if (*len < 1 || *len > UC_UID_MAX)
+        luaL_argerror(L, idx, lua_pushfstring(L, "%s must be 1 to %d bytes", what, UC_UID_MAX));
+    return key;
+}
 
 /* api.c */
 int ucl_open_api(lua_State *L);

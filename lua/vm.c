@@ -113,8 +113,9 @@ static int setmetatable_without_gc(lua_State *L)
         int has_gc = lua_rawget(L, 2) != LUA_TNIL;
         lua_pop(L, 1);
         if (has_gc)
-            return luaL_argerror(L, 2, "__gc metamethods are not allowed in scripts (finalizers "
-                                       "would run outside the instruction budget)");
+            return luaL_argerror(L, 2,
+                                 "__gc metamethods are not allowed in scripts (finalizers "
+                                 "would run outside the instruction budget)");
     }
     int n = lua_gettop(L);
     lua_pushvalue(L, lua_upvalueindex(1));

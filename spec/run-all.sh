@@ -7,7 +7,9 @@
 #             must stop with exit 0, which valgrind turns into 99 on any error or leak
 #   sanitize  the integration specs with build/asan/uidcast (ASan+UBSan)
 #   fuzz      each libFuzzer target for FUZZ_SECONDS (a crash fails it)
-# `make test` runs them all; `--only NAME` runs one (make memcheck, sanitize, fuzz).
+#   lint      clang-format, luacheck, cppcheck and the layering rule, one check each
+# `make test` runs them all; `--only NAME` runs one (make memcheck, sanitize, fuzz, lint);
+# `--only check` runs the C unit tests and the unit specs (make check, the edit loop).
 set -u
 cd "$(dirname "$0")/.."
 BUSTED=${BUSTED:-"lua5.4 /usr/bin/busted"}
@@ -19,7 +21,7 @@ passed=0
 failed=0
 VALGRIND="valgrind -q --leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect --error-exitcode=99"
 
-want() { [ -z "$ONLY" ] || [ "$ONLY" = "$1" ]; }
+want() { [ -z "$ONLY" ] || [ "$ONLY" = "$1" ] || { [ "$ONLY" = check ] && [ "$1" = ctests ]; }; }
 
 count() { # passed failed
     passed=$((passed + $1)); failed=$((failed + $2))
@@ -72,6 +74,29 @@ run_busted() { # label, then busted arguments
 }
 
 want busted && run_busted "busted: unit and integration specs" spec/unit spec/integration
+[ "$ONLY" = check ] && run_busted "busted: unit specs" spec/unit
+
+lint_one() { # label, then the command
+    label=$1; shift
+    if out=$("$@" 2>&1); then
+        echo "lint $label: clean"; count 1 0
+    else
+        echo "$out" | tail -n 40; echo "lint $label: FAILED"; count 0 1
+    fi
+}
+
+if want lint; then
+    echo "== lint"
+    FORMAT_SRC=${FORMAT_SRC:-$(ls core/*.c core/*.h lua/*.c lua/*.h)}
+    # shellcheck disable=SC2086
+    lint_one clang-format clang-format --dry-run --Werror $FORMAT_SRC
+    lint_one luacheck luacheck --no-color -q scripts spec bench
+    lint_one cppcheck cppcheck -q --std=c11 --enable=warning,portability,performance \
+        --inline-suppr --error-exitcode=1 --include=tools/cppcheck.h -I core -I lua \
+        -I /usr/include/lua5.4 -D_GNU_SOURCE core lua spec/harness
+    # shellcheck disable=SC2086
+    lint_one callgraph sh tools/callgraph.sh tools/known-loops build/obj/core/*.o build/obj/lua/*.o
+fi
 
 want memcheck && UIDCAST_WRAPPER="$VALGRIND" run_busted \
     "memcheck: integration specs with uidcast under valgrind" --exclude-tags=no_memcheck spec/integration

@@ -12,7 +12,7 @@ static int cases_passed, cases_failed;
 #define CHECK(cond)                                                                                \
     do {                                                                                           \
         if (!(cond)) {                                                                             \
-            fprintf(stderr, "  %s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond);            \
+            fprintf(stderr, "  %s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond);             \
             check_failures_in_case++;                                                              \
         }                                                                                          \
     } while (0)
@@ -21,13 +21,14 @@ static int cases_passed, cases_failed;
     do {                                                                                           \
         long long check_a = (long long)(a), check_b = (long long)(b);                              \
         if (check_a != check_b) {                                                                  \
-            fprintf(stderr, "  %s:%d: %s == %lld, expected %lld\n", __FILE__, __LINE__, #a,       \
+            fprintf(stderr, "  %s:%d: %s == %lld, expected %lld\n", __FILE__, __LINE__, #a,        \
                     check_a, check_b);                                                             \
             check_failures_in_case++;                                                              \
         }                                                                                          \
     } while (0)
 
-#define CHECK_MEM(ptr, len, expected) CHECK((len) == strlen(expected) && memcmp((ptr), (expected), (len)) == 0)
+#define CHECK_MEM(ptr, len, expected)                                                              \
+    CHECK((len) == strlen(expected) && memcmp((ptr), (expected), (len)) == 0)
 
 #define TEST(name) static void name(void)
 

@@ -84,7 +84,7 @@ TEST(close_that_overflows_while_catching_up_counts_once)
     CHECK(opened != NULL);
     CHECK_EQ_INT(open_count(srv), 1);
     char *payload = calloc(1, 60 * 1024);
-    CHECK_EQ_INT(uc_conn_send(opened, payload, 60 * 1024, 1), 0); /* near the cap, unflushed */
+    CHECK_EQ_INT(uc_conn_send(opened, payload, 60 * 1024, 1), 0);    /* near the cap, unflushed */
     CHECK_EQ_INT(uc_broadcast(srv, payload, 10 * 1024, 1, NULL), 1); /* owed, not queued yet */
     uc_conn_close(opened, 1000, "bye", 3);
     CHECK_EQ_INT(open_count(srv), 0);

@@ -216,10 +216,7 @@ static int harness_gc(lua_State *L)
 
 /* ---- clients ---- */
 
-static struct client *check_client(lua_State *L)
-{
-    return luaL_checkudata(L, 1, CLIENT_META);
-}
+static struct client *check_client(lua_State *L) { return luaL_checkudata(L, 1, CLIENT_META); }
 
 /* Reads what the server wrote so far into the client's buffer; 0, or -1 at EOF/error. */
 static int pull(struct client *c)
@@ -331,8 +328,9 @@ static int harness_connect(lua_State *L)
     luaL_buffinit(L, &b);
     luaL_addstring(&b, "GET ");
     luaL_addstring(&b, path);
-    luaL_addstring(&b, " HTTP/1.1\r\nHost: harness\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                       "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n");
+    luaL_addstring(&b,
+                   " HTTP/1.1\r\nHost: harness\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n");
     if (lua_istable(L, 3)) {
         for (lua_Integer i = 1; i <= luaL_len(L, 3); i++) {
             lua_geti(L, 3, i);
@@ -552,8 +550,11 @@ static const luaL_Reg harness_methods[] = {
 };
 
 static const luaL_Reg client_methods[] = {
-    {"send", client_send}, {"receive", client_receive}, {"close", client_close},
-    {"drop", client_drop}, {NULL, NULL},
+    {"send", client_send},
+    {"receive", client_receive},
+    {"close", client_close},
+    {"drop", client_drop},
+    {NULL, NULL},
 };
 
 static void new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc)

@@ -174,7 +174,7 @@ describe("cluster under faults", function()
     local c = http.open(a.push_port)
     local body = string.rep("f", 1024)
     local t0 = socket.gettime()
-    for i = 1, 40 do
+    for _ = 1, 40 do
       local batch = {}
       for _ = 1, 100 do batch[#batch + 1] = http.format("POST", "/send?uid=frozen-alice", { body = body }) end
       c:send_raw(table.concat(batch))

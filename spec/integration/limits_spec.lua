@@ -112,7 +112,7 @@ describe("out of file descriptors", function()
     local srv = server.start { prefix = "prlimit --nofile=32:32" }
     local keep = { ws.login(srv.port, "fd-0") }
     local extra = {}
-    for i = 1, 60 do
+    for _ = 1, 60 do
       local s = require("socket").tcp()
       s:settimeout(1)
       if s:connect("127.0.0.1", srv.port) then extra[#extra + 1] = s end

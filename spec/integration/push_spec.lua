@@ -145,7 +145,8 @@ describe("push API", function()
     local status, headers, body = push("GET", "/metrics")
     assert.equals(200, status)
     assert.matches("^text/plain; version=0%.0%.4", headers["content-type"])
-    assert.matches("# HELP uidcast_connections [^\n]+\n# TYPE uidcast_connections gauge\nuidcast_connections %d+\n", body)
+    assert.matches("# HELP uidcast_connections [^\n]+\n# TYPE uidcast_connections gauge\n" ..
+                   "uidcast_connections %d+\n", body)
     assert.matches("# TYPE uidcast_messages_in_total counter\nuidcast_messages_in_total %d+\n", body)
     for line in body:gmatch("[^\n]+") do
       assert.truthy(line:match("^# HELP [a-z_]+ .+$") or line:match("^# TYPE [a-z_]+ [a-z]+$")
@@ -273,7 +274,8 @@ describe("push API", function()
     it("413 for a chunked body that grows past --max-message", function()
       local conn = http.open(srv.push_port)
       local chunk = string.rep("a", 40000)
-      conn:send_raw(("POST /send?uid=a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n%x\r\n%s\r\n")
+      conn:send_raw(("POST /send?uid=a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" ..
+                     "%x\r\n%s\r\n%x\r\n%s\r\n")
         :format(#chunk, chunk, #chunk, chunk))
       assert.equals(413, (conn:read()))
       conn:close()
@@ -353,7 +355,7 @@ describe("push API with a token", function()
     status = http.request1(srv.push_port, "GET", "/stats",
                            { headers = { "Authorization: Bearer " .. TOKEN .. "x" } })
     assert.equals(401, status)
-    local body
+    local _, body
     status, _, body = http.request1(srv.push_port, "POST", "/send?uid=tok",
                                     { body = "authorized", headers = { "Authorization: Bearer " .. TOKEN } })
     assert.equals(200, status)

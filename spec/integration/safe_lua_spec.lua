@@ -191,7 +191,8 @@ describe("sandbox", function()
   end
 
   it("keeps os.time, os.clock and os.date", function()
-    assert.equals("ok true", eval("return type(os.time()) == 'number' and type(os.clock()) == 'number' and type(os.date()) == 'string'"))
+    assert.equals("ok true", eval("return type(os.time()) == 'number' and type(os.clock()) == 'number' " ..
+                                  "and type(os.date()) == 'string'"))
   end)
 
   it("refuses to load bytecode", function()

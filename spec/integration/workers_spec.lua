@@ -59,7 +59,8 @@ describe("--workers", function()
     r:stop()
   end)
 
-  it("answers /stats and /metrics for every worker, and counters never go down when one is replaced #no_memcheck", function()
+  it("answers /stats and /metrics for every worker, and counters never go down when one is replaced " ..
+     "#no_memcheck", function()
     local http = require "http"
     local r = redis.start()
     local srv = server.start { args = { "--workers", "3", "--redis", r.url, "--log-level", "debug" } }
