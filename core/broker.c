@@ -91,10 +91,9 @@ static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
     connect_missing(container_of(w, struct uc_broker, retry));
 }
 
-static int channel_name(char *out, size_t cap, enum uc_broker_kind kind, const char *key,
-                        size_t key_len)
+static int channel_name(char *out, size_t cap, int kind, const char *key, size_t key_len)
 {
-    if (kind == UC_BROKER_ALL)
+    if (kind == 'a')
         return snprintf(out, cap, "uidcast:a");
     if (key_len + 16 > cap)
         return -1;
@@ -111,7 +110,7 @@ static void subscription_confirmed(struct uc_broker *b)
 {
     b->sub_confirmed++;
     b->sub_waiting_since = b->sub_confirmed < b->sub_sent ? ev_now(b->srv->loop) : 0;
-    uc_conn_release_held(b->srv, b->sub_confirmed);
+    uc_server_subscribed(b->srv, b->sub_confirmed);
     if (b->gap_open && b->sub_confirmed == b->sub_sent) {
         b->gap_open = 0;
         uc_info("cluster: subscriptions restored");
@@ -157,13 +156,13 @@ static void subscribe_raw(struct uc_broker *b, const char *chan, size_t len)
         b->sub_waiting_since = ev_now(b->srv->loop);
 }
 
-uint64_t uc_broker_subscribing(const struct uc_broker *b)
+static uint64_t subscribing(void *ctx)
 {
+    struct uc_broker *b = ctx;
     return b->sub_up && b->sub_sent > b->sub_confirmed ? b->sub_sent : 0;
 }
 
-static void subscribe(struct uc_broker *b, enum uc_broker_kind kind, const char *key,
-                      size_t key_len)
+static void subscribe(struct uc_broker *b, int kind, const char *key, size_t key_len)
 {
     char chan[UC_UID_MAX + 32];
     int n = channel_name(chan, sizeof chan, kind, key, key_len);
@@ -172,8 +171,7 @@ static void subscribe(struct uc_broker *b, enum uc_broker_kind kind, const char 
     /* when down, the reconnect subscribes everything the maps hold */
 }
 
-static void unsubscribe(struct uc_broker *b, enum uc_broker_kind kind, const char *key,
-                        size_t key_len)
+static void unsubscribe(struct uc_broker *b, int kind, const char *key, size_t key_len)
 {
     char chan[UC_UID_MAX + 32];
     int n = channel_name(chan, sizeof chan, kind, key, key_len);
@@ -186,8 +184,8 @@ static void subscribe_everything(struct uc_broker *b)
     struct uc_server *srv = b->srv;
     subscribe_raw(b, "uidcast:a", 9);
     struct uc_umap_entry *e, *tmp;
-    HASH_ITER(hh, srv->umap.table, e, tmp) subscribe(b, UC_BROKER_UID, e->name, e->len);
-    HASH_ITER(hh, srv->groups.table, e, tmp) subscribe(b, UC_BROKER_GROUP, e->name, e->len);
+    HASH_ITER(hh, srv->umap.table, e, tmp) subscribe(b, 'u', e->name, e->len);
+    HASH_ITER(hh, srv->groups.table, e, tmp) subscribe(b, 'g', e->name, e->len);
 }
 
 /* ---- presence ---- */
@@ -245,14 +243,14 @@ static void presence_write(struct uc_broker *b, const char *uid, size_t len, siz
         register_node(b, NULL);
 }
 
-void uc_broker_key_count(struct uc_broker *b, enum uc_broker_kind kind, const char *key,
-                         size_t key_len, size_t count, int added)
+static void key_count(void *ctx, int kind, const char *key, size_t key_len, size_t count, int added)
 {
+    struct uc_broker *b = ctx;
     if (added && count == 1)
         subscribe(b, kind, key, key_len);
     else if (count == 0)
         unsubscribe(b, kind, key, key_len);
-    if (kind == UC_BROKER_UID)
+    if (kind == 'u')
         presence_write(b, key, key_len, count, added);
 }
 
@@ -295,9 +293,10 @@ static void on_online_reply(redisAsyncContext *ac, void *r, void *privdata)
     free(q);
 }
 
-int uc_broker_online(struct uc_broker *b, const char *uid, size_t uid_len,
-                     void (*done)(void *arg, long long count), void *arg)
+static int online(void *ctx, const char *uid, size_t uid_len,
+                  void (*done)(void *arg, long long count), void *arg)
 {
+    struct uc_broker *b = ctx;
     if (!b->pub_up || b->closing)
         return -1;
     struct online_query *q = malloc(sizeof *q);
@@ -342,9 +341,10 @@ static void on_published(redisAsyncContext *ac, void *r, void *privdata)
         log_refusal(b, "redis refused a publication", reply->str);
 }
 
-void uc_broker_publish(struct uc_broker *b, enum uc_broker_kind kind, const char *key,
-                       size_t key_len, const void *data, size_t len, int binary)
+static void publish(void *ctx, int kind, const char *key, size_t key_len, const void *data,
+                    size_t len, int binary)
 {
+    struct uc_broker *b = ctx;
     char chan[UC_UID_MAX + 32];
     int n = channel_name(chan, sizeof chan, kind, key, key_len);
     if (n < 0)
@@ -420,7 +420,7 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
         b->sub_sent = b->sub_confirmed = 0;
         b->sub_waiting_since = 0;
         if (!b->closing)
-            uc_conn_release_held(b->srv, UINT64_MAX); /* nothing to wait for any more */
+            uc_server_subscribed(b->srv, UINT64_MAX); /* nothing to wait for any more */
     } else {
         b->pub = NULL;
         b->pub_up = b->pub_ready = 0;
@@ -633,6 +633,22 @@ struct uc_broker *uc_broker_new(struct uc_server *srv, const char *url, char *er
     ev_timer_start(srv->loop, &b->heartbeat);
     connect_missing(b);
     return b;
+}
+
+struct uc_relay uc_broker_relay(struct uc_broker *b)
+{
+    return (struct uc_relay){.ctx = b,
+                             .publish = publish,
+                             .key_count = key_count,
+                             .subscribing = subscribing,
+                             .online = online};
+}
+
+static void free_service(void *ctx) { uc_broker_free(ctx); }
+
+struct uc_service uc_broker_service(struct uc_broker *b)
+{
+    return (struct uc_service){.ctx = b, .free = free_service};
 }
 
 void uc_broker_free(struct uc_broker *b)

@@ -16,7 +16,6 @@
 #include <unistd.h>
 #include <utlist.h>
 
-#include "broker.h"
 #include "core.h"
 #include "log.h"
 
@@ -725,7 +724,7 @@ int uc_conn_bind(struct uc_conn *c, const char *uid, size_t uid_len)
      * told from now on (its "login success") waits, so that it cannot act on a login before
      * the login works cluster-wide. Usually a millisecond; at most --redis-timeout. */
     uint64_t seq;
-    if (r == 0 && c->srv->broker && (seq = uc_broker_subscribing(c->srv->broker)))
+    if (r == 0 && c->srv->relay.subscribing && (seq = c->srv->relay.subscribing(c->srv->relay.ctx)))
         hold(c, seq);
     return r;
 }

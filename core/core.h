@@ -13,9 +13,7 @@
 #include <stdint.h>
 #include <wslay/wslay.h>
 
-#include "broker.h"
 #include "outq.h"
-#include "push.h"
 #include "server.h"
 #include "umap.h"
 
@@ -144,8 +142,9 @@ struct uc_server {
     struct uc_umap umap;               /* uid -> connections */
     struct uc_umap groups;             /* group -> memberships */
     struct uc_membership *memberships; /* (connection, group) -> membership (uthash) */
-    struct uc_push *push;              /* NULL when --push off */
-    struct uc_broker *broker;          /* NULL without --redis */
+    struct uc_relay relay;             /* the cluster (--redis); all NULL when alone */
+    struct uc_service services[4];     /* attached by main: the push API, the broker */
+    unsigned nservices;
     /* The broadcasts of this loop iteration, oldest first: a broadcast is framed and logged
      * once, and each bound connection queues what it is owed once per iteration (or sooner,
      * when something else is queued to it), instead of being visited once per broadcast.
@@ -170,11 +169,6 @@ struct uc_server {
 };
 
 /* ---- server.c ---- */
-/* Delivers a message another node published, to this node's connections only. kind is
- * 'u' (key = uid), 'g' (key = group) or 'a' (everyone bound). */
-void uc_server_deliver_local(struct uc_server *srv, int kind, const char *key, size_t key_len,
-                             const void *data, size_t len, int binary);
-
 /* Broadcasts logged so far (the number of the newest). */
 static inline uint64_t uc_bcast_seq(const struct uc_server *srv)
 {
@@ -206,7 +200,8 @@ void uc_conn_check_liveness(struct uc_server *srv);
 int uc_conn_queue(struct uc_conn *c, struct uc_buf *buf);
 /* Queues the logged broadcasts a bound connection has not had yet. */
 void uc_conn_catch_up(struct uc_conn *c);
-/* The cluster confirmed every SUBSCRIBE up to number seq: connections held for those write. */
+/* The cluster confirmed every SUBSCRIBE up to number seq: connections held for those write
+ * (uc_server_subscribed). */
 void uc_conn_release_held(struct uc_server *srv, uint64_t seq);
 /* Called from the prepare watcher: flush dirty connections, notify and free retired ones. */
 void uc_conn_run_deferred(struct uc_server *srv);

@@ -1,10 +1,13 @@
 /* main.c -- uidcast's entry point: parse the command line, load the policy, run the server. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "../lua/policy.h"
+#include "broker.h"
 #include "cli.h"
 #include "log.h"
+#include "push.h"
 #include "supervisor.h"
 
 static struct ucl_limits limits_of(const struct uc_cli *cli)
@@ -13,6 +16,30 @@ static struct ucl_limits limits_of(const struct uc_cli *cli)
                                .budget = cli->lua_budget,
                                .timeout = cli->lua_timeout,
                                .lua_path = cli->lua_path};
+}
+
+/* The services around the core, composed here and nowhere else: the cluster broker (the
+ * server's relay to the other nodes) and the push API, both freed with the server. */
+static int attach_services(struct uc_server *srv, const struct uc_options *opt, char *err,
+                           size_t err_size)
+{
+    if (opt->redis) {
+        struct uc_broker *broker = uc_broker_new(srv, opt->redis, err, err_size);
+        if (!broker)
+            return -1;
+        struct uc_relay relay = uc_broker_relay(broker);
+        struct uc_service svc = uc_broker_service(broker);
+        uc_server_set_relay(srv, &relay);
+        uc_server_attach(srv, &svc);
+    }
+    if (strcmp(opt->push, "off") != 0) {
+        struct uc_push *push = uc_push_new(srv, opt->push, opt->push_token, err, err_size);
+        if (!push)
+            return -1;
+        struct uc_service svc = uc_push_service(push);
+        uc_server_attach(srv, &svc);
+    }
+    return 0;
 }
 
 /* One server process: load the policy, serve until stopped. A worker under --workers too. */
@@ -28,8 +55,9 @@ static int serve(struct uc_cli *cli)
     struct uc_handlers handlers;
     ucl_policy_handlers(policy, &handlers);
     struct uc_server *srv = uc_server_new(&cli->opt, &handlers, err, sizeof err);
-    if (!srv) {
+    if (!srv || attach_services(srv, &cli->opt, err, sizeof err) != 0) {
         uc_error("%s", err);
+        uc_server_free(srv);
         ucl_policy_free(policy);
         return 1;
     }

@@ -10,7 +10,6 @@
 #include <string.h>
 #include <utlist.h>
 
-#include "broker.h"
 #include "core.h"
 
 struct uc_online_query {
@@ -22,6 +21,13 @@ struct uc_online_query {
     size_t uid_len;
     char uid[];
 };
+
+/* This node's connections of uid (each bound connection is one link of its entry). */
+static long long local_count(const struct uc_server *srv, const char *uid, size_t len)
+{
+    const struct uc_umap_entry *u = uc_umap_find(&srv->umap, uid, len);
+    return u ? (long long)u->count : 0;
+}
 
 static void answer(struct uc_online_query *q, long long count, int partial)
 {
@@ -37,7 +43,7 @@ static void on_redis_answer(void *arg, long long count)
     if (count >= 0 || srv->tearing_down)
         answer(q, count, 0);
     else /* Redis is down or did not answer in time: ours, said to be partial */
-        answer(q, (long long)uc_uid_count(srv, q->uid, q->uid_len), 1);
+        answer(q, local_count(srv, q->uid, q->uid_len), 1);
 }
 
 int uc_online_query(struct uc_server *srv, const char *uid, size_t uid_len, uc_online_fn *done,
@@ -49,8 +55,8 @@ int uc_online_query(struct uc_server *srv, const char *uid, size_t uid_len, uc_o
     *q = (struct uc_online_query){.srv = srv, .done = done, .arg = arg, .uid_len = uid_len};
     memcpy(q->uid, uid, uid_len);
     DL_PREPEND(srv->online_queries, q);
-    q->asked_redis =
-        srv->broker && uc_broker_online(srv->broker, uid, uid_len, on_redis_answer, q) == 0;
+    q->asked_redis = srv->relay.online &&
+                     srv->relay.online(srv->relay.ctx, uid, uid_len, on_redis_answer, q) == 0;
     if (!q->asked_redis)
         ev_feed_event(srv->loop, &srv->online_due, EV_CUSTOM);
     return 0;
@@ -63,7 +69,7 @@ void uc_presence_answer_local(struct uc_server *srv)
     for (; q; q = next) {
         next = q->next;
         if (!q->asked_redis)
-            answer(q, (long long)uc_uid_count(srv, q->uid, q->uid_len), srv->broker != NULL);
+            answer(q, local_count(srv, q->uid, q->uid_len), srv->relay.online != NULL);
     }
 }
 

@@ -761,6 +761,7 @@ struct uc_push *uc_push_new(struct uc_server *srv, const char *spec, const char 
     ev_io_init(&push->io, accept_cb, push->fd, EV_READ);
     ev_io_start(srv->loop, &push->io);
     ev_timer_init(&push->retry, retry_cb, 0.1, 0.);
+    uc_info("push API on http://%s/", push->addr);
     return push;
 }
 
@@ -783,6 +784,14 @@ void uc_push_free(struct uc_push *push)
         conn_free(push->conns);
     free(push->token);
     free(push);
+}
+
+static void stop_service(void *ctx) { uc_push_stop(ctx); }
+static void free_service(void *ctx) { uc_push_free(ctx); }
+
+struct uc_service uc_push_service(struct uc_push *push)
+{
+    return (struct uc_service){.ctx = push, .stop = stop_service, .free = free_service};
 }
 
 const char *uc_push_addr(const struct uc_push *push) { return push->addr; }

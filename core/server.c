@@ -146,8 +146,9 @@ static void begin_shutdown(struct uc_server *srv, const char *why)
     uc_info("%s: closing %zu connections with 1001 and stopping", why, srv->nopen);
     ev_io_stop(srv->loop, &srv->listen_io);
     ev_timer_stop(srv->loop, &srv->accept_retry);
-    if (srv->push)
-        uc_push_stop(srv->push);
+    for (unsigned i = 0; i < srv->nservices; i++)
+        if (srv->services[i].stop)
+            srv->services[i].stop(srv->services[i].ctx);
     for (struct uc_conn *c = srv->conns; c; c = c->next) {
         if (c->state == CONN_OPEN)
             uc_conn_close(c, 1001, "server shutting down", 20);
@@ -176,15 +177,36 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
     begin_shutdown(srv, w->signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
-/* The maps tell the broker which channels this node needs and what it holds. */
+/* The maps tell the cluster which channels this node needs and what it holds. */
 static void uid_count_changed(const char *key, size_t len, size_t count, int added, void *ctx)
 {
-    uc_broker_key_count(ctx, UC_BROKER_UID, key, len, count, added);
+    struct uc_server *srv = ctx;
+    srv->relay.key_count(srv->relay.ctx, 'u', key, len, count, added);
 }
 static void group_count_changed(const char *key, size_t len, size_t count, int added, void *ctx)
 {
-    uc_broker_key_count(ctx, UC_BROKER_GROUP, key, len, count, added);
+    struct uc_server *srv = ctx;
+    srv->relay.key_count(srv->relay.ctx, 'g', key, len, count, added);
 }
+
+void uc_server_set_relay(struct uc_server *srv, const struct uc_relay *relay)
+{
+    srv->relay = *relay;
+    int on = relay->key_count != NULL;
+    srv->umap.on_count = on ? uid_count_changed : NULL;
+    srv->groups.on_count = on ? group_count_changed : NULL;
+    srv->umap.ctx = srv->groups.ctx = srv;
+}
+
+int uc_server_attach(struct uc_server *srv, const struct uc_service *svc)
+{
+    if (srv->nservices == sizeof srv->services / sizeof srv->services[0])
+        return UC_ERR_LIMIT;
+    srv->services[srv->nservices++] = *svc;
+    return 0;
+}
+
+void uc_server_subscribed(struct uc_server *srv, uint64_t seq) { uc_conn_release_held(srv, seq); }
 
 struct uc_server *uc_server_new(const struct uc_options *opts, const struct uc_handlers *handlers,
                                 char *err, size_t err_size)
@@ -204,27 +226,6 @@ struct uc_server *uc_server_new(const struct uc_options *opts, const struct uc_h
     }
     srv->loop = ev_default_loop(EVFLAG_AUTO);
     uc_net_local_addr(srv->listen_fd, srv->listen_addr, sizeof srv->listen_addr);
-    if (opts->redis) {
-        srv->broker = uc_broker_new(srv, opts->redis, err, err_size);
-        if (!srv->broker) {
-            close(srv->listen_fd);
-            ev_loop_destroy(srv->loop);
-            free(srv);
-            return NULL;
-        }
-        srv->umap = (struct uc_umap){.on_count = uid_count_changed, .ctx = srv->broker};
-        srv->groups = (struct uc_umap){.on_count = group_count_changed, .ctx = srv->broker};
-    }
-    if (strcmp(opts->push, "off") != 0) {
-        srv->push = uc_push_new(srv, opts->push, opts->push_token, err, err_size);
-        if (!srv->push) {
-            uc_broker_free(srv->broker);
-            close(srv->listen_fd);
-            ev_loop_destroy(srv->loop);
-            free(srv);
-            return NULL;
-        }
-    }
     open_reserve(srv);
     signal(SIGPIPE, SIG_IGN);
 
@@ -275,8 +276,6 @@ void uc_server_adopt(struct uc_server *srv, int fd, const char *remote_addr)
 int uc_server_run(struct uc_server *srv)
 {
     /* The WebSocket line last: tools (and the specs) take it to mean "ready". */
-    if (srv->push)
-        uc_info("push API on http://%s/", uc_push_addr(srv->push));
     uc_info("listening on ws://%s/", srv->listen_addr);
     ev_run(srv->loop, 0);
     return 0;
@@ -293,13 +292,17 @@ void uc_server_free(struct uc_server *srv)
         return;
     srv->tearing_down = 1;
     uc_conn_destroy_all(srv);
-    uc_push_free(srv->push);
+    /* Nothing more to tell the cluster about keys while tearing down. */
+    srv->umap.on_count = srv->groups.on_count = NULL;
+    while (srv->nservices) {
+        struct uc_service *svc = &srv->services[--srv->nservices];
+        if (svc->free)
+            svc->free(svc->ctx);
+    }
     uc_presence_cancel_local(srv);
     uc_server_clear_broadcasts(srv);
     free(srv->bcast_log);
     free(srv->held);
-    srv->umap.on_count = srv->groups.on_count = NULL; /* nothing to tell Redis while tearing down */
-    uc_broker_free(srv->broker);
     uc_umap_destroy(&srv->umap);
     uc_umap_destroy(&srv->groups);
     ev_ref(srv->loop);
@@ -395,8 +398,8 @@ static size_t deliver_to_key(const struct uc_umap *map, const char *key, size_t 
 size_t uc_send_uid(struct uc_server *srv, const char *uid, size_t uid_len, const void *data,
                    size_t len, int binary, const struct uc_conn *except)
 {
-    if (srv->broker && uid_len)
-        uc_broker_publish(srv->broker, UC_BROKER_UID, uid, uid_len, data, len, binary);
+    if (srv->relay.publish && uid_len)
+        srv->relay.publish(srv->relay.ctx, 'u', uid, uid_len, data, len, binary);
     return deliver_to_key(&srv->umap, uid, uid_len, data, len, binary, except);
 }
 
@@ -406,8 +409,8 @@ static size_t broadcast_local(struct uc_server *srv, const void *data, size_t le
 size_t uc_broadcast(struct uc_server *srv, const void *data, size_t len, int binary,
                     const struct uc_conn *except)
 {
-    if (srv->broker)
-        uc_broker_publish(srv->broker, UC_BROKER_ALL, NULL, 0, data, len, binary);
+    if (srv->relay.publish)
+        srv->relay.publish(srv->relay.ctx, 'a', NULL, 0, data, len, binary);
     return broadcast_local(srv, data, len, binary, except);
 }
 
@@ -454,19 +457,19 @@ void uc_server_clear_broadcasts(struct uc_server *srv)
 size_t uc_send_group(struct uc_server *srv, const char *group, size_t group_len, const void *data,
                      size_t len, int binary, const struct uc_conn *except)
 {
-    if (srv->broker && group_len)
-        uc_broker_publish(srv->broker, UC_BROKER_GROUP, group, group_len, data, len, binary);
+    if (srv->relay.publish && group_len)
+        srv->relay.publish(srv->relay.ctx, 'g', group, group_len, data, len, binary);
     return deliver_to_key(&srv->groups, group, group_len, data, len, binary, except);
 }
 
 void uc_server_deliver_local(struct uc_server *srv, int kind, const char *key, size_t key_len,
                              const void *data, size_t len, int binary)
 {
-    if (kind == UC_BROKER_UID)
+    if (kind == 'u')
         deliver_to_key(&srv->umap, key, key_len, data, len, binary, NULL);
-    else if (kind == UC_BROKER_GROUP)
+    else if (kind == 'g')
         deliver_to_key(&srv->groups, key, key_len, data, len, binary, NULL);
-    else if (kind == UC_BROKER_ALL)
+    else if (kind == 'a')
         broadcast_local(srv, data, len, binary, NULL);
 }
 

@@ -108,6 +108,49 @@ struct uc_stats {
     double uptime;              /* seconds */
 };
 
+/* Something main attaches to the server (the push API, the cluster broker): the server tells
+ * it when a graceful stop begins and frees it after the connections, and knows nothing else
+ * of it. Both callbacks are optional. */
+struct uc_service {
+    void *ctx;
+    void (*stop)(void *ctx);
+    void (*free)(void *ctx);
+};
+
+/* Attaches svc (copied); services are freed in reverse order of attaching. Returns 0, or
+ * UC_ERR_LIMIT (then the caller still owns what svc refers to). */
+int uc_server_attach(struct uc_server *srv, const struct uc_service *svc);
+
+/* The cluster as the core sees it: how deliveries, the keys this node holds and presence
+ * questions reach the other nodes. Set by the broker (--redis); without it every member is
+ * NULL and the server is alone. kind is 'u' (uid), 'g' (group) or 'a' (broadcast). */
+struct uc_relay {
+    void *ctx;
+    /* A delivery made here, for the other nodes to make theirs. */
+    void (*publish)(void *ctx, int kind, const char *key, size_t key_len, const void *data,
+                    size_t len, int binary);
+    /* A uid's or group's local connection count changed (added: one came; 0: the last left). */
+    void (*key_count)(void *ctx, int kind, const char *key, size_t len, size_t count, int added);
+    /* Nonzero while subscriptions await confirmation: the number of the last one asked. */
+    uint64_t (*subscribing)(void *ctx);
+    /* Asks the cluster for uid's connections; done(arg, count) later, count < 0 for no answer.
+     * Returns -1 without calling done when the cluster cannot be asked now. */
+    int (*online)(void *ctx, const char *uid, size_t uid_len,
+                  void (*done)(void *arg, long long count), void *arg);
+};
+
+/* Installs the relay (copied). */
+void uc_server_set_relay(struct uc_server *srv, const struct uc_relay *relay);
+
+/* The cluster confirmed every subscription up to number seq (UINT64_MAX: it has none pending
+ * any more): connections whose login waited for it may write. */
+void uc_server_subscribed(struct uc_server *srv, uint64_t seq);
+
+/* Delivers a message another node published, to this node's connections only. kind as in
+ * struct uc_relay. */
+void uc_server_deliver_local(struct uc_server *srv, int kind, const char *key, size_t key_len,
+                             const void *data, size_t len, int binary);
+
 /* Creates a server bound to opts->listen. Returns NULL and writes a message to err on failure.
  * The handlers are copied; user_data is borrowed for the server's lifetime. */
 struct uc_server *uc_server_new(const struct uc_options *opts, const struct uc_handlers *handlers,

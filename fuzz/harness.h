@@ -14,6 +14,7 @@
 
 #include "../core/core.h"
 #include "../core/log.h"
+#include "../core/push.h"
 
 static int fuzz_on_open(struct uc_conn *c, const struct uc_open_request *req,
                         struct uc_refusal *refusal, void *ud)
@@ -52,6 +53,9 @@ static void fuzz_on_message(struct uc_conn *c, const uint8_t *data, size_t len, 
         uc_send_group(srv, (const char *)data, 1, data, len, binary, NULL);
 }
 
+/* The push API of the fuzzing server (push_request feeds it). */
+static struct uc_push *fuzz_push;
+
 static struct uc_server *fuzz_server(void)
 {
     static struct uc_server *srv;
@@ -76,8 +80,10 @@ static struct uc_server *fuzz_server(void)
     struct uc_handlers h = {.on_open = fuzz_on_open, .on_message = fuzz_on_message};
     char err[256];
     srv = uc_server_new(&opt, &h, err, sizeof err);
-    if (!srv)
+    if (!srv || !(fuzz_push = uc_push_new(srv, opt.push, NULL, err, sizeof err)))
         abort();
+    struct uc_service svc = uc_push_service(fuzz_push);
+    uc_server_attach(srv, &svc);
     return srv;
 }
 
@@ -112,7 +118,7 @@ static void fuzz_drive_split(struct uc_server *srv, int peer, const uint8_t *dat
         drain(peer);
     }
     close(peer);
-    for (int i = 0; i < 100 && (srv->conns || (srv->push && uc_push_connections(srv->push))); i++)
+    for (int i = 0; i < 100 && (srv->conns || uc_push_connections(fuzz_push)); i++)
         ev_run(srv->loop, EVRUN_NOWAIT);
 }
 

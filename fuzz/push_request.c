@@ -8,7 +8,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) != 0)
         abort();
-    uc_push_adopt(srv->push, sv[0]);
+    uc_push_adopt(fuzz_push, sv[0]);
     fuzz_drive(srv, sv[1], data, size);
     return 0;
 }
