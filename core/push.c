@@ -584,11 +584,17 @@ static void linger(struct push_conn *pc)
 static void flush(struct push_conn *pc)
 {
     for (;;) {
+        size_t before = uc_outq_bytes(&pc->outq);
         int r = uc_outq_flush(&pc->outq, pc->fd);
         if (r < 0) {
             conn_free(pc);
             return;
         }
+        /* A client reading its answers is not idle, even while nothing new is parsed (the
+         * connection is held for its backlog): --push-timeout counts from the last progress
+         * either way. */
+        if (uc_outq_bytes(&pc->outq) < before && !pc->lingering)
+            ev_timer_again(pc->push->srv->loop, &pc->timer);
         if (r == 1) {
             if (!pc->write_wait) {
                 pc->write_wait = 1;
