@@ -88,6 +88,29 @@ describe("cluster under faults", function()
     r:stop()
   end)
 
+  it("counts the gap of a node that froze until Redis cut its subscriber off #no_memcheck", function()
+    -- a small pub/sub output limit, so that a few megabytes aimed at a stopped node overflow it
+    local r = redis.start(nil, "--client-output-buffer-limit 'pubsub 1mb 256kb 1'")
+    local a = server.start { args = { "--redis", r.url } }
+    local b = server.start { args = { "--redis", r.url } }
+    wait_connected { a, b }
+    local alice = ws.login(a.port, "frozen-node-alice")
+    socket.sleep(0.2)
+    a:signal("STOP")
+    push_many(b, "frozen-node-alice", 10000, string.rep("x", 1500) .. " ")
+    socket.sleep(1.5)
+    a:signal("CONT")
+    assert.truthy(server.eventually(function() return stats(a).cluster_gaps >= 1 end, 5), a:log())
+    local _, received = drain(alice, 1)
+    assert.is_true(received < 10000, received .. " received")
+    -- every message B published that A never delivered falls in the window A counted
+    assert.equals(10000, stats(b).cluster_published)
+    alice:close()
+    assert.equals(0, a:stop())
+    assert.equals(0, b:stop())
+    r:stop()
+  end)
+
   it("counts a publication Redis refuses (no password given) as dropped, and says why", function()
     local r = redis.start(nil, "--requirepass s3cret")
     local a = server.start { args = { "--redis", r.url } }
@@ -166,6 +189,7 @@ describe("cluster under faults", function()
     local a = server.start { args = { "--redis", r.url, "--redis-max-pending", "1m", "--redis-timeout", "10" } }
     wait_connected { a }
     local alice = ws.login(a.port, "frozen-alice")
+    local carol = ws.login(a.port, "frozen-carol")
     local function rss_kb()
       return tonumber((server.read_file("/proc/" .. a.pid .. "/status") or ""):match("VmRSS:%s*(%d+)"))
     end
@@ -180,7 +204,12 @@ describe("cluster under faults", function()
       c:send_raw(table.concat(batch))
       for _ = 1, 100 do assert.equals(200, (c:read())) end
       assert.equals(body, alice:receive()) -- local delivery keeps flowing
-      drain(alice, 0.01)
+      drain(alice, 0.05)
+      -- and a local message is not stuck behind the backlog waiting for Redis
+      local s0 = socket.gettime()
+      carol:send("frozen-alice:local")
+      assert.equals("local", alice:receive())
+      assert.is_true(socket.gettime() - s0 < 0.05 * server.slowdown, (socket.gettime() - s0) .. " s")
     end
     c:close()
     assert.is_true(socket.gettime() - t0 < 10)
