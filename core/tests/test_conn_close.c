@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "../cli.h"
 #include "../core.h"
 #include "../log.h"
 #include "check.h"
@@ -25,27 +26,20 @@ static const char handshake[] = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket
                                 "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                                 "Sec-WebSocket-Version: 13\r\n\r\n";
 
-static struct uc_server *new_server(size_t max_send_buffer)
+/* A server with the command line's defaults, but for the arguments given. */
+static struct uc_server *new_server(const char *max_send_buffer)
 {
     uc_log_threshold = UC_LOG_ERROR;
-    struct uc_options opt = {
-        .listen = "127.0.0.1:0",
-        .max_message = 1 << 20,
-        .max_send_buffer = max_send_buffer,
-        .handshake_timeout = 10,
-        .close_timeout = 2,
-        .drain_timeout = 2,
-        .ping_interval = 25,
-        .idle_timeout = 60,
-        .message_timeout = 30,
-        .max_fragments = 64,
-        .max_groups_per_connection = 16,
-        .push = "off",
-        .push_timeout = 30,
-    };
-    struct uc_handlers h = {.on_open = bind_on_open};
+    char *argv[] = {"uidcast", "--listen",          "127.0.0.1:0",          "--push",
+                    "off",     "--max-send-buffer", (char *)max_send_buffer};
+    struct uc_cli cli;
     char err[256];
-    struct uc_server *srv = uc_server_new(&opt, &h, err, sizeof err);
+    if (uc_cli_parse(sizeof argv / sizeof argv[0], argv, &cli, err, sizeof err) != UC_CLI_RUN) {
+        fprintf(stderr, "uc_cli_parse: %s\n", err);
+        exit(1);
+    }
+    struct uc_handlers h = {.on_open = bind_on_open};
+    struct uc_server *srv = uc_server_new(&cli.opt, &h, err, sizeof err);
     if (!srv) {
         fprintf(stderr, "uc_server_new: %s\n", err);
         exit(1);
@@ -79,7 +73,7 @@ static size_t open_count(const struct uc_server *srv)
  * broadcast overflows and aborts it from inside the close. It must be counted closed once. */
 TEST(close_that_overflows_while_catching_up_counts_once)
 {
-    struct uc_server *srv = new_server(64 * 1024);
+    struct uc_server *srv = new_server("64k");
     int peer = connect_client(srv);
     CHECK(opened != NULL);
     CHECK_EQ_INT(open_count(srv), 1);

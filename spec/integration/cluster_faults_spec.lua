@@ -7,25 +7,8 @@ local server = require "server"
 local redis = require "redis"
 local socket = require "socket"
 
-local function wait_connected(nodes)
-  for _, node in ipairs(nodes) do
-    assert.truthy(server.eventually(function()
-      return node:log():find("cluster: connected to redis", 1, true)
-    end, 5), node:log())
-  end
-end
-
-local function stats(node)
-  local status, _, body = http.request1(node.push_port, "GET", "/stats")
-  assert.equals(200, status)
-  return http.json(body)
-end
-
-local function online(node, uid)
-  local status, _, body = http.request1(node.push_port, "GET", "/online?uid=" .. uid)
-  assert.equals(200, status)
-  return http.json(body)
-end
+local cluster = require "cluster"
+local wait_connected, online, stats = cluster.wait_connected, cluster.online, cluster.stats
 
 -- Pushes n messages "<prefix><i>" to uid through node's push API on one pipelined connection.
 local function push_many(node, uid, n, prefix)
@@ -267,10 +250,7 @@ end)
 describe("--workers under faults", function()
   local function start(r)
     local srv = server.start { args = { "--workers", "2", "--redis", r.url } }
-    assert.truthy(server.eventually(function()
-      local _, n = srv:log():gsub("cluster: connected to redis", "")
-      return n >= 2
-    end, 5))
+    wait_connected({ srv }, 2)
     return srv
   end
 

@@ -5,28 +5,12 @@ local http = require "http"
 local server = require "server"
 local redis = require "redis"
 
--- Waits until every node logged its Redis connection.
-local function wait_connected(nodes)
-  for _, node in ipairs(nodes) do
-    assert.truthy(server.eventually(function()
-      return node:log():find("cluster: connected to redis", 1, true)
-    end, 5), node:log())
-  end
-end
+local cluster = require "cluster"
+local wait_connected, online = cluster.wait_connected, cluster.online
 
--- Logs in on a node and waits until that node's subscription is live.
-local function login(node, uid)
-  local c = ws.login(node.port, uid)
-  require("socket").sleep(0.1 * server.slowdown)
-  return c
-end
-
--- GET /online?uid= on a node's push API, decoded.
-local function online(node, uid)
-  local status, _, body = http.request1(node.push_port, "GET", "/online?uid=" .. uid)
-  assert.equals(200, status)
-  return http.json(body)
-end
+-- Logs in on a node: once "login success" arrived, the node receives the uid's messages from
+-- every other node (the login waits for Redis to confirm the subscription).
+local function login(node, uid) return ws.login(node.port, uid) end
 
 describe("cluster over Redis", function()
   local r, a, b

@@ -2,6 +2,7 @@
 local ws = require "ws"
 local server = require "server"
 local redis = require "redis"
+local cluster = require "cluster"
 
 -- How many worker processes upgraded a connection (from the debug log).
 local function workers_serving(srv)
@@ -25,10 +26,7 @@ describe("--workers", function()
      "and stops them all on SIGTERM #no_memcheck", function()
     local r = redis.start()
     local srv = server.start { args = { "--workers", "2", "--redis", r.url, "--log-level", "debug" } }
-    assert.truthy(server.eventually(function()
-      local _, n = srv:log():gsub("cluster: connected to redis", "")
-      return n >= 2
-    end, 5))
+    cluster.wait_connected({ srv }, 2)
     local clients = {}
     for i = 1, 16 do clients[i] = ws.login(srv.port, "wk" .. i) end
     require("socket").sleep(0.2)
@@ -64,17 +62,10 @@ describe("--workers", function()
     local http = require "http"
     local r = redis.start()
     local srv = server.start { args = { "--workers", "3", "--redis", r.url, "--log-level", "debug" } }
-    assert.truthy(server.eventually(function()
-      local _, n = srv:log():gsub("cluster: connected to redis", "")
-      return n >= 3
-    end, 5))
+    cluster.wait_connected({ srv }, 3)
     local clients = {}
     for i = 1, 15 do clients[i] = ws.login(srv.port, "st" .. i) end
-    local function stats()
-      local status, _, body = http.request1(srv.push_port, "GET", "/stats")
-      assert.equals(200, status)
-      return http.json(body)
-    end
+    local function stats() return cluster.stats(srv) end
     -- every scrape, whichever worker answers it, counts all 15 (the workers republish their
     -- counters every liveness tick, at most half a second)
     assert.truthy(server.eventually(function() return stats().connections == 15 end, 3))
@@ -112,10 +103,7 @@ describe("--workers", function()
       if not c.uid then c:bind(d) end
       c:send("v1") end }]])
     local srv = server.start { script = path, args = { "--workers", "2", "--redis", r.url, "--log-level", "debug" } }
-    assert.truthy(server.eventually(function()
-      local _, n = srv:log():gsub("cluster: connected to redis", "")
-      return n >= 2
-    end, 5))
+    cluster.wait_connected({ srv }, 2)
     local clients = {}
     for i = 1, 12 do
       clients[i] = ws.connect(srv.port)

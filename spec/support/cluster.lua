@@ -1,0 +1,32 @@
+-- spec/support/cluster.lua -- what the cluster and workers specs ask of their nodes: connected
+-- to Redis yet, and what a node's push API says of presence and counters.
+local http = require "http"
+local server = require "server"
+
+local cluster = {}
+
+-- Waits until every node logged its Redis connection (a --workers server: `workers` of them).
+function cluster.wait_connected(nodes, workers)
+  for _, node in ipairs(nodes) do
+    assert(server.eventually(function()
+      local _, n = node:log():gsub("cluster: connected to redis", "")
+      return n >= (workers or 1)
+    end, 5), node:log())
+  end
+end
+
+-- GET /online?uid= on a node's push API, decoded.
+function cluster.online(node, uid)
+  local status, _, body = http.request1(node.push_port, "GET", "/online?uid=" .. uid)
+  assert(status == 200, "push API answered " .. tostring(status))
+  return http.json(body)
+end
+
+-- GET /stats on a node's push API, decoded.
+function cluster.stats(node)
+  local status, _, body = http.request1(node.push_port, "GET", "/stats")
+  assert(status == 200, "push API answered " .. tostring(status))
+  return http.json(body)
+end
+
+return cluster
