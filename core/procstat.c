@@ -9,20 +9,25 @@
 
 #include "err.h"
 
+/* The first line of path that sscanf(line, fmt, out) takes: 1, or 0 (out untouched). */
+static int scan_lines(const char *path, const char *fmt, void *out)
+{
+    FILE *f = fopen(path, "r");
+    char line[256];
+    int found = 0;
+    while (f && !found && fgets(line, sizeof line, f))
+        found = sscanf(line, fmt, out) == 1;
+    if (f)
+        fclose(f);
+    return found;
+}
+
 /* The system's boot time (btime in /proc/stat): /proc/PID/stat gives start time since boot. */
 static double boot_time(void)
 {
     static double btime = -1;
-    if (btime >= 0)
-        return btime;
-    FILE *f = fopen("/proc/stat", "r");
-    char line[256];
-    btime = 0;
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "btime %lf", &btime) == 1)
-            break;
-    if (f)
-        fclose(f);
+    if (btime < 0 && !scan_lines("/proc/stat", "btime %lf", &btime))
+        btime = 0;
     return btime;
 }
 
@@ -44,15 +49,10 @@ static uint64_t count_fds(pid_t pid)
 
 static uint64_t max_fds(pid_t pid)
 {
-    char path[64], line[256];
+    char path[64];
     snprintf(path, sizeof path, "/proc/%d/limits", (int)pid);
-    FILE *f = fopen(path, "r");
     unsigned long long soft = 0;
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "Max open files %llu", &soft) == 1)
-            break;
-    if (f)
-        fclose(f);
+    scan_lines(path, "Max open files %llu", &soft);
     return soft;
 }
 

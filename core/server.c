@@ -255,10 +255,7 @@ struct uc_server *uc_server_new(const struct uc_options *opts, const struct uc_h
     ev_signal_start(srv->loop, &srv->sighup);
     /* A --workers supervisor forks with these blocked (see supervisor.c): handled from now on. */
     sigset_t handled;
-    sigemptyset(&handled);
-    sigaddset(&handled, SIGHUP);
-    sigaddset(&handled, SIGTERM);
-    sigaddset(&handled, SIGINT);
+    uc_server_signals(&handled);
     sigprocmask(SIG_UNBLOCK, &handled, NULL);
     /* Signal watchers must not keep the loop alive on their own once we are draining. */
     ev_unref(srv->loop);
@@ -266,6 +263,14 @@ struct uc_server *uc_server_new(const struct uc_options *opts, const struct uc_h
     ev_unref(srv->loop);
     srv->started = ev_time();
     return srv;
+}
+
+void uc_server_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGHUP);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
 }
 
 void uc_server_adopt(struct uc_server *srv, int fd, const char *remote_addr)

@@ -7,6 +7,7 @@
 #ifndef UC_SERVER_H
 #define UC_SERVER_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -161,6 +162,10 @@ int uc_server_run(struct uc_server *srv);
 
 /* Replaces the handlers (script reload). Connections and bindings are untouched. */
 void uc_server_set_handlers(struct uc_server *srv, const struct uc_handlers *handlers);
+
+/* The signals a server handles (SIGHUP, SIGTERM, SIGINT), into *set: the --workers supervisor
+ * keeps them blocked in a starting worker until its server's handlers are in place. */
+void uc_server_signals(sigset_t *set);
 
 /* Serves fd (a connected stream socket, non-blocking) as if the listener had accepted it from
  * remote_addr: for embedding and tests, which drive the loop (uc_server_loop) themselves. */

@@ -16,6 +16,7 @@
 #include "log.h"
 #include "net.h"
 #include "scoreboard.h"
+#include "server.h"
 
 #define MAX_WORKERS 256
 
@@ -38,10 +39,7 @@ static struct {
 static void block_worker_signals(int how)
 {
     sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGHUP);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
+    uc_server_signals(&set);
     sigprocmask(how, &set, NULL);
 }
 
