@@ -856,8 +856,6 @@ int uc_conn_close(struct uc_conn *c, int code, const char *reason, size_t reason
 int uc_conn_is_open(const struct uc_conn *c) { return c->state == CONN_OPEN; }
 uint64_t uc_conn_id(const struct uc_conn *c) { return c->id; }
 const char *uc_conn_remote_addr(const struct uc_conn *c) { return c->remote_addr; }
-void uc_conn_set_user(struct uc_conn *c, void *user) { c->user = user; }
-void *uc_conn_get_user(const struct uc_conn *c) { return c->user; }
 
 const char *uc_conn_uid(const struct uc_conn *c, size_t *len)
 {

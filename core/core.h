@@ -107,7 +107,6 @@ struct uc_conn {
     char *last_uid; /* copy of the uid at close, for on_close; owned */
     size_t last_uid_len;
     char *close_reason; /* owned; reported to on_close */
-    void *user;
     char remote_addr[56];
 };
 

@@ -24,8 +24,6 @@ int uc_log_parse_level(const char *name, enum uc_log_level *out)
     return -1;
 }
 
-const char *uc_log_level_name(enum uc_log_level level) { return level_names[level]; }
-
 void uc_log(enum uc_log_level level, const char *fmt, ...)
 {
     if (!uc_log_enabled(level))

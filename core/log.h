@@ -11,7 +11,6 @@ extern enum uc_log_level uc_log_threshold;
 
 /* Parses "error", "warn", "info" or "debug"; returns 0, or -1 for anything else. */
 int uc_log_parse_level(const char *name, enum uc_log_level *out);
-const char *uc_log_level_name(enum uc_log_level level);
 
 void uc_log(enum uc_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -286,11 +286,6 @@ int uc_server_run(struct uc_server *srv)
     return 0;
 }
 
-void uc_server_set_handlers(struct uc_server *srv, const struct uc_handlers *handlers)
-{
-    srv->handlers = *handlers;
-}
-
 void uc_server_free(struct uc_server *srv)
 {
     if (!srv)
@@ -330,8 +325,6 @@ void uc_server_free(struct uc_server *srv)
     uc_outq_release_pool();
     free(srv);
 }
-
-const char *uc_server_listen_addr(const struct uc_server *srv) { return srv->listen_addr; }
 
 struct ev_loop *uc_server_loop(struct uc_server *srv) { return srv->loop; }
 

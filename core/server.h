@@ -78,7 +78,7 @@ struct uc_handlers {
                      void *user_data);
     /* Once, when a graceful shutdown starts, after every connection was told 1001. */
     void (*on_stop)(void *user_data);
-    /* SIGHUP arrived: the policy reloads itself (and may call uc_server_set_handlers). */
+    /* SIGHUP arrived: the policy reloads itself (its callbacks stay the same functions). */
     void (*on_reload)(struct uc_server *srv, void *user_data);
     /* Bytes the policy holds (its Lua state), for the counters. */
     size_t (*memory_used)(void *user_data);
@@ -160,9 +160,6 @@ struct uc_server *uc_server_new(const struct uc_options *opts, const struct uc_h
 /* Runs the loop until a graceful shutdown (SIGTERM/SIGINT) completes. Returns 0. */
 int uc_server_run(struct uc_server *srv);
 
-/* Replaces the handlers (script reload). Connections and bindings are untouched. */
-void uc_server_set_handlers(struct uc_server *srv, const struct uc_handlers *handlers);
-
 /* The signals a server handles (SIGHUP, SIGTERM, SIGINT), into *set: the --workers supervisor
  * keeps them blocked in a starting worker until its server's handlers are in place. */
 void uc_server_signals(sigset_t *set);
@@ -173,9 +170,6 @@ void uc_server_adopt(struct uc_server *srv, int fd, const char *remote_addr);
 
 /* Frees everything. Only after uc_server_run returned (or instead of it). */
 void uc_server_free(struct uc_server *srv);
-
-/* The address actually listened on ("127.0.0.1:1234"). Borrowed. */
-const char *uc_server_listen_addr(const struct uc_server *srv);
 
 /* This process's counters. */
 void uc_server_stats(const struct uc_server *srv, struct uc_stats *out);
@@ -260,9 +254,5 @@ uint64_t uc_conn_id(const struct uc_conn *conn);
 const char *uc_conn_remote_addr(const struct uc_conn *conn);
 /* The uid bound, or the last one bound once closed; NULL when never bound. */
 const char *uc_conn_uid(const struct uc_conn *conn, size_t *len);
-
-/* One pointer-sized slot for the policy (the Lua layer keeps its userdata reference here). */
-void uc_conn_set_user(struct uc_conn *conn, void *user);
-void *uc_conn_get_user(const struct uc_conn *conn);
 
 #endif
