@@ -123,7 +123,7 @@ $(BUILD)/loadgen: bench/loadgen.c
 # What one loopback writev costs: the floor under every server's broadcast figures.
 $(BUILD)/write_floor: bench/write_floor.c
 	@mkdir -p $(BUILD)
-	$(CC) -O2 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $< -o $@ -lpthread
+	$(CC) -O2 -g -std=c11 -Wall -Wextra -Werror $< -o $@ -lpthread
 
 bench/peer/node_modules/ws/package.json: bench/peer/package.json
 	cd bench/peer && npm ci --no-audit --no-fund --silent
