@@ -20,6 +20,9 @@
 #include "log.h"
 
 static void read_cb(struct ev_loop *loop, ev_io *w, int revents);
+static void kill_conn(struct uc_conn *c);
+static int ws_at_rest(const struct uc_conn *c);
+static void ws_free(struct uc_conn *c);
 static void write_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 
@@ -106,8 +109,8 @@ void uc_conn_check_liveness(struct uc_server *srv)
             c = next;
             continue;
         }
-        if (uc_ws_at_rest(c)) {
-            uc_ws_free(c);
+        if (ws_at_rest(c)) {
+            ws_free(c);
             released++;
         }
         if (quiet < srv->opt.ping_interval) {
@@ -328,6 +331,144 @@ static int queue_now(struct uc_conn *c, struct uc_buf *buf)
     return 0;
 }
 
+/* ---- driving the RFC 6455 codec (ws.c): its events in, its verdicts acted on ---- */
+
+static void ws_message(void *owner, const uint8_t *data, size_t len, int binary)
+{
+    struct uc_conn *c = owner;
+    struct uc_server *srv = c->srv;
+    /* Messages after we started closing are read (to find the peer's close) but dropped. */
+    if (c->state != CONN_OPEN)
+        return;
+    srv->stats.messages_in++;
+    if (srv->handlers.on_message)
+        srv->handlers.on_message(c, data, len, binary, srv->handlers.user_data);
+}
+
+static void ws_peer_close(void *owner, int code, const char *reason, size_t reason_len)
+{
+    struct uc_conn *c = owner;
+    c->flags |= CONN_CLOSE_RECV;
+    uc_conn_leave_open(c, code, reason, reason_len);
+}
+
+/* wslay's own frames (pong, close) join the output queue whole, under its cap. */
+static int ws_write(void *owner, const uint8_t *data, size_t len)
+{
+    struct uc_buf *b = uc_buf_new_copy(data, len);
+    int r = b ? uc_conn_queue(owner, b) : UC_ERR_NOMEM;
+    uc_buf_unref(b);
+    return r;
+}
+
+static const struct uc_ws_events ws_events = {
+    .on_message = ws_message,
+    .on_peer_close = ws_peer_close,
+    .on_write = ws_write,
+};
+
+static void ws_free(struct uc_conn *c)
+{
+    if (uc_ws_release(&c->ws))
+        c->srv->ws_contexts--;
+}
+
+/* True when the codec holds nothing half-read or unsent of an open connection, so its context
+ * can go: an idle connection then costs a few hundred bytes instead of wslay's ~9 KB. */
+static int ws_at_rest(const struct uc_conn *c)
+{
+    return c->state == CONN_OPEN && !(c->flags & CONN_FINISHING) && uc_ws_at_rest(&c->ws);
+}
+
+/* Closes for a violation (the codec's, or a message left unfinished): sends our own close
+ * frame with code and reads no more frames. */
+static void ws_fail(struct uc_conn *c, int code, const char *why)
+{
+    c->flags |= CONN_FINISHING;
+    uc_ws_stop_reading(&c->ws);
+    if (c->state != CONN_OPEN) {
+        uc_conn_mark_dirty(c);
+        return;
+    }
+    c->srv->stats.protocol_errors++;
+    uc_info("conn %llu (%s): closing with %d (%s)", (unsigned long long)c->id, c->remote_addr, code,
+            why);
+    uc_conn_leave_open(c, code, why, strlen(why));
+    struct uc_buf *frame = uc_ws_close_frame(code);
+    if (!frame) {
+        uc_conn_abort(c, code, why);
+        return;
+    }
+    uc_conn_queue(c, frame);
+    uc_buf_unref(frame);
+}
+
+/* Moves the frames wslay generated (pong, close) into the output queue and follows the close
+ * handshake: a close sent leaves OPEN; sent and received (or a violation) finishes. */
+static void ws_pump(struct uc_conn *c)
+{
+    if (!c->ws.ctx || c->state == CONN_DEAD || (c->flags & CONN_FINISHING))
+        return;
+    if (uc_ws_pump(&c->ws, &ws_events, c) != 0) {
+        if (c->state != CONN_DEAD)
+            uc_conn_abort(c, 1011, "internal error sending a control frame");
+        return;
+    }
+    int sent = uc_ws_close_sent(&c->ws);
+    if (c->state == CONN_DEAD || !sent)
+        return;
+    /* wslay queued a close on its own: a protocol error (1002), bad UTF-8 (1007), a message
+     * over the limit (1009), or the echo of the peer's close. */
+    if (c->state == CONN_OPEN) {
+        c->srv->stats.protocol_errors++;
+        uc_info("conn %llu (%s): closing with %d (protocol violation)", (unsigned long long)c->id,
+                c->remote_addr, sent);
+        uc_conn_leave_open(c, sent, "protocol error", 14);
+    }
+    if (!uc_ws_reading(&c->ws)) {
+        c->flags |= CONN_FINISHING;
+        uc_conn_mark_dirty(c);
+    }
+}
+
+/* Bytes from the peer through the codec. Then: any message left unfinished (a fragmented one,
+ * or one frame trickling in) must end within --message-timeout, since a partial message holds
+ * memory; and a connection that was quiet before these bytes gives its wslay context back at
+ * once (a busy one keeps it until the liveness sweep finds it quiet). */
+static void ws_feed(struct uc_conn *c, const uint8_t *data, size_t len)
+{
+    struct uc_server *srv = c->srv;
+    const char *why = NULL;
+    int created = 0;
+    int verdict = uc_ws_feed(&c->ws, &srv->ws_limits, &ws_events, c, data, len, &why, &created);
+    srv->ws_contexts += (size_t)created;
+    if (verdict < 0) {
+        uc_conn_abort(c, 1011, "out of memory");
+        return;
+    }
+    if (c->state == CONN_DEAD)
+        return; /* cut off inside (a slow reader's queue overflowed, say) */
+    if (verdict > 0) {
+        ws_fail(c, verdict, why);
+        return;
+    }
+    ws_pump(c);
+    if (c->state == CONN_OPEN) {
+        int unfinished = uc_ws_unfinished(&c->ws);
+        if (unfinished && !ev_is_active(&c->timer)) {
+            ev_timer_set(&c->timer, srv->opt.message_timeout, 0.);
+            ev_timer_start(srv->loop, &c->timer);
+        } else if (!unfinished && ev_is_active(&c->timer)) {
+            ev_timer_stop(srv->loop, &c->timer);
+        }
+    }
+    uint32_t now_ms = (uint32_t)((ev_now(srv->loop) - srv->started) * 1000) | 1;
+    int busy = c->last_feed_ms && now_ms - c->last_feed_ms < 500;
+    c->last_feed_ms = now_ms;
+    if (!busy && ws_at_rest(c))
+        ws_free(c);
+}
+
 /* Answers the upgrade request with an HTTP error and ends the connection once it is sent. */
 static void refuse(struct uc_conn *c, int status, const char *extra_headers, const char *body)
 {
@@ -337,7 +478,7 @@ static void refuse(struct uc_conn *c, int status, const char *extra_headers, con
             status, body);
     uc_outq_clear(&c->outq);
     idle_unlink(c);
-    uc_ws_free(c); /* a refused upgrade never gets a frame, not even a close queued by on_open */
+    ws_free(c); /* a refused upgrade never gets a frame, not even a close queued by on_open */
     struct uc_buf *b = uc_http_response(status, extra_headers, "text/plain", body, strlen(body), 0);
     c->state = CONN_CLOSING;
     c->flags |= CONN_FINISHING;
@@ -435,7 +576,7 @@ static long upgrade(struct uc_conn *c, char *head, size_t avail)
 static void feed_pipelined(struct uc_conn *c, const uint8_t *data, size_t len)
 {
     if (len && (c->flags & CONN_UPGRADED) && !(c->flags & CONN_FINISHING) && c->state != CONN_DEAD)
-        uc_ws_feed(c, data, len);
+        ws_feed(c, data, len);
 }
 
 static void handshake_input(struct uc_conn *c, uint8_t *data, size_t len)
@@ -496,7 +637,7 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
         /* fall through */
     case CONN_CLOSING:
         if ((c->flags & CONN_UPGRADED) && !(c->flags & CONN_FINISHING))
-            uc_ws_feed(c, srv->rbuf, (size_t)n);
+            ws_feed(c, srv->rbuf, (size_t)n);
         break;
     default: break; /* LINGER: the peer's leftovers are read and dropped until its EOF */
     }
@@ -558,7 +699,7 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     struct uc_conn *c = container_of(w, struct uc_conn, timer);
     if (c->state == CONN_OPEN) {
-        uc_ws_fail(c, 1008, "message left unfinished");
+        ws_fail(c, 1008, "message left unfinished");
         return;
     }
     uc_conn_abort(c, 1006, "timed out");
@@ -618,7 +759,7 @@ static void destroy(struct uc_conn *c)
         unhold(c);
     DL_DELETE(c->srv->conns, c);
     idle_unlink(c);
-    uc_ws_free(c);
+    ws_free(c);
     uc_outq_clear(&c->outq);
     leave_all_groups(c);
     free(c->hs);
@@ -655,7 +796,7 @@ void uc_conn_run_deferred(struct uc_server *srv)
             srv->dirty = c->dirty_next;
             if (!srv->dirty)
                 srv->dirty_tail = NULL;
-            uc_ws_pump(c); /* while still flagged dirty, so its frames do not re-list it */
+            ws_pump(c); /* while still flagged dirty, so its frames do not re-list it */
             c->flags &= (uint16_t)~CONN_IN_DIRTY;
             flush(c);
             continue;
@@ -844,7 +985,10 @@ int uc_conn_close(struct uc_conn *c, int code, const char *reason, size_t reason
         return UC_ERR_CLOSED;
     if (reason_len > 123)
         reason_len = 123; /* a close frame's payload is at most 125 bytes */
-    if (uc_ws_close(c, code, reason, reason_len) != 0) {
+    int created;
+    int r = uc_ws_close(&c->ws, &c->srv->ws_limits, code, reason, reason_len, &created);
+    c->srv->ws_contexts += (size_t)created;
+    if (r != 0) {
         uc_conn_abort(c, code, "close failed");
         return 0;
     }

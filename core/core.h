@@ -16,6 +16,7 @@
 #include "outq.h"
 #include "server.h"
 #include "umap.h"
+#include "ws.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
@@ -37,16 +38,8 @@ enum conn_flag {
     CONN_FINISHING = 1 << 6,    /* nothing more to send: shut down once the queue is flushed */
     CONN_PINGED = 1 << 7,       /* pinged since it was last heard from */
     CONN_UPGRADED = 1 << 8,     /* the 101 was queued: bytes from now on are frames */
-    CONN_FRAME_CTRL = 1 << 9,   /* the frame being read is a control frame */
-    CONN_FRAME_WHOLE = 1 << 10, /* ... is a whole message (first and final fragment) */
     CONN_CATCHING_UP = 1 << 11, /* queueing the broadcasts it is owed (see uc_conn_catch_up) */
     CONN_HELD = 1 << 12,        /* output waits until the cluster confirms its uid's subscription */
-};
-
-/* A message being assembled from several frames or chunks (see ws.c). */
-struct uc_msgbuf {
-    size_t len, cap;
-    uint8_t data[];
 };
 
 /* One connection's membership of one group: linked into the group's list (link), into the
@@ -92,19 +85,10 @@ struct uc_conn {
     struct uc_conn *reap_next;   /* reap list */
     struct uc_conn *idle_prev, *idle_next; /* live connections, least recently heard first */
     ev_tstamp last_seen;                   /* when bytes last arrived */
-    unsigned fragments;                    /* frames of the message being received so far */
-    uint32_t frame_len;         /* payload length of the frame being read (<= --max-message) */
-    uint32_t msg_len;           /* payload bytes of the message so far, over its frames */
-    uint32_t last_feed_ms;      /* when frames last arrived (ms on the server's clock), 0: never */
-    struct uc_msgbuf *msgbuf;   /* only while a message spans frames or reads */
-    struct uc_handshake *hs;    /* only during CONN_HANDSHAKE */
-    wslay_event_context_ptr ws; /* only while a frame or message is partly read, or closing */
-    uint64_t frame_left;        /* payload bytes of the current frame not yet fed to wslay */
-    uint8_t head_len;           /* bytes of the next frame's header seen so far */
-    uint8_t head[2];            /* its first two bytes (enough to know its full length) */
-    const uint8_t *in;          /* bytes wslay's recv callback hands out */
-    size_t in_len;
-    char *last_uid; /* copy of the uid at close, for on_close; owned */
+    uint32_t last_feed_ms;   /* when frames last arrived (ms on the server's clock), 0: never */
+    struct uc_handshake *hs; /* only during CONN_HANDSHAKE */
+    struct uc_ws ws;         /* the RFC 6455 codec's state */
+    char *last_uid;          /* copy of the uid at close, for on_close; owned */
     size_t last_uid_len;
     char *close_reason; /* owned; reported to on_close */
     char remote_addr[56];
@@ -129,15 +113,11 @@ struct uc_server {
     size_t nopen;          /* in CONN_OPEN */
     struct uc_conn *dirty, *dirty_tail;
     struct uc_conn *reap, *reap_tail;
-    struct uc_conn *idle, *idle_tail; /* handshaking and open connections by last_seen */
-    ev_timer liveness;                /* walks the idle list: pings, idle timeouts */
-    struct uc_buf *ping_frame;        /* one empty ping, shared by every queue */
-    size_t ws_contexts;               /* connections holding a wslay context */
-    /* A message that arrived whole in one chunk of wslay's buffer, handed to on_message
-     * from there without a copy; valid only inside one wslay_event_recv. */
-    struct uc_conn *whole_conn;
-    const uint8_t *whole_data;
-    size_t whole_len;
+    struct uc_conn *idle, *idle_tail;  /* handshaking and open connections by last_seen */
+    ev_timer liveness;                 /* walks the idle list: pings, idle timeouts */
+    struct uc_buf *ping_frame;         /* one empty ping, shared by every queue */
+    size_t ws_contexts;                /* connections holding a wslay context */
+    struct uc_ws_limits ws_limits;     /* --max-message, --max-fragments, for the codec */
     struct uc_umap umap;               /* uid -> connections */
     struct uc_umap groups;             /* group -> memberships */
     struct uc_membership *memberships; /* (connection, group) -> membership (uthash) */
@@ -205,26 +185,5 @@ void uc_conn_release_held(struct uc_server *srv, uint64_t seq);
 /* Called from the prepare watcher: flush dirty connections, notify and free retired ones. */
 void uc_conn_run_deferred(struct uc_server *srv);
 void uc_conn_destroy_all(struct uc_server *srv);
-
-/* ---- ws.c ---- */
-/* Creates the wslay context when the connection needs one (bytes arrived, or a close starts).
- * Returns 0 or UC_ERR_NOMEM. */
-int uc_ws_ensure(struct uc_conn *c);
-/* Feeds received bytes through wslay; messages reach the handlers from inside. */
-void uc_ws_feed(struct uc_conn *c, const uint8_t *data, size_t len);
-/* Moves the frames wslay generated (pong, close) into the output queue and follows the close
- * handshake: a sent close leaves OPEN; sent and received (or a protocol error) finishes. */
-void uc_ws_pump(struct uc_conn *c);
-/* Closes for a violation wslay does not see (too many fragments, a message left unfinished):
- * sends our own close frame with code, stops reading frames. */
-void uc_ws_fail(struct uc_conn *c, int code, const char *why);
-/* Queues a close frame through wslay (sent by the next uc_ws_pump). */
-int uc_ws_close(struct uc_conn *c, int code, const char *reason, size_t reason_len);
-void uc_ws_free(struct uc_conn *c);
-/* True when the connection has a wslay context holding nothing half-read or unsent, which may
- * therefore be released. */
-int uc_ws_at_rest(const struct uc_conn *c);
-/* Encodes one unmasked server frame (FIN set) into a new buffer; NULL when out of memory. */
-struct uc_buf *uc_ws_frame(int opcode, const void *payload, size_t len);
 
 #endif

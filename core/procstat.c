@@ -9,14 +9,13 @@
 
 #include "err.h"
 
-/* The first line of path that sscanf(line, fmt, out) takes: 1, or 0 (out untouched). */
-static int scan_lines(const char *path, const char *fmt, void *out)
+/* Copies the first line of path that starts with prefix into line (cap bytes): 1, or 0. */
+static int find_line(const char *path, const char *prefix, char *line, int cap)
 {
     FILE *f = fopen(path, "r");
-    char line[256];
     int found = 0;
-    while (f && !found && fgets(line, sizeof line, f))
-        found = sscanf(line, fmt, out) == 1;
+    while (f && !found && fgets(line, cap, f))
+        found = strncmp(line, prefix, strlen(prefix)) == 0;
     if (f)
         fclose(f);
     return found;
@@ -26,7 +25,9 @@ static int scan_lines(const char *path, const char *fmt, void *out)
 static double boot_time(void)
 {
     static double btime = -1;
-    if (btime < 0 && !scan_lines("/proc/stat", "btime %lf", &btime))
+    char line[256];
+    if (btime < 0 && !(find_line("/proc/stat", "btime ", line, sizeof line) &&
+                       sscanf(line, "btime %lf", &btime) == 1))
         btime = 0;
     return btime;
 }
@@ -49,10 +50,11 @@ static uint64_t count_fds(pid_t pid)
 
 static uint64_t max_fds(pid_t pid)
 {
-    char path[64];
+    char path[64], line[256];
     snprintf(path, sizeof path, "/proc/%d/limits", (int)pid);
     unsigned long long soft = 0;
-    scan_lines(path, "Max open files %llu", &soft);
+    if (find_line(path, "Max open files", line, sizeof line))
+        sscanf(line, "Max open files %llu", &soft);
     return soft;
 }
 

@@ -247,6 +247,8 @@ struct uc_server *uc_server_new(const struct uc_options *opts, const struct uc_h
     ev_timer_start(srv->loop, &srv->liveness);
     ev_unref(srv->loop);
     srv->ping_frame = uc_ws_frame(WSLAY_PING, NULL, 0);
+    srv->ws_limits = (struct uc_ws_limits){.max_message = opts->max_message,
+                                           .max_fragments = opts->max_fragments};
     ev_signal_init(&srv->sigterm, signal_cb, SIGTERM);
     ev_signal_init(&srv->sigint, signal_cb, SIGINT);
     ev_signal_init(&srv->sighup, signal_cb, SIGHUP);

@@ -1,31 +1,62 @@
-/* ws.c -- the wslay glue: inbound frames through wslay, outbound data frames encoded here.
+/* ws.c -- the RFC 6455 codec on wslay (see ws.h).
  *
- * wslay parses and validates what clients send (masking, RSV bits, opcodes, control frame
- * rules, UTF-8 of text and close reasons, the message size cap) and produces its own control
- * frames (pong, close), which its send callback accepts whole into our output queue. Data frames
- * from the server never pass through wslay_event_queue_msg, which would malloc and copy the
+ * Server data frames never pass through wslay_event_queue_msg, which would malloc and copy the
  * payload per connection: uc_ws_frame() encodes a message once, and every receiver's queue
- * shares the bytes. Because the send callback never blocks, wslay never holds a half-sent
- * frame, so our frames and its frames can interleave safely in one queue. */
+ * shares the bytes. wslay's own frames leave through on_write whole, so wslay never holds a
+ * half-sent frame and the owner may interleave its frames with them in one queue.
+ *
+ * wslay's callbacks reach the codec through the context's user data (the struct uc_ws) and
+ * the call in progress (struct call below): the events, the owner and the input exist only for
+ * the length of one uc_ws_feed or uc_ws_pump, so no connection stores them. */
+#include "ws.h"
+
 #include <arpa/inet.h>
+#include <stdlib.h>
 #include <string.h>
 
-#include "core.h"
-#include "log.h"
+#include "err.h"
+
+enum { FRAME_CTRL = 1 << 0, FRAME_WHOLE = 1 << 1 };
+
+/* What one uc_ws_feed or uc_ws_pump is doing; callbacks read it. Calls nest (an on_message may
+ * close another connection), so each entry point saves and restores the one before. */
+struct call {
+    const struct uc_ws_events *ev;
+    void *owner;
+    const struct uc_ws_limits *lim;
+    const uint8_t *in; /* bytes the recv callback hands out */
+    size_t in_len;
+    const uint8_t *whole; /* a message that arrived whole in one chunk of wslay's buffer */
+    size_t whole_len;
+    int violation; /* a close code for what the codec itself refused, or 0 */
+    const char *why;
+};
+
+static struct call *current;
+
+/* Stops reading and remembers why: the feed returns the code to the owner. */
+static void refuse(struct uc_ws *ws, int code, const char *why)
+{
+    if (!current->violation) {
+        current->violation = code;
+        current->why = why;
+    }
+    wslay_event_shutdown_read(ws->ctx);
+}
 
 static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
                        void *user_data)
 {
     (void)flags;
-    struct uc_conn *c = user_data;
-    if (c->in_len == 0) {
+    (void)user_data;
+    if (!current->in_len) {
         wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
         return -1;
     }
-    size_t n = len < c->in_len ? len : c->in_len;
-    memcpy(buf, c->in, n);
-    c->in += n;
-    c->in_len -= n;
+    size_t n = len < current->in_len ? len : current->in_len;
+    memcpy(buf, current->in, n);
+    current->in += n;
+    current->in_len -= n;
     return (ssize_t)n;
 }
 
@@ -33,11 +64,8 @@ static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
                        void *user_data)
 {
     (void)flags;
-    struct uc_conn *c = user_data;
-    struct uc_buf *b = uc_buf_new_copy(data, len);
-    int r = b ? uc_conn_queue(c, b) : UC_ERR_NOMEM;
-    uc_buf_unref(b);
-    if (r != 0) {
+    (void)user_data;
+    if (current->ev->on_write(current->owner, data, len) != 0) {
         wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
         return -1;
     }
@@ -48,8 +76,9 @@ static void on_msg_recv(wslay_event_context_ptr ctx, const struct wslay_event_on
                         void *user_data)
 {
     (void)ctx;
-    struct uc_conn *c = user_data;
-    struct uc_server *srv = c->srv;
+    struct uc_ws *ws = user_data;
+    if (current->violation)
+        return; /* refused as it began: the owner closes for that, not for what follows */
     switch (arg->opcode) {
     case WSLAY_TEXT_FRAME:
     case WSLAY_BINARY_FRAME: {
@@ -57,42 +86,108 @@ static void on_msg_recv(wslay_event_context_ptr ctx, const struct wslay_event_on
          * input buffer, or what on_chunk assembled. */
         const uint8_t *data = (const uint8_t *)"";
         size_t len = 0;
-        struct uc_msgbuf *assembled = c->msgbuf;
-        c->msgbuf = NULL;
+        struct uc_msgbuf *assembled = ws->msgbuf;
+        ws->msgbuf = NULL;
         if (assembled) {
             data = assembled->data;
             len = assembled->len;
-        } else if (srv->whole_conn == c) {
-            data = srv->whole_data;
-            len = srv->whole_len;
+        } else if (current->whole) {
+            data = current->whole;
+            len = current->whole_len;
         }
-        srv->whole_conn = NULL;
-        /* Messages after we started closing are read (to find the peer's close) but dropped. */
-        if (c->state == CONN_OPEN) {
-            srv->stats.messages_in++;
-            if (srv->handlers.on_message)
-                srv->handlers.on_message(c, data, len, arg->opcode == WSLAY_BINARY_FRAME,
-                                         srv->handlers.user_data);
-        }
+        current->whole = NULL;
+        current->ev->on_message(current->owner, data, len, arg->opcode == WSLAY_BINARY_FRAME);
         free(assembled);
         break;
     }
     case WSLAY_CONNECTION_CLOSE: {
-        c->flags |= CONN_CLOSE_RECV;
         int code = arg->status_code ? arg->status_code : 1005;
         const char *reason = arg->msg_length > 2 ? (const char *)arg->msg + 2 : "";
         size_t reason_len = arg->msg_length > 2 ? arg->msg_length - 2 : 0;
-        uc_conn_leave_open(c, code, reason, reason_len);
+        current->ev->on_peer_close(current->owner, code, reason, reason_len);
         break;
     }
     default: break; /* ping is answered by wslay; pong needs nothing */
     }
 }
 
-static void on_frame_start(wslay_event_context_ptr ctx,
-                           const struct wslay_event_on_frame_recv_start_arg *arg, void *user_data);
+/* Payload bytes of a data frame, already unmasked (and UTF-8 checked) by wslay. A message
+ * that is one whole frame in one chunk is not copied at all; anything else is appended to
+ * msgbuf, which the size limit bounds. */
 static void on_chunk(wslay_event_context_ptr ctx,
-                     const struct wslay_event_on_frame_recv_chunk_arg *arg, void *user_data);
+                     const struct wslay_event_on_frame_recv_chunk_arg *arg, void *user_data)
+{
+    struct uc_ws *ws = user_data;
+    if (ws->frame_flags & FRAME_CTRL)
+        return; /* wslay buffers control frames itself */
+    if ((ws->frame_flags & FRAME_WHOLE) && !ws->msgbuf && arg->data_length == ws->frame_len) {
+        current->whole = arg->data;
+        current->whole_len = arg->data_length;
+        return;
+    }
+    struct uc_msgbuf *m = ws->msgbuf;
+    size_t need = (m ? m->len : 0) + arg->data_length;
+    if (!m || need > m->cap) {
+        size_t cap = m ? m->cap * 2 : 4096;
+        while (cap < need)
+            cap *= 2;
+        struct uc_msgbuf *grown = realloc(m, sizeof *m + cap);
+        if (!grown) {
+            wslay_event_set_error(ctx, WSLAY_ERR_NOMEM);
+            refuse(ws, 1011, "out of memory");
+            return;
+        }
+        if (!m)
+            grown->len = 0;
+        grown->cap = cap;
+        ws->msgbuf = m = grown;
+    }
+    memcpy(m->data + m->len, arg->data, arg->data_length);
+    m->len += arg->data_length;
+}
+
+/* wslay bounds a message's size but not its number of fragments: a client could keep one
+ * message going forever in empty frames. A fragment costs us about what its header costs the
+ * client, so every fragment that carries a byte is fair, however small: a message may have one
+ * fragment per payload byte, plus max_fragments more (the empty ones). Any message within the
+ * size cap passes whatever its fragmentation; a flood of empty frames does not. */
+static void on_frame_start(wslay_event_context_ptr ctx,
+                           const struct wslay_event_on_frame_recv_start_arg *arg, void *user_data)
+{
+    (void)ctx;
+    struct uc_ws *ws = user_data;
+    const struct uc_ws_limits *lim = current->lim;
+    if (arg->opcode & 0x8) {
+        ws->frame_flags |= FRAME_CTRL; /* control frames may come between fragments */
+        /* A close payload is empty or a 2-byte code and a reason; wslay answers a 1-byte one
+         * with an empty close instead of the protocol error it is (RFC 6455 5.5.1). */
+        if (arg->opcode == WSLAY_CONNECTION_CLOSE && arg->payload_length == 1)
+            refuse(ws, 1002, "close frame with a 1-byte payload");
+        return;
+    }
+    ws->frame_flags &= (uint8_t) ~(FRAME_CTRL | FRAME_WHOLE);
+    if (arg->opcode != WSLAY_CONTINUATION_FRAME) {
+        ws->fragments = 0;
+        if (arg->fin)
+            ws->frame_flags |= FRAME_WHOLE;
+    }
+    /* Without buffering, wslay checks each frame against the limit but not their sum. */
+    uint64_t total =
+        (arg->opcode == WSLAY_CONTINUATION_FRAME ? ws->msg_len : 0) + arg->payload_length;
+    if (total > lim->max_message) {
+        refuse(ws, 1009, "message too big");
+        return;
+    }
+    ws->msg_len = (uint32_t)total;
+    ws->frame_len = (uint32_t)arg->payload_length;
+    ws->fragments++;
+    if (ws->fragments > (uint64_t)ws->msg_len + lim->max_fragments) {
+        refuse(ws, 1008, "too many fragments");
+        return;
+    }
+    if (arg->fin)
+        ws->fragments = 0;
+}
 
 static const struct wslay_event_callbacks callbacks = {
     .recv_callback = recv_cb,
@@ -102,170 +197,32 @@ static const struct wslay_event_callbacks callbacks = {
     .on_msg_recv_callback = on_msg_recv,
 };
 
-int uc_ws_ensure(struct uc_conn *c)
+/* Creates the context when the connection needs one. Returns 0, or -1 when out of memory. */
+static int ensure(struct uc_ws *ws, const struct uc_ws_limits *lim, int *created)
 {
-    if (c->ws)
+    *created = 0;
+    if (ws->ctx)
         return 0;
-    if (wslay_event_context_server_init(&c->ws, &callbacks, c) != 0) {
-        c->ws = NULL;
-        return UC_ERR_NOMEM;
+    if (wslay_event_context_server_init(&ws->ctx, &callbacks, ws) != 0) {
+        ws->ctx = NULL;
+        return -1;
     }
     /* Before any frame is read: wslay allocates a frame's declared length when its header
      * arrives, so without this a header claiming 2^62 bytes would be honoured. */
-    wslay_event_config_set_max_recv_msg_length(c->ws, c->srv->opt.max_message);
-    wslay_event_config_set_no_buffering(c->ws, 1);
-    c->srv->ws_contexts++;
+    wslay_event_config_set_max_recv_msg_length(ws->ctx, lim->max_message);
+    wslay_event_config_set_no_buffering(ws->ctx, 1);
+    *created = 1;
     return 0;
-}
-
-void uc_ws_free(struct uc_conn *c)
-{
-    if (c->ws) {
-        wslay_event_context_free(c->ws);
-        c->ws = NULL;
-        c->srv->ws_contexts--;
-    }
-    free(c->msgbuf);
-    c->msgbuf = NULL;
-}
-
-void uc_ws_pump(struct uc_conn *c)
-{
-    if (!c->ws || c->state == CONN_DEAD || (c->flags & CONN_FINISHING))
-        return;
-    if (wslay_event_want_write(c->ws) && wslay_event_send(c->ws) != 0) {
-        if (c->state != CONN_DEAD)
-            uc_conn_abort(c, 1011, "internal error sending a control frame");
-        return;
-    }
-    if (c->state == CONN_DEAD || !wslay_event_get_close_sent(c->ws))
-        return;
-    /* wslay queued a close on its own: a protocol error (1002), bad UTF-8 (1007), a message
-     * over the limit (1009), or the echo of the peer's close. */
-    int sent = wslay_event_get_status_code_sent(c->ws);
-    if (c->state == CONN_OPEN) {
-        c->srv->stats.protocol_errors++;
-        uc_info("conn %llu (%s): closing with %d (protocol violation)", (unsigned long long)c->id,
-                c->remote_addr, sent);
-        uc_conn_leave_open(c, sent, "protocol error", 14);
-    }
-    if (!wslay_event_get_read_enabled(c->ws)) {
-        c->flags |= CONN_FINISHING;
-        uc_conn_mark_dirty(c);
-    }
-}
-
-void uc_ws_fail(struct uc_conn *c, int code, const char *why)
-{
-    c->flags |= CONN_FINISHING;
-    if (c->ws)
-        wslay_event_shutdown_read(c->ws);
-    if (c->state != CONN_OPEN) {
-        uc_conn_mark_dirty(c);
-        return;
-    }
-    c->srv->stats.protocol_errors++;
-    uc_info("conn %llu (%s): closing with %d (%s)", (unsigned long long)c->id, c->remote_addr, code,
-            why);
-    uc_conn_leave_open(c, code, why, strlen(why));
-    const uint8_t payload[2] = {(uint8_t)(code >> 8), (uint8_t)code};
-    struct uc_buf *frame = uc_ws_frame(WSLAY_CONNECTION_CLOSE, payload, sizeof payload);
-    if (!frame) {
-        uc_conn_abort(c, code, why);
-        return;
-    }
-    uc_conn_queue(c, frame);
-    uc_buf_unref(frame);
-}
-
-/* Payload bytes of a data frame, already unmasked (and UTF-8 checked) by wslay. A message
- * that is one whole frame in one chunk is not copied at all; anything else is appended to
- * the connection's msgbuf, which wslay's size limit bounds. */
-static void on_chunk(wslay_event_context_ptr ctx,
-                     const struct wslay_event_on_frame_recv_chunk_arg *arg, void *user_data)
-{
-    struct uc_conn *c = user_data;
-    if (c->flags & CONN_FRAME_CTRL)
-        return; /* wslay buffers control frames itself */
-    if ((c->flags & CONN_FRAME_WHOLE) && !c->msgbuf && arg->data_length == c->frame_len) {
-        c->srv->whole_conn = c;
-        c->srv->whole_data = arg->data;
-        c->srv->whole_len = arg->data_length;
-        return;
-    }
-    struct uc_msgbuf *m = c->msgbuf;
-    size_t need = (m ? m->len : 0) + arg->data_length;
-    if (!m || need > m->cap) {
-        size_t cap = m ? m->cap * 2 : 4096;
-        while (cap < need)
-            cap *= 2;
-        struct uc_msgbuf *grown = realloc(m, sizeof *m + cap);
-        if (!grown) {
-            wslay_event_set_error(ctx, WSLAY_ERR_NOMEM);
-            uc_ws_fail(c, 1011, "out of memory");
-            return;
-        }
-        if (!m)
-            grown->len = 0;
-        grown->cap = cap;
-        c->msgbuf = m = grown;
-    }
-    memcpy(m->data + m->len, arg->data, arg->data_length);
-    m->len += arg->data_length;
-}
-
-/* wslay bounds a message's size but not its number of fragments: a client could keep one
- * message going forever in empty frames. A fragment costs us about what its header costs the
- * client, so every fragment that carries a byte is fair, however small: a message may have one
- * fragment per payload byte, plus --max-fragments more (the empty ones). Any message within
- * --max-message passes whatever its fragmentation; a flood of empty frames does not. (How long
- * an unfinished message may take is uc_ws_feed's business.) */
-static void on_frame_start(wslay_event_context_ptr ctx,
-                           const struct wslay_event_on_frame_recv_start_arg *arg, void *user_data)
-{
-    (void)ctx;
-    struct uc_conn *c = user_data;
-    struct uc_server *srv = c->srv;
-    if (arg->opcode & 0x8) {
-        c->flags |= CONN_FRAME_CTRL; /* control frames may come between fragments */
-        /* A close payload is empty or a 2-byte code and a reason; wslay answers a 1-byte one
-         * with an empty close instead of the protocol error it is (RFC 6455 5.5.1). */
-        if (arg->opcode == WSLAY_CONNECTION_CLOSE && arg->payload_length == 1)
-            uc_ws_fail(c, 1002, "close frame with a 1-byte payload");
-        return;
-    }
-    c->flags &= (uint16_t) ~(CONN_FRAME_CTRL | CONN_FRAME_WHOLE);
-    if (arg->opcode != WSLAY_CONTINUATION_FRAME) {
-        c->fragments = 0;
-        if (arg->fin)
-            c->flags |= CONN_FRAME_WHOLE;
-    }
-    /* Without buffering, wslay checks each frame against the limit but not their sum. */
-    uint64_t total =
-        (arg->opcode == WSLAY_CONTINUATION_FRAME ? c->msg_len : 0) + arg->payload_length;
-    if (total > srv->opt.max_message) {
-        uc_ws_fail(c, 1009, "message too big");
-        return;
-    }
-    c->msg_len = (uint32_t)total;
-    c->frame_len = (uint32_t)arg->payload_length;
-    c->fragments++;
-    if (c->fragments > (uint64_t)c->msg_len + srv->opt.max_fragments) {
-        uc_ws_fail(c, 1008, "too many fragments");
-        return;
-    }
-    if (arg->fin)
-        c->fragments = 0;
 }
 
 /* Follows frame boundaries in the bytes fed to wslay, so we know when it holds nothing
  * half-read. Only lengths are read here; wslay still validates everything. */
-static void scan_frames(struct uc_conn *c, const uint8_t *p, size_t len)
+static void scan_frames(struct uc_ws *ws, const uint8_t *p, size_t len)
 {
     while (len) {
-        if (c->head_len == 0 && c->frame_left) {
-            size_t n = len < c->frame_left ? len : (size_t)c->frame_left;
-            c->frame_left -= n;
+        if (ws->head_len == 0 && ws->frame_left) {
+            size_t n = len < ws->frame_left ? len : (size_t)ws->frame_left;
+            ws->frame_left -= n;
             p += n;
             len -= n;
             continue;
@@ -274,86 +231,111 @@ static void scan_frames(struct uc_conn *c, const uint8_t *p, size_t len)
          * frame_left accumulates the length while the header is incomplete. */
         uint8_t b = *p++;
         len--;
-        if (c->head_len < 2)
-            c->head[c->head_len] = b;
-        c->head_len++;
-        if (c->head_len < 2)
+        if (ws->head_len < 2)
+            ws->head[ws->head_len] = b;
+        ws->head_len++;
+        if (ws->head_len < 2)
             continue;
-        uint8_t len7 = c->head[1] & 0x7f;
+        uint8_t len7 = ws->head[1] & 0x7f;
         size_t ext = len7 == 126 ? 2 : len7 == 127 ? 8 : 0;
-        size_t need = 2 + ext + ((c->head[1] & 0x80) ? 4 : 0);
-        if (c->head_len == 2)
-            c->frame_left = ext ? 0 : len7;
-        else if (c->head_len <= 2 + ext)
-            c->frame_left = c->frame_left << 8 | b;
-        if (c->head_len == need)
-            c->head_len = 0;
+        size_t need = 2 + ext + ((ws->head[1] & 0x80) ? 4 : 0);
+        if (ws->head_len == 2)
+            ws->frame_left = ext ? 0 : len7;
+        else if (ws->head_len <= 2 + ext)
+            ws->frame_left = ws->frame_left << 8 | b;
+        if (ws->head_len == need)
+            ws->head_len = 0;
     }
 }
 
-/* True when wslay holds no partial frame or message of this connection, so its context can go:
- * an idle connection then costs a few hundred bytes instead of wslay's ~9 KB. The liveness
- * timer releases it a moment after the last bytes (not at once: a busy connection would pay
- * for a 9 KB calloc on every read). */
-int uc_ws_at_rest(const struct uc_conn *c)
+int uc_ws_feed(struct uc_ws *ws, const struct uc_ws_limits *lim, const struct uc_ws_events *ev,
+               void *owner, const uint8_t *data, size_t len, const char **why, int *created)
 {
-    return c->ws && c->state == CONN_OPEN && !c->frame_left && !c->head_len && !c->fragments &&
-           !(c->flags & CONN_FINISHING) && !wslay_event_want_write(c->ws);
-}
-
-void uc_ws_feed(struct uc_conn *c, const uint8_t *data, size_t len)
-{
-    if (uc_ws_ensure(c) != 0) {
-        uc_conn_abort(c, 1011, "out of memory");
-        return;
+    if (ensure(ws, lim, created) != 0)
+        return -1;
+    scan_frames(ws, data, len);
+    struct call call = {.ev = ev, .owner = owner, .lim = lim, .in = data, .in_len = len};
+    struct call *outer = current;
+    current = &call;
+    int r = wslay_event_recv(ws->ctx);
+    current = outer;
+    if (call.violation) {
+        *why = call.why;
+        return call.violation;
     }
-    scan_frames(c, data, len);
-    c->in = data;
-    c->in_len = len;
-    int r = wslay_event_recv(c->ws);
-    c->in = NULL;
-    c->in_len = 0;
-    if (c->state == CONN_DEAD)
-        return; /* cut off inside (a slow reader's pong overflowed, say) */
     if (r == WSLAY_ERR_NOMEM) {
-        uc_conn_abort(c, 1011, "out of memory reading frames");
-        return;
+        *why = "out of memory reading frames";
+        wslay_event_shutdown_read(ws->ctx);
+        return 1011;
     }
-    /* Our recv callback never fails, so any other failure is the peer's malformed frame. */
+    /* Our recv callback never fails, so any other failure is the peer's malformed frame (wslay
+     * answers some header errors with an empty close and a failure: ours says 1002). */
     if (r != 0) {
-        uc_ws_fail(c, 1002, "malformed frame");
-        return;
+        *why = "malformed frame";
+        wslay_event_shutdown_read(ws->ctx);
+        return 1002;
     }
-    uc_ws_pump(c);
-    /* Any message left unfinished (a fragmented one, or one frame trickling in) must end within
-     * --message-timeout of when it became unfinished: a partial message holds memory. */
-    if (c->state == CONN_OPEN) {
-        int unfinished = c->frame_left || c->head_len || c->fragments;
-        struct ev_loop *loop = c->srv->loop;
-        if (unfinished && !ev_is_active(&c->timer)) {
-            ev_timer_set(&c->timer, c->srv->opt.message_timeout, 0.);
-            ev_timer_start(loop, &c->timer);
-        } else if (!unfinished && ev_is_active(&c->timer)) {
-            ev_timer_stop(loop, &c->timer);
-        }
-    }
-    /* A connection that was quiet before these bytes (a login, a message now and then) gives
-     * its context back at once; a busy one keeps it, and the liveness timer takes it back
-     * once the connection has been quiet for a moment. */
-    uint32_t now_ms = (uint32_t)((ev_now(c->srv->loop) - c->srv->started) * 1000) | 1;
-    int busy = c->last_feed_ms && now_ms - c->last_feed_ms < 500;
-    c->last_feed_ms = now_ms;
-    if (!busy && uc_ws_at_rest(c))
-        uc_ws_free(c);
+    return 0;
 }
 
-int uc_ws_close(struct uc_conn *c, int code, const char *reason, size_t reason_len)
+int uc_ws_pump(struct uc_ws *ws, const struct uc_ws_events *ev, void *owner)
 {
-    /* From here on the context stays: it follows the close handshake to its end. */
-    if (uc_ws_ensure(c) != 0)
-        return UC_ERR_NOMEM;
-    int r = wslay_event_queue_close(c->ws, (uint16_t)code, (const uint8_t *)reason, reason_len);
-    return r == 0 ? 0 : UC_ERR_INVALID;
+    if (!ws->ctx || !wslay_event_want_write(ws->ctx))
+        return 0;
+    struct call call = {.ev = ev, .owner = owner};
+    struct call *outer = current;
+    current = &call;
+    int r = wslay_event_send(ws->ctx);
+    current = outer;
+    return r == 0 ? 0 : -1;
+}
+
+int uc_ws_close_sent(const struct uc_ws *ws)
+{
+    if (!ws->ctx || !wslay_event_get_close_sent(ws->ctx))
+        return 0;
+    return wslay_event_get_status_code_sent(ws->ctx);
+}
+
+int uc_ws_reading(const struct uc_ws *ws)
+{
+    return !ws->ctx || wslay_event_get_read_enabled(ws->ctx);
+}
+
+void uc_ws_stop_reading(struct uc_ws *ws)
+{
+    if (ws->ctx)
+        wslay_event_shutdown_read(ws->ctx);
+}
+
+int uc_ws_close(struct uc_ws *ws, const struct uc_ws_limits *lim, int code, const char *reason,
+                size_t reason_len, int *created)
+{
+    if (ensure(ws, lim, created) != 0)
+        return -1;
+    int r = wslay_event_queue_close(ws->ctx, (uint16_t)code, (const uint8_t *)reason, reason_len);
+    return r == 0 ? 0 : -2;
+}
+
+int uc_ws_unfinished(const struct uc_ws *ws)
+{
+    return ws->frame_left || ws->head_len || ws->fragments;
+}
+
+int uc_ws_at_rest(const struct uc_ws *ws)
+{
+    return ws->ctx && !uc_ws_unfinished(ws) && !wslay_event_want_write(ws->ctx);
+}
+
+int uc_ws_release(struct uc_ws *ws)
+{
+    int had = ws->ctx != NULL;
+    if (ws->ctx)
+        wslay_event_context_free(ws->ctx);
+    ws->ctx = NULL;
+    free(ws->msgbuf);
+    ws->msgbuf = NULL;
+    return had;
 }
 
 struct uc_buf *uc_ws_frame(int opcode, const void *payload, size_t len)
@@ -382,4 +364,10 @@ struct uc_buf *uc_ws_frame(int opcode, const void *payload, size_t len)
     if (len)
         memcpy(b->data + head_len, payload, len);
     return b;
+}
+
+struct uc_buf *uc_ws_close_frame(int code)
+{
+    const uint8_t payload[2] = {(uint8_t)(code >> 8), (uint8_t)code};
+    return uc_ws_frame(WSLAY_CONNECTION_CLOSE, payload, sizeof payload);
 }
