@@ -769,6 +769,14 @@ static void destroy(struct uc_conn *c)
     free(c);
 }
 
+void uc_conn_clear_broadcasts(struct uc_server *srv)
+{
+    for (size_t i = 0; i < srv->bcast_n; i++)
+        uc_buf_unref(srv->bcast_log[i]);
+    srv->bcast_base += srv->bcast_n;
+    srv->bcast_n = 0;
+}
+
 /* Every bound connection queues this iteration's broadcasts; then the log starts afresh. */
 static void deliver_broadcasts(struct uc_server *srv)
 {
@@ -781,7 +789,7 @@ static void deliver_broadcasts(struct uc_server *srv)
             uc_conn_catch_up(link->owner);
         }
     }
-    uc_server_clear_broadcasts(srv);
+    uc_conn_clear_broadcasts(srv);
 }
 
 void uc_conn_run_deferred(struct uc_server *srv)

@@ -154,8 +154,11 @@ static inline uint64_t uc_bcast_seq(const struct uc_server *srv)
     return srv->bcast_base + srv->bcast_n;
 }
 
-/* Drops this iteration's broadcast log once every bound connection has queued it. */
-void uc_server_clear_broadcasts(struct uc_server *srv);
+/* ---- conn.c: the broadcast log's consumer ----
+ * server.c logs a broadcast (framed once); each bound connection queues what it is owed once
+ * per loop iteration (uc_conn_run_deferred), or before anything else queued to it
+ * (uc_conn_catch_up); then the log is dropped. */
+void uc_conn_clear_broadcasts(struct uc_server *srv);
 
 /* ---- presence.c ---- */
 /* Answers the presence questions this node answers alone (fed through srv->online_due). */

@@ -302,7 +302,7 @@ void uc_server_free(struct uc_server *srv)
             svc->free(svc->ctx);
     }
     uc_presence_cancel_local(srv);
-    uc_server_clear_broadcasts(srv);
+    uc_conn_clear_broadcasts(srv);
     free(srv->bcast_log);
     free(srv->held);
     uc_umap_destroy(&srv->umap);
@@ -446,13 +446,6 @@ static size_t broadcast_local(struct uc_server *srv, const void *data, size_t le
     return count;
 }
 
-void uc_server_clear_broadcasts(struct uc_server *srv)
-{
-    for (size_t i = 0; i < srv->bcast_n; i++)
-        uc_buf_unref(srv->bcast_log[i]);
-    srv->bcast_base += srv->bcast_n;
-    srv->bcast_n = 0;
-}
 
 size_t uc_send_group(struct uc_server *srv, const char *group, size_t group_len, const void *data,
                      size_t len, int binary, const struct uc_conn *except)
