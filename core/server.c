@@ -446,7 +446,6 @@ static size_t broadcast_local(struct uc_server *srv, const void *data, size_t le
     return count;
 }
 
-
 size_t uc_send_group(struct uc_server *srv, const char *group, size_t group_len, const void *data,
                      size_t len, int binary, const struct uc_conn *except)
 {
