@@ -184,8 +184,8 @@ static void subscribe_everything(struct uc_broker *b)
     struct uc_server *srv = b->srv;
     subscribe_raw(b, "uidcast:a", 9);
     struct uc_umap_entry *e, *tmp;
-    HASH_ITER(hh, srv->umap.table, e, tmp) subscribe(b, 'u', e->name, e->len);
-    HASH_ITER(hh, srv->groups.table, e, tmp) subscribe(b, 'g', e->name, e->len);
+    HASH_ITER(hh, srv->hub.uids.table, e, tmp) subscribe(b, 'u', e->name, e->len);
+    HASH_ITER(hh, srv->hub.groups.table, e, tmp) subscribe(b, 'g', e->name, e->len);
 }
 
 /* ---- presence ---- */
@@ -212,7 +212,7 @@ static void write_presence(struct uc_broker *b)
     argl[1] = strlen(b->presence_key);
     int n = 0;
     struct uc_umap_entry *e, *tmp;
-    HASH_ITER(hh, b->srv->umap.table, e, tmp)
+    HASH_ITER(hh, b->srv->hub.uids.table, e, tmp)
     {
         argv[2 + 2 * n] = e->name;
         argl[2 + 2 * n] = e->len;
@@ -239,7 +239,7 @@ static void presence_write(struct uc_broker *b, const char *uid, size_t len, siz
     snprintf(n, sizeof n, "%zu", count);
     redisAsyncCommand(b->pub, NULL, NULL, "HSET %s %b %s", b->presence_key, uid, len, n);
     /* The first uid creates the hash (the last one's HDEL deleted it, TTL included). */
-    if (added && count == 1 && uc_umap_keys(&b->srv->umap) == 1)
+    if (added && count == 1 && uc_umap_keys(&b->srv->hub.uids) == 1)
         register_node(b, NULL);
 }
 
@@ -262,7 +262,7 @@ static void on_heartbeat_reply(redisAsyncContext *ac, void *r, void *privdata)
     /* EXPIRE answers 0 when the hash is gone although this node holds uids: Redis restarted,
      * or this node stalled past the TTL. Write it again. */
     if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer == 0 && b->pub_up &&
-        !b->closing && uc_umap_keys(&b->srv->umap) > 0) {
+        !b->closing && uc_umap_keys(&b->srv->hub.uids) > 0) {
         uc_warn("cluster: this node's presence had expired in redis; writing it again");
         write_presence(b);
     }

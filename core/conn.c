@@ -162,7 +162,7 @@ void uc_conn_accept(struct uc_server *srv, int fd, const char *remote_addr)
     c->fd = fd;
     c->id = ++srv->next_id;
     c->state = CONN_HANDSHAKE;
-    c->uid_link.owner = c;
+    uc_hub_member_init(&c->member, c);
     snprintf(c->remote_addr, sizeof c->remote_addr, "%s", remote_addr);
     ev_io_init(&c->rio, read_cb, fd, EV_READ);
     ev_io_init(&c->wio, write_cb, fd, EV_WRITE);
@@ -208,62 +208,25 @@ static int copy_text(char **dst, const char *src, size_t len)
     return 0;
 }
 
-static void drop_membership(struct uc_conn *c, struct uc_membership *m)
-{
-    HASH_DEL(c->srv->memberships, m);
-    DL_DELETE(c->groups, m);
-    c->ngroups--;
-    uc_umap_unbind(&c->srv->groups, &m->link);
-    free(m);
-}
-
-static void leave_all_groups(struct uc_conn *c)
-{
-    while (c->groups)
-        drop_membership(c, c->groups);
-}
-
-/* Keeps the names of the groups a connection leaves with, so on_close can still say which
- * rooms it left ("bob left the room"), as it can still say its uid. */
-static void remember_groups(struct uc_conn *c)
-{
-    size_t len = 0;
-    for (struct uc_membership *m = c->groups; m; m = m->next)
-        len += 2 + m->link.entry->len;
-    if (!len || !(c->left_groups = malloc(len)))
-        return;
-    uint8_t *p = c->left_groups;
-    for (struct uc_membership *m = c->groups; m; m = m->next) {
-        size_t n = m->link.entry->len; /* <= UC_UID_MAX, so two bytes hold it */
-        *p++ = (uint8_t)(n >> 8);
-        *p++ = (uint8_t)n;
-        memcpy(p, m->link.entry->name, n);
-        p += n;
-    }
-    c->left_groups_len = len;
-}
-
 void uc_conn_leave_open(struct uc_conn *c, int code, const char *reason, size_t reason_len)
 {
     if (c->state != CONN_OPEN)
         return;
     struct uc_server *srv = c->srv;
-    uc_conn_catch_up(c); /* it was bound when they were sent; they go before its close */
+    /* It was bound when they were sent: they go before its close. */
+    uc_hub_catch_up(&srv->hub, &c->member);
     /* Catching up can overflow the send buffer, and the overflow aborts the connection from
      * inside: it has left OPEN (and been counted closed) already. */
     if (c->state != CONN_OPEN)
         return;
     c->state = CONN_CLOSING;
     srv->nopen--;
-    if (c->uid_link.entry) {
-        struct uc_umap_entry *u = c->uid_link.entry;
-        if (copy_text(&c->last_uid, u->name, u->len) == 0)
-            c->last_uid_len = u->len;
-        /* Unlink now, so that a broadcast or send_uid running right now skips it. */
-        uc_umap_unbind(&srv->umap, &c->uid_link);
-    }
-    remember_groups(c);
-    leave_all_groups(c);
+    size_t uid_len;
+    const char *uid = uc_hub_uid(&c->member, &uid_len);
+    if (uid && copy_text(&c->last_uid, uid, uid_len) == 0)
+        c->last_uid_len = uid_len;
+    /* Out of every map now, so that a delivery running right now skips it. */
+    uc_hub_leave_all(&srv->hub, &c->member);
     idle_unlink(c);
     c->close_code = (uint16_t)code;
     copy_text(&c->close_reason, reason ? reason : "", reason ? reason_len : 0);
@@ -283,27 +246,8 @@ static int queue_now(struct uc_conn *c, struct uc_buf *buf);
 
 int uc_conn_queue(struct uc_conn *c, struct uc_buf *buf)
 {
-    uc_conn_catch_up(c);
+    uc_hub_catch_up(&c->srv->hub, &c->member);
     return queue_now(c, buf);
-}
-
-void uc_conn_catch_up(struct uc_conn *c)
-{
-    struct uc_server *srv = c->srv;
-    uint64_t seq = uc_bcast_seq(srv);
-    if (c->bcast_seen >= seq || !c->uid_link.entry || (c->flags & CONN_CATCHING_UP))
-        return;
-    /* The flag stops the recursion an overflow would start (queue -> abort -> leave_open). */
-    c->flags |= CONN_CATCHING_UP;
-    while (c->bcast_seen < seq) {
-        struct uc_buf *b = srv->bcast_log[c->bcast_seen - srv->bcast_base];
-        c->bcast_seen++;
-        if (queue_now(c, b) != 0) {
-            c->bcast_seen = seq; /* cut off: owed nothing more */
-            break;
-        }
-    }
-    c->flags &= (uint16_t)~CONN_CATCHING_UP;
 }
 
 static int queue_now(struct uc_conn *c, struct uc_buf *buf)
@@ -552,8 +496,7 @@ static long upgrade(struct uc_conn *c, char *head, size_t avail)
     if (srv->handlers.on_open &&
         srv->handlers.on_open(c, &open_req, &refusal, srv->handlers.user_data) != 0) {
         if (c->state == CONN_OPEN) {
-            uc_umap_unbind(&srv->umap, &c->uid_link);
-            leave_all_groups(c);
+            uc_hub_leave_all(&srv->hub, &c->member);
             srv->nopen--;
         }
         c->flags &= (uint16_t) ~(CONN_ACCEPTED | CONN_NOTIFY);
@@ -761,45 +704,28 @@ static void destroy(struct uc_conn *c)
     idle_unlink(c);
     ws_free(c);
     uc_outq_clear(&c->outq);
-    leave_all_groups(c);
+    uc_hub_leave_all(&c->srv->hub, &c->member);
+    uc_hub_member_free(&c->member);
     free(c->hs);
-    free(c->left_groups);
     free(c->last_uid);
     free(c->close_reason);
     free(c);
 }
 
-void uc_conn_clear_broadcasts(struct uc_server *srv)
+static int hub_queue(void *ctx, void *owner, struct uc_buf *frame)
 {
-    for (size_t i = 0; i < srv->bcast_n; i++)
-        uc_buf_unref(srv->bcast_log[i]);
-    srv->bcast_base += srv->bcast_n;
-    srv->bcast_n = 0;
+    (void)ctx;
+    return queue_now(owner, frame);
 }
 
-/* Every bound connection queues this iteration's broadcasts; then the log starts afresh. */
-static void deliver_broadcasts(struct uc_server *srv)
-{
-    struct uc_umap_entry *u, *tmp;
-    HASH_ITER(hh, srv->umap.table, u, tmp)
-    {
-        struct uc_umap_link *link = u->head, *next;
-        for (; link; link = next) {
-            next = link->next; /* an overflow unlinks this connection, and only it */
-            uc_conn_catch_up(link->owner);
-        }
-    }
-    uc_conn_clear_broadcasts(srv);
-}
+const struct uc_hub_sink uc_conn_hub_sink = {.queue = hub_queue};
 
 void uc_conn_run_deferred(struct uc_server *srv)
 {
     for (;;) {
         struct uc_conn *c;
-        if (srv->bcast_n) {
-            deliver_broadcasts(srv);
+        if (uc_hub_flush_broadcasts(&srv->hub))
             continue;
-        }
         if ((c = srv->dirty)) {
             srv->dirty = c->dirty_next;
             if (!srv->dirty)
@@ -865,9 +791,7 @@ int uc_conn_bind(struct uc_conn *c, const char *uid, size_t uid_len)
 {
     if (c->state != CONN_OPEN)
         return UC_ERR_CLOSED;
-    if (!c->uid_link.entry)
-        c->bcast_seen = uc_bcast_seq(c->srv); /* sent while it was unbound: not its own */
-    int r = uc_umap_bind(&c->srv->umap, &c->uid_link, uid, uid_len);
+    int r = uc_hub_bind(&c->srv->hub, &c->member, uid, uid_len);
     /* In cluster mode the bind may have just asked Redis to subscribe the uid's channel. Until
      * Redis confirms, another node's message to this uid would not arrive: what the client is
      * told from now on (its "login success") waits, so that it cannot act on a login before
@@ -878,113 +802,29 @@ int uc_conn_bind(struct uc_conn *c, const char *uid, size_t uid_len)
     return r;
 }
 
-void uc_conn_unbind(struct uc_conn *c)
-{
-    uc_conn_catch_up(c);
-    uc_umap_unbind(&c->srv->umap, &c->uid_link);
-}
-
-static struct uc_membership *find_membership(struct uc_conn *c, const char *group, size_t len)
-{
-    struct uc_membership_key key = {.conn = c, .group = uc_umap_find(&c->srv->groups, group, len)};
-    struct uc_membership *m = NULL;
-    if (key.group)
-        HASH_FIND(hh, c->srv->memberships, &key, sizeof key, m);
-    return m;
-}
+void uc_conn_unbind(struct uc_conn *c) { uc_hub_unbind(&c->srv->hub, &c->member); }
 
 int uc_conn_join(struct uc_conn *c, const char *group, size_t group_len)
 {
     if (c->state != CONN_OPEN)
         return UC_ERR_CLOSED;
-    if (group_len == 0 || group_len > UC_UID_MAX)
-        return UC_ERR_INVALID;
-    if (find_membership(c, group, group_len))
-        return 0;
-    if (c->ngroups >= c->srv->opt.max_groups_per_connection)
-        return UC_ERR_LIMIT;
-    struct uc_membership *m = calloc(1, sizeof *m);
-    if (!m)
-        return UC_ERR_NOMEM;
-    m->link.owner = c;
-    int r = uc_umap_bind(&c->srv->groups, &m->link, group, group_len);
-    if (r != 0) {
-        free(m);
-        return r;
-    }
-    m->key = (struct uc_membership_key){.conn = c, .group = m->link.entry};
-    HASH_ADD(hh, c->srv->memberships, key, sizeof m->key, m);
-    DL_APPEND(c->groups, m);
-    c->ngroups++;
-    return 0;
-}
-
-/* The names remembered at close, one by one (see remember_groups). */
-static void each_left_group(const struct uc_conn *c,
-                            int (*fn)(const char *name, size_t len, void *ctx), void *ctx)
-{
-    const uint8_t *p = c->left_groups, *end = p + c->left_groups_len;
-    while (p < end) {
-        size_t n = (size_t)p[0] << 8 | p[1];
-        if (fn((const char *)p + 2, n, ctx))
-            return;
-        p += 2 + n;
-    }
-}
-
-struct group_name {
-    const char *name;
-    size_t len;
-    int found;
-};
-
-static int match_name(const char *name, size_t len, void *ctx)
-{
-    struct group_name *g = ctx;
-    g->found = len == g->len && memcmp(name, g->name, len) == 0;
-    return g->found;
+    return uc_hub_join(&c->srv->hub, &c->member, group, group_len);
 }
 
 int uc_conn_in_group(struct uc_conn *c, const char *group, size_t group_len)
 {
-    if (c->state == CONN_OPEN)
-        return find_membership(c, group, group_len) != NULL;
-    struct group_name g = {.name = group, .len = group_len};
-    each_left_group(c, match_name, &g);
-    return g.found;
-}
-
-struct each_ctx {
-    void (*fn)(const char *name, size_t len, void *ctx);
-    void *ctx;
-};
-
-static int call_each(const char *name, size_t len, void *ctx)
-{
-    struct each_ctx *e = ctx;
-    e->fn(name, len, e->ctx);
-    return 0;
+    return uc_hub_in_group(&c->srv->hub, &c->member, group, group_len);
 }
 
 void uc_conn_each_group(struct uc_conn *c, void (*fn)(const char *name, size_t len, void *ctx),
                         void *ctx)
 {
-    if (c->state != CONN_OPEN) {
-        struct each_ctx e = {fn, ctx};
-        each_left_group(c, call_each, &e);
-        return;
-    }
-    for (struct uc_membership *m = c->groups; m; m = m->next)
-        fn(m->link.entry->name, m->link.entry->len, ctx);
+    uc_hub_each_group(&c->member, fn, ctx);
 }
 
 int uc_conn_leave(struct uc_conn *c, const char *group, size_t group_len)
 {
-    struct uc_membership *m = find_membership(c, group, group_len);
-    if (!m)
-        return 0;
-    drop_membership(c, m);
-    return 1;
+    return uc_hub_leave(&c->srv->hub, &c->member, group, group_len);
 }
 
 int uc_conn_close(struct uc_conn *c, int code, const char *reason, size_t reason_len)
@@ -1011,10 +851,9 @@ const char *uc_conn_remote_addr(const struct uc_conn *c) { return c->remote_addr
 
 const char *uc_conn_uid(const struct uc_conn *c, size_t *len)
 {
-    if (c->uid_link.entry) {
-        *len = c->uid_link.entry->len;
-        return c->uid_link.entry->name;
-    }
+    const char *uid = uc_hub_uid(&c->member, len);
+    if (uid)
+        return uid;
     *len = c->last_uid_len;
     return c->last_uid;
 }

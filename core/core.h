@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <wslay/wslay.h>
 
+#include "hub.h"
 #include "outq.h"
 #include "server.h"
 #include "umap.h"
@@ -29,31 +30,16 @@ enum conn_state {
 };
 
 enum conn_flag {
-    CONN_ACCEPTED = 1 << 0,     /* on_open accepted it: on_close is owed */
-    CONN_NOTIFY = 1 << 1,       /* on_close still to be called */
-    CONN_IN_REAP = 1 << 2,      /* on the reap list */
-    CONN_IN_DIRTY = 1 << 3,     /* on the flush list */
-    CONN_WRITE_WAIT = 1 << 4,   /* write watcher started after EAGAIN */
-    CONN_CLOSE_RECV = 1 << 5,   /* the peer's close frame arrived */
-    CONN_FINISHING = 1 << 6,    /* nothing more to send: shut down once the queue is flushed */
-    CONN_PINGED = 1 << 7,       /* pinged since it was last heard from */
-    CONN_UPGRADED = 1 << 8,     /* the 101 was queued: bytes from now on are frames */
-    CONN_CATCHING_UP = 1 << 11, /* queueing the broadcasts it is owed (see uc_conn_catch_up) */
-    CONN_HELD = 1 << 12,        /* output waits until the cluster confirms its uid's subscription */
-};
-
-/* One connection's membership of one group: linked into the group's list (link), into the
- * connection's own list of groups (prev/next), and into the server's membership table by
- * (connection, group entry), so that joining, leaving and asking are O(1) however many groups
- * a connection is in. Allocated at join, freed at leave or close. */
-struct uc_membership {
-    struct uc_umap_link link; /* link.owner is the connection */
-    struct uc_membership *prev, *next;
-    UT_hash_handle hh;
-    struct uc_membership_key {
-        const struct uc_conn *conn;
-        const struct uc_umap_entry *group;
-    } key;
+    CONN_ACCEPTED = 1 << 0,   /* on_open accepted it: on_close is owed */
+    CONN_NOTIFY = 1 << 1,     /* on_close still to be called */
+    CONN_IN_REAP = 1 << 2,    /* on the reap list */
+    CONN_IN_DIRTY = 1 << 3,   /* on the flush list */
+    CONN_WRITE_WAIT = 1 << 4, /* write watcher started after EAGAIN */
+    CONN_CLOSE_RECV = 1 << 5, /* the peer's close frame arrived */
+    CONN_FINISHING = 1 << 6,  /* nothing more to send: shut down once the queue is flushed */
+    CONN_PINGED = 1 << 7,     /* pinged since it was last heard from */
+    CONN_UPGRADED = 1 << 8,   /* the 101 was queued: bytes from now on are frames */
+    CONN_HELD = 1 << 12,      /* output waits until the cluster confirms its uid's subscription */
 };
 
 struct uc_handshake {
@@ -72,14 +58,7 @@ struct uc_conn {
     uint16_t close_code; /* reported to on_close */
     uint64_t id;
     struct uc_outq outq;
-    uint64_t bcast_seen;          /* the last broadcast queued to it, or not owed to it */
-    struct uc_umap_link uid_link; /* uid_link.owner is the connection itself */
-    struct uc_membership *groups; /* the groups it joined (a utlist DL list) */
-    unsigned ngroups;
-    /* The names of the groups it was in when it left OPEN, for on_close: each a 2-byte length
-     * and the bytes. Owned; NULL when it was in none. */
-    uint8_t *left_groups;
-    size_t left_groups_len;
+    struct uc_hub_member member; /* its uid and groups (hub.c) */
     struct uc_conn *prev, *next; /* every live connection, for shutdown (a utlist DL list) */
     struct uc_conn *dirty_next;  /* flush list */
     struct uc_conn *reap_next;   /* reap list */
@@ -113,24 +92,15 @@ struct uc_server {
     size_t nopen;          /* in CONN_OPEN */
     struct uc_conn *dirty, *dirty_tail;
     struct uc_conn *reap, *reap_tail;
-    struct uc_conn *idle, *idle_tail;  /* handshaking and open connections by last_seen */
-    ev_timer liveness;                 /* walks the idle list: pings, idle timeouts */
-    struct uc_buf *ping_frame;         /* one empty ping, shared by every queue */
-    size_t ws_contexts;                /* connections holding a wslay context */
-    struct uc_ws_limits ws_limits;     /* --max-message, --max-fragments, for the codec */
-    struct uc_umap umap;               /* uid -> connections */
-    struct uc_umap groups;             /* group -> memberships */
-    struct uc_membership *memberships; /* (connection, group) -> membership (uthash) */
-    struct uc_relay relay;             /* the cluster (--redis); all NULL when alone */
-    struct uc_service services[4];     /* attached by main: the push API, the broker */
+    struct uc_conn *idle, *idle_tail; /* handshaking and open connections by last_seen */
+    ev_timer liveness;                /* walks the idle list: pings, idle timeouts */
+    struct uc_buf *ping_frame;        /* one empty ping, shared by every queue */
+    size_t ws_contexts;               /* connections holding a wslay context */
+    struct uc_ws_limits ws_limits;    /* --max-message, --max-fragments, for the codec */
+    struct uc_hub hub;                /* uids, groups, the broadcast log, delivery */
+    struct uc_relay relay;            /* the cluster (--redis); all NULL when alone */
+    struct uc_service services[4];    /* attached by main: the push API, the broker */
     unsigned nservices;
-    /* The broadcasts of this loop iteration, oldest first: a broadcast is framed and logged
-     * once, and each bound connection queues what it is owed once per iteration (or sooner,
-     * when something else is queued to it), instead of being visited once per broadcast.
-     * Broadcast number n (counting from 1 since start) is bcast_log[n - 1 - bcast_base]. */
-    struct uc_buf **bcast_log;
-    size_t bcast_n, bcast_cap;
-    uint64_t bcast_base;                    /* broadcasts logged before this iteration's */
     struct uc_online_query *online_queries; /* presence questions not answered yet */
     /* Connections whose output waits for a subscription (cluster mode: a login is not
      * acknowledged before this node can receive its uid's messages), with the number of the
@@ -148,17 +118,6 @@ struct uc_server {
 };
 
 /* ---- server.c ---- */
-/* Broadcasts logged so far (the number of the newest). */
-static inline uint64_t uc_bcast_seq(const struct uc_server *srv)
-{
-    return srv->bcast_base + srv->bcast_n;
-}
-
-/* ---- conn.c: the broadcast log's consumer ----
- * server.c logs a broadcast (framed once); each bound connection queues what it is owed once
- * per loop iteration (uc_conn_run_deferred), or before anything else queued to it
- * (uc_conn_catch_up); then the log is dropped. */
-void uc_conn_clear_broadcasts(struct uc_server *srv);
 
 /* ---- presence.c ---- */
 /* Answers the presence questions this node answers alone (fed through srv->online_due). */
@@ -180,8 +139,8 @@ void uc_conn_check_liveness(struct uc_server *srv);
 /* Queues buf on the connection's output, enforcing the send buffer cap; the broadcasts the
  * connection is owed go first, so its messages keep their order. */
 int uc_conn_queue(struct uc_conn *c, struct uc_buf *buf);
-/* Queues the logged broadcasts a bound connection has not had yet. */
-void uc_conn_catch_up(struct uc_conn *c);
+/* How the hub queues to a connection (the catch-up already done). */
+extern const struct uc_hub_sink uc_conn_hub_sink;
 /* The cluster confirmed every SUBSCRIBE up to number seq: connections held for those write
  * (uc_server_subscribed). */
 void uc_conn_release_held(struct uc_server *srv, uint64_t seq);

@@ -25,7 +25,7 @@ struct uc_online_query {
 /* This node's connections of uid (each bound connection is one link of its entry). */
 static long long local_count(const struct uc_server *srv, const char *uid, size_t len)
 {
-    const struct uc_umap_entry *u = uc_umap_find(&srv->umap, uid, len);
+    const struct uc_umap_entry *u = uc_umap_find(&srv->hub.uids, uid, len);
     return u ? (long long)u->count : 0;
 }
 

@@ -193,9 +193,9 @@ void uc_server_set_relay(struct uc_server *srv, const struct uc_relay *relay)
 {
     srv->relay = *relay;
     int on = relay->key_count != NULL;
-    srv->umap.on_count = on ? uid_count_changed : NULL;
-    srv->groups.on_count = on ? group_count_changed : NULL;
-    srv->umap.ctx = srv->groups.ctx = srv;
+    srv->hub.uids.on_count = on ? uid_count_changed : NULL;
+    srv->hub.groups.on_count = on ? group_count_changed : NULL;
+    srv->hub.uids.ctx = srv->hub.groups.ctx = srv;
 }
 
 int uc_server_attach(struct uc_server *srv, const struct uc_service *svc)
@@ -247,6 +247,7 @@ struct uc_server *uc_server_new(const struct uc_options *opts, const struct uc_h
     ev_timer_start(srv->loop, &srv->liveness);
     ev_unref(srv->loop);
     srv->ping_frame = uc_ws_frame(WSLAY_PING, NULL, 0);
+    uc_hub_init(&srv->hub, &uc_conn_hub_sink, opts->max_groups_per_connection);
     srv->ws_limits = (struct uc_ws_limits){.max_message = opts->max_message,
                                            .max_fragments = opts->max_fragments};
     ev_signal_init(&srv->sigterm, signal_cb, SIGTERM);
@@ -295,18 +296,15 @@ void uc_server_free(struct uc_server *srv)
     srv->tearing_down = 1;
     uc_conn_destroy_all(srv);
     /* Nothing more to tell the cluster about keys while tearing down. */
-    srv->umap.on_count = srv->groups.on_count = NULL;
+    srv->hub.uids.on_count = srv->hub.groups.on_count = NULL;
     while (srv->nservices) {
         struct uc_service *svc = &srv->services[--srv->nservices];
         if (svc->free)
             svc->free(svc->ctx);
     }
     uc_presence_cancel_local(srv);
-    uc_conn_clear_broadcasts(srv);
-    free(srv->bcast_log);
     free(srv->held);
-    uc_umap_destroy(&srv->umap);
-    uc_umap_destroy(&srv->groups);
+    uc_hub_free(&srv->hub);
     ev_ref(srv->loop);
     ev_ref(srv->loop);
     ev_ref(srv->loop);
@@ -336,9 +334,9 @@ void uc_server_stats(const struct uc_server *srv, struct uc_stats *out)
 {
     *out = srv->stats;
     out->connections = srv->nopen;
-    out->bound_connections = srv->umap.bound;
-    out->uids = uc_umap_keys(&srv->umap);
-    out->groups = uc_umap_keys(&srv->groups);
+    out->bound_connections = srv->hub.uids.bound;
+    out->uids = uc_umap_keys(&srv->hub.uids);
+    out->groups = uc_umap_keys(&srv->hub.groups);
     out->uptime = ev_time() - srv->started;
     if (srv->handlers.memory_used)
         out->policy_memory = srv->handlers.memory_used(srv->handlers.user_data);
@@ -358,53 +356,29 @@ unsigned uc_server_stats_all(const struct uc_server *srv, struct uc_stats *out,
 /* Queues frame (built on first use) to the owner of every link of entry but except; returns
  * the count. The next link is read before queueing: a slow reader cut off by the queue unlinks
  * its own links, and only those. */
-static size_t deliver_to_entry(struct uc_umap_entry *u, struct uc_buf **frame, const void *data,
-                               size_t len, int binary, const struct uc_conn *except)
-{
-    size_t count = 0;
-    struct uc_umap_link *link = u->head;
-    while (link) {
-        struct uc_umap_link *next = link->next;
-        struct uc_conn *c = link->owner;
-        if (c != except && c->state == CONN_OPEN) {
-            if (!*frame) {
-                *frame = uc_ws_frame(binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME, data, len);
-                if (!*frame)
-                    return count;
-            }
-            if (uc_conn_queue(c, *frame) == 0) {
-                c->srv->stats.messages_out++;
-                count++;
-            }
-        }
-        link = next;
-    }
-    return count;
-}
-
-/* Delivers to every link bound to key in map (the uid map or the group map). */
-static size_t deliver_to_key(const struct uc_umap *map, const char *key, size_t key_len,
-                             const void *data, size_t len, int binary, const struct uc_conn *except)
-{
-    struct uc_umap_entry *e = uc_umap_find(map, key, key_len);
-    if (!e)
-        return 0;
-    struct uc_buf *frame = NULL;
-    size_t count = deliver_to_entry(e, &frame, data, len, binary, except);
-    uc_buf_unref(frame);
-    return count;
-}
+/* Every delivery below is made here first, through the hub; in cluster mode it is also handed
+ * to the relay for the other nodes to make theirs. */
 
 size_t uc_send_uid(struct uc_server *srv, const char *uid, size_t uid_len, const void *data,
                    size_t len, int binary, const struct uc_conn *except)
 {
     if (srv->relay.publish && uid_len)
         srv->relay.publish(srv->relay.ctx, 'u', uid, uid_len, data, len, binary);
-    return deliver_to_key(&srv->umap, uid, uid_len, data, len, binary, except);
+    size_t n = uc_hub_send(&srv->hub, 'u', uid, uid_len, data, len, binary, except);
+    srv->stats.messages_out += n;
+    return n;
 }
 
 static size_t broadcast_local(struct uc_server *srv, const void *data, size_t len, int binary,
-                              const struct uc_conn *except);
+                              const struct uc_conn *except)
+{
+    /* The core's own pointer, const only in the public signature: the hub marks it past the
+     * broadcast it is spared. */
+    struct uc_hub_member *skip = except ? &((struct uc_conn *)except)->member : NULL;
+    size_t n = uc_hub_broadcast(&srv->hub, data, len, binary, skip);
+    srv->stats.messages_out += n;
+    return n;
+}
 
 size_t uc_broadcast(struct uc_server *srv, const void *data, size_t len, int binary,
                     const struct uc_conn *except)
@@ -414,75 +388,53 @@ size_t uc_broadcast(struct uc_server *srv, const void *data, size_t len, int bin
     return broadcast_local(srv, data, len, binary, except);
 }
 
-/* Frames the message once and logs it; each bound connection queues it (with the rest of this
- * iteration's broadcasts, in one visit) from the prepare watcher, or sooner when something else
- * is queued to it first, so its messages keep their order. */
-static size_t broadcast_local(struct uc_server *srv, const void *data, size_t len, int binary,
-                              const struct uc_conn *except)
-{
-    /* The core's own pointer, const only in the public signature: it is owed the earlier
-     * broadcasts and is marked past this one. */
-    struct uc_conn *skip = except && except->uid_link.entry ? (struct uc_conn *)except : NULL;
-    size_t count = srv->umap.bound - (skip ? 1 : 0);
-    if (count == 0)
-        return 0;
-    if (srv->bcast_n == srv->bcast_cap) {
-        size_t cap = srv->bcast_cap ? srv->bcast_cap * 2 : 64;
-        struct uc_buf **grown = realloc(srv->bcast_log, cap * sizeof *grown);
-        if (!grown)
-            return 0;
-        srv->bcast_log = grown;
-        srv->bcast_cap = cap;
-    }
-    struct uc_buf *frame = uc_ws_frame(binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME, data, len);
-    if (!frame)
-        return 0;
-    if (skip)
-        uc_conn_catch_up(skip);
-    srv->bcast_log[srv->bcast_n++] = frame;
-    if (skip)
-        skip->bcast_seen = uc_bcast_seq(srv);
-    srv->stats.messages_out += count;
-    return count;
-}
-
 size_t uc_send_group(struct uc_server *srv, const char *group, size_t group_len, const void *data,
                      size_t len, int binary, const struct uc_conn *except)
 {
     if (srv->relay.publish && group_len)
         srv->relay.publish(srv->relay.ctx, 'g', group, group_len, data, len, binary);
-    return deliver_to_key(&srv->groups, group, group_len, data, len, binary, except);
+    size_t n = uc_hub_send(&srv->hub, 'g', group, group_len, data, len, binary, except);
+    srv->stats.messages_out += n;
+    return n;
 }
 
 void uc_server_deliver_local(struct uc_server *srv, int kind, const char *key, size_t key_len,
                              const void *data, size_t len, int binary)
 {
-    if (kind == 'u')
-        deliver_to_key(&srv->umap, key, key_len, data, len, binary, NULL);
-    else if (kind == 'g')
-        deliver_to_key(&srv->groups, key, key_len, data, len, binary, NULL);
+    size_t n = 0;
+    if (kind == 'u' || kind == 'g')
+        n = uc_hub_send(&srv->hub, kind, key, key_len, data, len, binary, NULL);
     else if (kind == 'a')
-        broadcast_local(srv, data, len, binary, NULL);
+        n = uc_hub_broadcast(&srv->hub, data, len, binary, NULL);
+    srv->stats.messages_out += n;
 }
 
 size_t uc_group_count(const struct uc_server *srv, const char *group, size_t group_len)
 {
-    struct uc_umap_entry *g = uc_umap_find(&srv->groups, group, group_len);
-    return g ? g->count : 0;
+    return uc_hub_count(&srv->hub, 'g', group, group_len);
 }
 
 size_t uc_uid_count(const struct uc_server *srv, const char *uid, size_t uid_len)
 {
-    struct uc_umap_entry *u = uc_umap_find(&srv->umap, uid, uid_len);
-    return u ? u->count : 0;
+    return uc_hub_count(&srv->hub, 'u', uid, uid_len);
+}
+
+struct each_conn {
+    void (*fn)(struct uc_conn *conn, void *ctx);
+    void *ctx;
+};
+
+static void each_conn(void *owner, void *ctx)
+{
+    struct each_conn *e = ctx;
+    e->fn(owner, e->ctx);
 }
 
 void uc_uid_each(struct uc_server *srv, const char *uid, size_t uid_len,
                  void (*fn)(struct uc_conn *conn, void *ctx), void *ctx)
 {
-    struct uc_umap_entry *u = uc_umap_find(&srv->umap, uid, uid_len);
-    for (struct uc_umap_link *l = u ? u->head : NULL; l; l = l->next)
-        fn(l->owner, ctx);
+    struct each_conn e = {fn, ctx};
+    uc_hub_each(&srv->hub, uid, uid_len, each_conn, &e);
 }
 
 const char *uc_strerror(int err)

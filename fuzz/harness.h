@@ -39,7 +39,7 @@ static void fuzz_on_message(struct uc_conn *c, const uint8_t *data, size_t len, 
         uc_conn_close(c, 1000, "bye", 3);
         return;
     }
-    if (!uc_conn_uid(c, &uid_len) || !c->uid_link.entry) {
+    if (!uc_conn_uid(c, &uid_len) || !uc_conn_is_open(c)) {
         if (len >= 1 && len <= 64) {
             uc_conn_bind(c, (const char *)data, len);
             uc_conn_join(c, (const char *)data, 1);
