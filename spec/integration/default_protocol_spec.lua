@@ -78,15 +78,19 @@ describe("default script over WebSocket", function()
   end)
 
   it("removes the binding of a connection that vanished without a close frame", function()
+    local http = require "http"
     local a = ws.login(srv.port, "v-alice")
     local b = ws.login(srv.port, "v-bob")
+    local function connections(uid)
+      local _, _, body = http.request1(srv.push_port, "GET", "/online?uid=" .. uid)
+      return http.json(body).connections
+    end
+    assert.equals(1, connections("v-bob"))
     b.sock:close()
-    server.eventually(function()
-      a:send("v-bob:ping")
-      return a:silent(0.05)
-    end)
+    assert.truthy(server.eventually(function() return connections("v-bob") == 0 end))
+    a:send("v-bob:into the void")
     a:send("v-alice:ok")
-    assert.equals("ok", a:receive())
+    assert.equals("ok", a:receive()) -- nothing else arrived first, and the sender is fine
     a:close()
   end)
 

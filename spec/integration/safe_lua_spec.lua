@@ -276,9 +276,13 @@ return M
   end)
 
   it("refuses timers in the main chunk with a clear error", function()
-    local code = os.execute(("%s --check %s 2>/dev/null"):format(server.BIN,
-      server.script("require('uidcast').timer(1, print) return {}")))
+    local out = os.tmpname()
+    local code = os.execute(("%s --check %s 2>%s"):format(server.BIN,
+      server.script("require('uidcast').timer(1, print) return {}"), out))
     assert.is_not_true(code)
+    assert.matches(":1: timers start once the server runs: create them in on_start",
+                   server.read_file(out))
+    os.remove(out)
   end)
 
   it("logs errors in on_start and on_stop and keeps running", function()
