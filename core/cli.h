@@ -14,7 +14,7 @@ struct uc_cli {
     enum uc_log_level log_level;
     int check;            /* --check: load the script, report, exit */
     size_t lua_memory;    /* --lua-memory: bytes the Lua state may allocate */
-    long lua_budget;      /* --lua-budget: instructions per handler call */
+    unsigned lua_budget;  /* --lua-budget: instructions per handler call */
     double lua_timeout;   /* --lua-timeout: seconds per handler call */
     const char *lua_path; /* --lua-path: directory for require(), or NULL */
 };

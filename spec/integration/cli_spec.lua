@@ -29,6 +29,39 @@ describe("uidcast command line", function()
     end
   end)
 
+  it("--help and the README's option table name the same options with the same defaults", function()
+    local _, out = run("--help")
+    local help = {}
+    local current
+    for line in out:gmatch("[^\n]+") do
+      local name = line:match("^  %-?%a?,?%s+%-%-([%a%-]+)")
+      if name then current = name; help[name] = false end
+      local default = line:match("%(default ([^)]+)%)")
+      if current and default and not default:find("^env") and not default:find("^none") then
+        help[current] = default
+      end
+    end
+    local readme = server.read_file(server.ROOT .. "/README.md")
+    local table_text = readme:match("## Command line(.-)\n## ")
+    local documented = {}
+    for row in table_text:gmatch("\n(| `[^\n]+)") do
+      row = row:gsub("\\|", "/") -- an escaped pipe inside a cell
+      for name in row:match("^| ([^|]+) |"):gmatch("%-%-([%a%-]+)") do
+        documented[name] = row:match("^| [^|]+ | ([^|]*) |") or ""
+      end
+    end
+    for name, default in pairs(help) do
+      assert.truthy(documented[name], "--" .. name .. " is missing from the README's option table")
+      if default then
+        assert.truthy(documented[name]:find("`" .. default .. "`", 1, true),
+                      ("--%s: README says %s, --help says %s"):format(name, documented[name], default))
+      end
+    end
+    for name in pairs(documented) do
+      assert.is_not_nil(help[name], "--" .. name .. " is in the README but not in --help")
+    end
+  end)
+
   it("--version prints the version and exits 0", function()
     local code, out = run("--version")
     assert.equals(0, code)
@@ -94,14 +127,14 @@ describe("uidcast command line", function()
     { "--ping-interval 30 --idle-timeout 20", "must be longer than %-%-ping%-interval" },
     { "--max-fragments 0", "%-%-max%-fragments takes a whole number of at least 1" },
     { "--max-groups-per-connection 0", "%-%-max%-groups%-per%-connection takes a whole number of at least 1" },
-    { "--lua-timeout 0", "%-%-lua%-timeout takes seconds, at least 0%.001" },
+    { "--lua-timeout 0", "%-%-lua%-timeout takes a number of seconds, at least 0%.001" },
     { "--redis-timeout 0.01", "%-%-redis%-timeout takes a number of seconds, at least 0%.05" },
     { "--redis-max-pending 1k", "%-%-redis%-max%-pending takes a byte count of at least 64k" },
     { "--push somewhere", "expected HOST:PORT" },
     { "--redis localhost:6379", "%-%-redis takes a URL such as redis://" },
     { "--workers 0", "%-%-workers takes a number from 1 to 256" },
     { "--presence-ttl 0.5", "%-%-presence%-ttl takes a number of seconds, at least 1" },
-    { "--push-token ''", "%-%-push%-token must not be empty" },
+    { "--push-token ''", "%-%-push%-token takes a value that is not empty" },
     { "a.lua b.lua", "unexpected argument 'b.lua'" },
   } do
     it("rejects '" .. case[1] .. "' with a clear message and exit 2", function()
