@@ -9,12 +9,13 @@ ALL_CFLAGS = $(CFLAGS) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror \
 LDLIBS   += $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4) \
             -lev -lwslay -lhttp_parser -lhiredis -lcrypto -lm
 
-# Debian packages the build, the specs and the interop client need.
-DEB_PACKAGES := gcc make pkg-config liblua5.4-dev lua5.4 libev-dev libwslay-dev \
-                libhttp-parser-dev libssl-dev uthash-dev lua-busted lua-socket \
-                python3 python3-websockets valgrind clang libclang-rt-14-dev \
-                libhiredis-dev redis-server openssl procps util-linux php-cli \
-                clang-format cppcheck lua-check
+# Debian packages: what building and running need (make run), and what the suites add
+# (make test): the test tools, a redis-server for the cluster specs, the interop clients.
+RUN_PACKAGES  := gcc make pkg-config libc6-dev liblua5.4-dev libev-dev libwslay-dev \
+                 libhttp-parser-dev libssl-dev uthash-dev libhiredis-dev curl
+TEST_PACKAGES := lua5.4 lua-busted lua-socket python3 python3-websockets valgrind clang \
+                 libclang-rt-14-dev redis-server openssl procps util-linux php-cli \
+                 clang-format cppcheck lua-check
 
 CORE_SRC := core/procstat.c core/scoreboard.c core/hub.c core/buf.c core/outq.c core/http.c core/umap.c core/ws.c core/conn.c \
             core/net.c core/server.c core/log.c core/cli.c \
@@ -29,18 +30,29 @@ TEST_OBJ := $(filter-out $(BUILD)/obj/core/main.o,$(OBJ))
 
 BUSTED   := lua5.4 /usr/bin/busted
 
-.PHONY: all deps run test check format lint ctests spec-harness sanitize-build fuzz-build fuzz memcheck sanitize bench bench-deps profile clean
+.PHONY: all deps test-deps run test check format lint ctests spec-harness sanitize-build fuzz-build fuzz memcheck sanitize bench bench-deps profile clean
 
 all: $(BUILD)/uidcast
 
-deps:
-	@missing=$$(for p in $(DEB_PACKAGES); do \
+# Installs the missing packages of the list given. No service is started on the way: redis-server
+# comes for the specs, which start their own, so invoke-rc.d is told no (policy-rc.d, 101) for
+# the length of the install when the machine has no policy of its own.
+install_packages = missing=$$(for p in $(1); do \
 	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
 	  done); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:" $$missing; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  policy=; if [ ! -e /usr/sbin/policy-rc.d ]; then \
+	    printf '\043!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && policy=1; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  status=$$?; [ -n "$$policy" ] && rm -f /usr/sbin/policy-rc.d; exit $$status; \
 	fi
+
+deps:
+	@$(call install_packages,$(RUN_PACKAGES))
+
+test-deps: deps
+	@$(call install_packages,$(TEST_PACKAGES))
 
 $(BUILD)/obj/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
@@ -55,12 +67,13 @@ $(BUILD)/tests/%: core/tests/%.c core/tests/check.h $(TEST_OBJ)
 
 # deps runs first in its own step: the flags above come from pkg-config, which a fresh machine
 # only has once deps installed it, so the build is a second make that reads them anew.
+# ARGS are passed on: make run ARGS="--listen 0.0.0.0:1234 --push-token s3cret"
 run: deps
 	@$(MAKE) --no-print-directory all
-	./$(BUILD)/uidcast --listen 127.0.0.1:1234 scripts/default.lua
+	./$(BUILD)/uidcast --listen 127.0.0.1:1234 $(ARGS) scripts/default.lua
 
 # Every suite, then one line "N passed, M failed" over all of them.
-test: deps
+test: test-deps
 	@$(MAKE) --no-print-directory all ctests spec-harness sanitize-build fuzz-build
 	@BUSTED="$(BUSTED)" CTESTS="$(CTESTS)" FUZZ_SECONDS=$(FUZZ_SECONDS) FORMAT_SRC="$(FORMAT_SRC)" \
 	  sh spec/run-all.sh
@@ -68,7 +81,7 @@ test: deps
 ctests: $(CTESTS)
 
 # The edit loop: C unit tests and the scripts' unit specs, in seconds.
-check: deps
+check: test-deps
 	@$(MAKE) --no-print-directory all ctests spec-harness
 	@BUSTED="$(BUSTED)" CTESTS="$(CTESTS)" sh spec/run-all.sh --only check
 
@@ -79,7 +92,7 @@ format:
 	clang-format -i $(FORMAT_SRC)
 
 # clang-format, luacheck, cppcheck and the layering rule (tools/callgraph.sh); make test runs it.
-lint: deps
+lint: test-deps
 	@$(MAKE) --no-print-directory all
 	@FORMAT_SRC="$(FORMAT_SRC)" sh spec/run-all.sh --only lint
 
@@ -103,15 +116,15 @@ fuzz-build: $(FUZZ_TARGETS:%=build/fuzz/%)
 
 # Each fuzz target for FUZZ_SECONDS (default 60), starting from fuzz/corpus/<target>; what it
 # learns goes to build/fuzz/corpus-<target>, never into the repository.
-fuzz: deps
+fuzz: test-deps
 	@$(MAKE) --no-print-directory fuzz-build
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) sh spec/run-all.sh --only fuzz
 
 # The integration specs with the server under valgrind / built with ASan+UBSan.
-memcheck: deps
+memcheck: test-deps
 	@$(MAKE) --no-print-directory all
 	@sh spec/run-all.sh --only memcheck
-sanitize: deps
+sanitize: test-deps
 	@$(MAKE) --no-print-directory all sanitize-build
 	@sh spec/run-all.sh --only sanitize
 
@@ -129,7 +142,7 @@ bench/peer/node_modules/ws/package.json: bench/peer/package.json
 	cd bench/peer && npm ci --no-audit --no-fund --silent
 
 # Node.js for the peer: this machine image ships node and npm; elsewhere Debian's packages.
-bench-deps: deps
+bench-deps: test-deps
 	@command -v node >/dev/null && command -v npm >/dev/null || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null)
 	@command -v taskset >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq util-linux >/dev/null
@@ -140,7 +153,7 @@ bench: bench-deps
 	@bash bench/run.sh
 
 # Instructions per routed message and per broadcast delivery, under callgrind.
-profile: deps
+profile: test-deps
 	@$(MAKE) --no-print-directory all $(BUILD)/loadgen
 	@bash bench/profile.sh
 
