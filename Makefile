@@ -58,6 +58,17 @@ $(BUILD)/obj/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
+# The commit the binary is built from, rewritten only when it changes (main.c prints it).
+$(BUILD)/version.h: FORCE
+	@mkdir -p $(BUILD)
+	@commit=$$(git rev-parse --short HEAD 2>/dev/null || echo unknown); \
+	  [ -z "$$(git status --porcelain -- core lua 2>/dev/null)" ] || commit="$$commit+changes"; \
+	  line="#define UC_GIT_COMMIT \"$$commit\""; \
+	  [ "$$(cat $@ 2>/dev/null)" = "$$line" ] || echo "$$line" > $@
+FORCE:
+$(BUILD)/obj/core/main.o: $(BUILD)/version.h
+$(BUILD)/obj/core/main.o: ALL_CFLAGS += -I$(BUILD)
+
 $(BUILD)/uidcast: $(OBJ)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 

@@ -308,10 +308,8 @@ enum uc_cli_result uc_cli_parse(int argc, char **argv, struct uc_cli *cli, char 
             print_usage(stdout);
             return UC_CLI_EXIT_OK;
         }
-        if (r->kind == K_VERSION) {
-            printf("uidcast " UC_VERSION "\n");
-            return UC_CLI_EXIT_OK;
-        }
+        if (r->kind == K_VERSION)
+            return UC_CLI_VERSION;
         const char *bad = apply(r, optarg, cli, why, sizeof why);
         if (bad && (r->kind == K_HOSTPORT || r->kind == K_HOSTPORT_OR_OFF)) {
             snprintf(err, err_size, "%s", bad); /* the address parser says it all */

@@ -21,7 +21,8 @@ struct uc_cli {
 
 enum uc_cli_result {
     UC_CLI_RUN = 0, /* start the server */
-    UC_CLI_EXIT_OK, /* --help or --version was printed */
+    UC_CLI_EXIT_OK, /* --help was printed */
+    UC_CLI_VERSION, /* --version: the caller prints what it is built from */
     UC_CLI_USAGE,   /* a bad option or value; the message is in err */
 };
 

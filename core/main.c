@@ -1,4 +1,8 @@
 /* main.c -- uidcast's entry point: parse the command line, load the policy, run the server. */
+#include <ev.h>
+#include <hiredis/hiredis.h>
+#include <http_parser.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +13,8 @@
 #include "log.h"
 #include "push.h"
 #include "supervisor.h"
+#include "version.h"
+#include <wslay/wslayver.h>
 
 static struct ucl_limits limits_of(const struct uc_cli *cli)
 {
@@ -71,12 +77,25 @@ static int serve(struct uc_cli *cli)
     return 0;
 }
 
+/* What this binary is and runs with: the commit it was built from, the libraries' versions as
+ * loaded now (libev, http-parser, OpenSSL) or as compiled in (wslay, hiredis, Lua). */
+static void print_version(void)
+{
+    unsigned long hp = http_parser_version();
+    printf("uidcast " UC_VERSION " (commit " UC_GIT_COMMIT ")\n");
+    printf("libev %d.%d, wslay %s, %s, hiredis %d.%d.%d, http-parser %lu.%lu.%lu, %s\n",
+           ev_version_major(), ev_version_minor(), WSLAY_VERSION, ucl_lua_version(), HIREDIS_MAJOR,
+           HIREDIS_MINOR, HIREDIS_PATCH, (hp >> 16) & 255, (hp >> 8) & 255, hp & 255,
+           OpenSSL_version(OPENSSL_VERSION));
+}
+
 int main(int argc, char **argv)
 {
     struct uc_cli cli;
     char err[1024];
     switch (uc_cli_parse(argc, argv, &cli, err, sizeof err)) {
     case UC_CLI_EXIT_OK: return 0;
+    case UC_CLI_VERSION: print_version(); return 0;
     case UC_CLI_USAGE:
         fprintf(stderr, "uidcast: %s\nTry 'uidcast --help' for the options.\n", err);
         return 2;

@@ -28,6 +28,8 @@ struct ucl_policy *ucl_policy_new(const char *script, const struct ucl_limits *l
     return p;
 }
 
+const char *ucl_lua_version(void) { return LUA_RELEASE; }
+
 void ucl_policy_free(struct ucl_policy *p)
 {
     if (!p)

@@ -36,4 +36,7 @@ int ucl_policy_reload(struct ucl_policy *p);
 
 void ucl_policy_free(struct ucl_policy *p);
 
+/* The Lua release the policy runs on ("Lua 5.4.4"). */
+const char *ucl_lua_version(void);
+
 #endif

@@ -62,10 +62,14 @@ describe("uidcast command line", function()
     end
   end)
 
-  it("--version prints the version and exits 0", function()
+  it("--version prints the version, the commit and the libraries it runs with, and exits 0", function()
     local code, out = run("--version")
     assert.equals(0, code)
-    assert.matches("^uidcast %d+%.%d+%.%d+\n$", out)
+    assert.matches("^uidcast %d+%.%d+%.%d+ %(commit [%w+]+%)\n", out)
+    for _, lib in ipairs { "libev %d+%.%d+", "wslay [%d.]+", "Lua 5%.4%.%d+", "hiredis %d+%.%d+%.%d+",
+                           "http%-parser %d+%.%d+%.%d+", "OpenSSL %d+%.%d+" } do
+      assert.matches(lib, out)
+    end
   end)
 
   it("--check accepts the default script", function()
