@@ -96,6 +96,16 @@ static int must_hold(const struct push_conn *pc)
     return pc->waiting || uc_outq_bytes(&pc->outq) > PUSH_MAX_UNSENT;
 }
 
+/* --push-timeout counts from now. Now, not the loop's cached time: one read can carry
+ * thousands of pipelined requests, and answering them can take longer than the timeout itself
+ * (under valgrind, say); a deadline set from the stale time would fire at once. */
+static void restart_idle_timer(struct push_conn *pc)
+{
+    struct ev_loop *loop = pc->push->srv->loop;
+    ev_now_update(loop);
+    ev_timer_again(loop, &pc->timer);
+}
+
 /* ---- responses ---- */
 
 static void respond(struct push_conn *pc, int status, const char *extra, const char *type,
@@ -514,7 +524,7 @@ static int on_message_complete(http_parser *p)
         pc->body = NULL;
         pc->body_cap = 0;
     }
-    ev_timer_again(pc->push->srv->loop, &pc->timer);
+    restart_idle_timer(pc);
     if (pc->closing || must_hold(pc))
         http_parser_pause(p, 1);
     return 0;
@@ -594,7 +604,7 @@ static void flush(struct push_conn *pc)
          * connection is held for its backlog): --push-timeout counts from the last progress
          * either way. */
         if (uc_outq_bytes(&pc->outq) < before && !pc->lingering)
-            ev_timer_again(pc->push->srv->loop, &pc->timer);
+            restart_idle_timer(pc);
         if (r == 1) {
             if (!pc->write_wait) {
                 pc->write_wait = 1;
