@@ -298,12 +298,12 @@ describe("push API", function()
   it("stops reading a client that pipelines requests and never reads the answers", function()
     -- a server of its own, with the default --push-timeout: reading 20,000 answers back under
     -- valgrind takes a while, and this spec is about memory, not idleness
-    local srv = server.start()
+    local own = server.start()
     local function rss_kb()
-      local status = server.read_file("/proc/" .. srv.pid .. "/status") or ""
+      local status = server.read_file("/proc/" .. own.pid .. "/status") or ""
       return tonumber(status:match("VmRSS:%s*(%d+)"))
     end
-    local conn = http.open(srv.push_port)
+    local conn = http.open(own.push_port)
     conn.sock:settimeout(0.2)
     local before = rss_kb()
     local request = http.format("GET", "/metrics")
@@ -330,7 +330,7 @@ describe("push API", function()
     assert.is_true(sent >= 500)
     assert.equals(sent, answered)
     conn:close()
-    assert.equals(0, srv:stop())
+    assert.equals(0, own:stop())
   end)
 
   it("closes a push connection that stays idle past --push-timeout", function()
