@@ -15,7 +15,7 @@ RUN_PACKAGES  := gcc make pkg-config libc6-dev liblua5.4-dev libev-dev libwslay-
                  libhttp-parser-dev libssl-dev uthash-dev libhiredis-dev curl
 TEST_PACKAGES := lua5.4 lua-busted lua-socket python3 python3-websockets valgrind clang \
                  libclang-rt-14-dev redis-server openssl procps util-linux php-cli \
-                 clang-format cppcheck lua-check
+                 clang-format cppcheck lua-check help2man
 
 CORE_SRC := core/procstat.c core/scoreboard.c core/hub.c core/buf.c core/outq.c core/http.c core/umap.c core/ws.c core/conn.c \
             core/net.c core/server.c core/log.c core/cli.c \
@@ -30,7 +30,7 @@ TEST_OBJ := $(filter-out $(BUILD)/obj/core/main.o,$(OBJ))
 
 BUSTED   := lua5.4 /usr/bin/busted
 
-.PHONY: all deps test-deps run test check format lint ctests spec-harness sanitize-build fuzz-build fuzz memcheck sanitize bench bench-deps profile clean
+.PHONY: all deps test-deps run test install uninstall check format lint ctests spec-harness sanitize-build fuzz-build fuzz memcheck sanitize bench bench-deps profile clean
 
 all: $(BUILD)/uidcast
 
@@ -167,6 +167,31 @@ bench: bench-deps
 profile: test-deps
 	@$(MAKE) --no-print-directory all $(BUILD)/loadgen
 	@bash bench/profile.sh
+
+# make install [PREFIX=/usr/local] [DESTDIR=]: the binary, the scripts, a man page made from
+# --help by help2man, the systemd unit and the README; make uninstall takes them away.
+PREFIX  ?= /usr/local
+INSTALLED := bin/uidcast share/man/man1/uidcast.1 lib/systemd/system/uidcast.service \
+             share/doc/uidcast/README.md $(patsubst %,share/uidcast/%,$(wildcard scripts/*.lua))
+$(BUILD)/uidcast.1: $(BUILD)/uidcast
+	help2man --no-info --name "WebSocket server that delivers messages to users by uid" \
+	  --version-option=--version ./$(BUILD)/uidcast > $@
+install: deps
+	@$(MAKE) --no-print-directory all
+	@$(call install_packages,help2man)
+	@$(MAKE) --no-print-directory $(BUILD)/uidcast.1
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/uidcast/scripts \
+	  $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/lib/systemd/system \
+	  $(DESTDIR)$(PREFIX)/share/doc/uidcast
+	install -m 755 $(BUILD)/uidcast $(DESTDIR)$(PREFIX)/bin/uidcast
+	install -m 644 scripts/*.lua $(DESTDIR)$(PREFIX)/share/uidcast/scripts/
+	install -m 644 $(BUILD)/uidcast.1 $(DESTDIR)$(PREFIX)/share/man/man1/uidcast.1
+	sed 's|@PREFIX@|$(PREFIX)|g' dist/uidcast.service > $(DESTDIR)$(PREFIX)/lib/systemd/system/uidcast.service
+	install -m 644 README.md $(DESTDIR)$(PREFIX)/share/doc/uidcast/README.md
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(PREFIX)/,$(INSTALLED))
+	-rmdir $(DESTDIR)$(PREFIX)/share/uidcast/scripts $(DESTDIR)$(PREFIX)/share/uidcast \
+	  $(DESTDIR)$(PREFIX)/share/doc/uidcast 2>/dev/null
 
 clean:
 	rm -rf $(BUILD)

@@ -1,0 +1,84 @@
+-- make install and make uninstall: what a packager or an operator gets, in a scratch DESTDIR.
+local server = require "server"
+
+local function sh(cmd)
+  local out = os.tmpname()
+  local ok = os.execute(cmd .. " >" .. out .. " 2>&1")
+  local text = server.read_file(out) or ""
+  os.remove(out)
+  return ok, text
+end
+
+describe("make install #no_memcheck", function()
+  local dest
+
+  setup(function()
+    dest = os.tmpname()
+    os.remove(dest)
+    local ok, out = sh(("make -C %s install DESTDIR=%s PREFIX=/usr"):format(server.ROOT, dest))
+    assert(ok, out)
+  end)
+  teardown(function() os.execute("rm -rf " .. dest) end)
+
+  it("installs the binary, the scripts, the man page, the unit and the README under PREFIX", function()
+    for _, f in ipairs { "/usr/bin/uidcast", "/usr/share/uidcast/scripts/default.lua",
+                         "/usr/share/uidcast/scripts/auth_token.lua", "/usr/share/uidcast/scripts/rooms.lua",
+                         "/usr/share/man/man1/uidcast.1", "/usr/lib/systemd/system/uidcast.service",
+                         "/usr/share/doc/uidcast/README.md" } do
+      assert.truthy(server.read_file(dest .. f), f .. " missing")
+    end
+  end)
+
+  it("gives a binary that runs the installed default script", function()
+    local ok, out = sh(("%s/usr/bin/uidcast --check %s/usr/share/uidcast/scripts/default.lua"):format(dest, dest))
+    assert.truthy(ok, out)
+    assert.matches("is OK", out)
+  end)
+
+  it("writes a man page that documents every option, the signals and the exit status", function()
+    local man = server.read_file(dest .. "/usr/share/man/man1/uidcast.1")
+    assert.matches('%.TH UIDCAST "1"', man)
+    local _, help = sh(server.BIN .. " --help")
+    for name in help:gmatch("%-%-([%a][%a%-]+)") do
+      assert.truthy(man:find("\\-\\-" .. name:gsub("%-", "\\-"), 1, true), "--" .. name .. " not in the man page")
+    end
+    assert.truthy(man:find("SIGHUP", 1, true))
+    assert.truthy(man:find("Exit status", 1, true))
+  end)
+
+  it("ships a unit that runs the installed paths and keeps secrets in an environment file", function()
+    local unit = server.read_file(dest .. "/usr/lib/systemd/system/uidcast.service")
+    assert.matches("ExecStart=/usr/bin/uidcast %$UIDCAST_OPTS /usr/share/uidcast/scripts/default%.lua", unit)
+    assert.matches("EnvironmentFile=%-/etc/uidcast/uidcast%.env", unit)
+    assert.falsy(unit:find("Environment=UIDCAST_PUSH_TOKEN", 1, true))
+    assert.falsy(unit:find("@PREFIX@", 1, true))
+  end)
+
+  it("ships a unit that systemd-analyze verifies and rates as well confined", function()
+    if not os.execute("command -v systemd-analyze >/dev/null 2>&1") then
+      pending("systemd-analyze is not on this machine")
+      return
+    end
+    -- the unit pointed at the DESTDIR copy, so that verify finds the binary it names
+    local unit = server.read_file(dest .. "/usr/lib/systemd/system/uidcast.service")
+      :gsub("/usr/bin/uidcast", dest .. "/usr/bin/uidcast")
+      :gsub("/usr/share/uidcast", dest .. "/usr/share/uidcast")
+    local path = dest .. "/uidcast.service"
+    local f = assert(io.open(path, "w"))
+    f:write(unit)
+    f:close()
+    local ok, out = sh("systemd-analyze verify --man=no " .. path)
+    assert.truthy(ok, out)
+    local _, rating = sh("systemd-analyze security --offline=true " .. path)
+    local exposure = tonumber(rating:match("Overall exposure level for [^:]+: ([%d.]+)"))
+    assert.truthy(exposure and exposure <= 2.0, rating:sub(-300))
+    os.remove(path)
+  end)
+
+  it("is taken away again by make uninstall", function()
+    local ok, out = sh(("make -C %s uninstall DESTDIR=%s PREFIX=/usr"):format(server.ROOT, dest))
+    assert.truthy(ok, out)
+    local _, left = sh("find " .. dest .. " -type f")
+    assert.equals("", left)
+  end)
+end)
