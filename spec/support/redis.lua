@@ -27,7 +27,9 @@ function redis.start(port, extra)
     c:close()
     return ok
   end, 5), "redis-server did not start")
-  self.pid = tonumber(server.eventually(function() return server.read_file(dir .. "/pid") end))
+  -- redis-server creates its pid file before it writes the number: wait for the number
+  self.pid = server.eventually(function() return tonumber(server.read_file(dir .. "/pid") or "") end)
+  assert(self.pid, "redis-server wrote no pid file")
   server.record_pid(self.pid)
   self.url = "redis://127.0.0.1:" .. self.port
   return self

@@ -57,7 +57,7 @@ function server.start(opts)
     if port then
       self.port = tonumber(port)
       self.push_port = tonumber(log:match("push API on http://%S-:(%d+)/"))
-      self.pid = tonumber(read_file(dir .. "/pid"))
+      self.pid = server.eventually(function() return tonumber(read_file(dir .. "/pid") or "") end, 1)
       server.record_pid(self.pid)
       return self
     end
@@ -78,8 +78,9 @@ function server:signal(name) return os.execute(("kill -%s %d 2>/dev/null"):forma
 function server:wait(timeout)
   local deadline = socket.gettime() + (timeout or 10) * server.slowdown
   while socket.gettime() < deadline do
-    local status = read_file(self.dir .. "/status")
-    if status then return tonumber(status) end
+    -- the wrapper creates the file before it writes the number: wait for the number
+    local status = tonumber(read_file(self.dir .. "/status") or "")
+    if status then return status end
     socket.sleep(0.02)
   end
   return nil
