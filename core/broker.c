@@ -502,6 +502,10 @@ static void watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
     struct uc_broker *b = container_of(w, struct uc_broker, watchdog);
     ev_tstamp now = ev_now(loop);
     const char *why = NULL;
+    /* Before blaming Redis, read what it may have sent while this process was the slow one
+     * (a long loop iteration): the answer can be in the socket already. That can close it. */
+    if (b->pub_up && b->ping_sent && now - b->ping_sent > b->timeout)
+        redisAsyncHandleRead(b->pub);
     if (b->pub_up && b->ping_sent && now - b->ping_sent > b->timeout)
         why = "did not answer a PING";
     else if (b->sub_up && b->sub_waiting_since && now - b->sub_waiting_since > b->timeout)
