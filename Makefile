@@ -34,7 +34,7 @@ BUSTED   := lua5.4 /usr/bin/busted
 
 all: $(BUILD)/uidcast
 
-# Installs the missing packages of the list given. No service is started on the way: redis-server
+# Installs the missing packages of the list given, with the apt options given. No service is started on the way: redis-server
 # comes for the specs, which start their own, so invoke-rc.d is told no (policy-rc.d, 101) for
 # the length of the install when the machine has no policy of its own.
 install_packages = missing=$$(for p in $(1); do \
@@ -44,12 +44,13 @@ install_packages = missing=$$(for p in $(1); do \
 	  echo "installing Debian packages:" $$missing; \
 	  policy=; if [ ! -e /usr/sbin/policy-rc.d ]; then \
 	    printf '\043!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && policy=1; fi; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2) $$missing >/dev/null; \
 	  status=$$?; [ -n "$$policy" ] && rm -f /usr/sbin/policy-rc.d; exit $$status; \
 	fi
 
+# What running needs, lean: without the packages Debian merely recommends.
 deps:
-	@$(call install_packages,$(RUN_PACKAGES))
+	@$(call install_packages,$(RUN_PACKAGES),--no-install-recommends)
 
 test-deps: deps
 	@$(call install_packages,$(TEST_PACKAGES))
