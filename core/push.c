@@ -57,7 +57,8 @@ struct push_conn {
     int lingering;   /* that answer is sent: reading and dropping until EOF */
     size_t lingered; /* bytes dropped while lingering */
     int held;        /* parsing paused (a GET /online waits, or too much unsent): not reading */
-    int write_wait;  /* write watcher started after EAGAIN */
+    unsigned active_iteration; /* the loop iteration it last made progress in */
+    int write_wait;            /* write watcher started after EAGAIN */
     http_parser parser;
     struct uc_outq outq;
     /* the request being parsed */
@@ -96,13 +97,14 @@ static int must_hold(const struct push_conn *pc)
     return pc->waiting || uc_outq_bytes(&pc->outq) > PUSH_MAX_UNSENT;
 }
 
-/* --push-timeout counts from now. Now, not the loop's cached time: one read can carry
- * thousands of pipelined requests, and answering them can take longer than the timeout itself
- * (under valgrind, say); a deadline set from the stale time would fire at once. */
+/* --push-timeout counts from the connection's last progress (a request parsed, answers
+ * written). The deadline is set from the loop's cached time, which one long iteration (a read
+ * carrying thousands of pipelined requests, under valgrind say) can leave behind: timeout_cb
+ * therefore spares a connection that made progress in the iteration before. */
 static void restart_idle_timer(struct push_conn *pc)
 {
     struct ev_loop *loop = pc->push->srv->loop;
-    ev_now_update(loop);
+    pc->active_iteration = ev_iteration(loop);
     ev_timer_again(loop, &pc->timer);
 }
 
@@ -689,9 +691,13 @@ static void write_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 static void timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    (void)loop;
     (void)revents;
-    conn_free(container_of(w, struct push_conn, timer));
+    struct push_conn *pc = container_of(w, struct push_conn, timer);
+    if (!pc->lingering && ev_iteration(loop) - pc->active_iteration <= 1) {
+        ev_timer_again(loop, w); /* busy until just now: the deadline was set from stale time */
+        return;
+    }
+    conn_free(pc);
 }
 
 void uc_push_adopt(struct uc_push *push, int fd)
