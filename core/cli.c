@@ -24,6 +24,8 @@ enum kind {
     K_SECONDS,         /* seconds, a positive number, into a double */
     K_COUNT,           /* a whole number into an unsigned */
     K_LEVEL,           /* error, warn, info or debug */
+    K_LOG_FORMAT,      /* text or json, into an int (1: json) */
+    K_TOKEN_FILE,      /* a file whose first line is the push token */
     K_ORIGIN,          /* one more allowed Origin (repeatable) */
     K_FLAG,            /* no value: sets an int to 1 */
     K_HELP,
@@ -64,6 +66,8 @@ static const struct row rows[] = {
     {"push-token", 0, K_NONEMPTY, AT(opt.push_token), 0, 0, "TOKEN", NULL,
      "require \"Authorization: Bearer TOKEN\" on the push API\n"
      "(default: env UIDCAST_PUSH_TOKEN, else none)"},
+    {"push-token-file", 0, K_TOKEN_FILE, AT(opt.push_token), 0, 0, "FILE", NULL,
+     "read the push token from FILE's first line, so it stays out\nof the command line"},
     {"push-timeout", 0, K_SECONDS, AT(opt.push_timeout), 0, 0, "S", "30",
      "seconds a push connection may idle"},
     {"max-message", 0, K_BYTES, AT(opt.max_message), 1, 1 << 30, "BYTES", "1m",
@@ -99,6 +103,8 @@ static const struct row rows[] = {
     {"lua-path", 0, K_TEXT, AT(lua_path), 0, 0, "DIR", NULL,
      "directory require() loads modules from (default: none)"},
     {"log-level", 0, K_LEVEL, AT(log_level), 0, 0, "LEVEL", "info", "error, warn, info or debug"},
+    {"log-format", 0, K_LOG_FORMAT, AT(log_json), 0, 0, "FORMAT", "text",
+     "text, or json: one object per line (time, level, pid, msg)"},
     {"check", 0, K_FLAG, AT(check), 0, 0, NULL, NULL, "load SCRIPT, report any error, exit 0 or 1"},
     {"help", 'h', K_HELP, 0, 0, 0, 0, NULL, NULL, "this text"},
     {"version", 'V', K_VERSION, 0, 0, 0, 0, NULL, NULL, "the version"},
@@ -248,6 +254,27 @@ static const char *apply(const struct row *r, const char *value, struct uc_cli *
     }
     case K_LEVEL:
         return uc_log_parse_level(value, field) == 0 ? NULL : "error, warn, info or debug";
+    case K_LOG_FORMAT:
+        if (strcmp(value, "text") != 0 && strcmp(value, "json") != 0)
+            return "text or json";
+        *(int *)field = strcmp(value, "json") == 0;
+        return NULL;
+    case K_TOKEN_FILE: {
+        /* Kept for the life of the process, like the strings of argv the other options keep. */
+        static char token[1024];
+        FILE *f = fopen(value, "r");
+        if (!f) {
+            snprintf(why, why_size, "a readable file (%s)", strerror(errno));
+            return why;
+        }
+        int ok = fgets(token, sizeof token, f) != NULL;
+        fclose(f);
+        token[ok ? strcspn(token, "\r\n") : 0] = '\0';
+        if (!token[0])
+            return "a file whose first line is the token (this one has none)";
+        *(const char **)field = token;
+        return NULL;
+    }
     case K_ORIGIN:
         if (!value[0])
             return "an origin such as https://example.com";

@@ -13,6 +13,7 @@ struct uc_cli {
     const char *script;
     enum uc_log_level log_level;
     int check;            /* --check: load the script, report, exit */
+    int log_json;         /* --log-format json */
     size_t lua_memory;    /* --lua-memory: bytes the Lua state may allocate */
     unsigned lua_budget;  /* --lua-budget: instructions per handler call */
     double lua_timeout;   /* --lua-timeout: seconds per handler call */

@@ -8,8 +8,35 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "utf8.h"
+
 enum uc_log_level uc_log_threshold = UC_LOG_INFO;
 void (*uc_log_sink)(const char *line, size_t len);
+int uc_log_json;
+
+/* Appends text as the inside of a JSON string; bytes of text that is not valid UTF-8 are
+ * escaped one by one (\u00XX), so every line stays valid JSON whatever a client sent. */
+static size_t json_string(char *out, size_t cap, const char *text, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    int valid = uc_utf8_valid((const uint8_t *)text, len);
+    size_t o = 0;
+    for (size_t i = 0; i < len && o + 7 < cap; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if (c == '"' || c == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)c;
+        } else if (c < 0x20 || (!valid && c >= 0x80)) {
+            memcpy(out + o, "\\u00", 4);
+            out[o + 4] = hex[c >> 4];
+            out[o + 5] = hex[c & 15];
+            o += 6;
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    return o;
+}
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
@@ -33,18 +60,32 @@ void uc_log(enum uc_log_level level, const char *fmt, ...)
     struct tm tm;
     gmtime_r(&tv.tv_sec, &tm);
 
-    /* One buffer and one write so that lines from several workers never interleave. */
-    char line[2048];
-    int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ [%d] %-5s ",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                     (int)(tv.tv_usec / 1000), (int)getpid(), level_names[level]);
+    char stamp[96]; /* room for any int the compiler imagines in each field */
+    snprintf(stamp, sizeof stamp, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
+    char msg[2048];
     va_list ap;
     va_start(ap, fmt);
-    int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+    int m = vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
-    if (len > sizeof line - 2)
-        len = sizeof line - 2;
+    size_t msg_len = m < 0 ? 0 : (size_t)m < sizeof msg ? (size_t)m : sizeof msg - 1;
+
+    /* One buffer and one write so that lines from several workers never interleave. */
+    char line[2048 * 6 + 128];
+    size_t len;
+    if (uc_log_json) {
+        len = (size_t)snprintf(line, sizeof line,
+                               "{\"time\":\"%s\",\"level\":\"%s\",\"pid\":%d,\"msg\":\"", stamp,
+                               level_names[level], (int)getpid());
+        len += json_string(line + len, sizeof line - len - 4, msg, msg_len);
+        memcpy(line + len, "\"}", 2);
+        len += 2;
+    } else {
+        len = (size_t)snprintf(line, sizeof line, "%s [%d] %-5s %.*s", stamp, (int)getpid(),
+                               level_names[level], (int)msg_len, msg);
+        if (len > sizeof line - 2)
+            len = sizeof line - 2;
+    }
     line[len++] = '\n';
     if (uc_log_sink) {
         uc_log_sink(line, len);

@@ -9,6 +9,10 @@ enum uc_log_level { UC_LOG_ERROR, UC_LOG_WARN, UC_LOG_INFO, UC_LOG_DEBUG };
 /* Messages above this level are dropped before formatting. */
 extern enum uc_log_level uc_log_threshold;
 
+/* 1: one JSON object per line ({"time":...,"level":...,"pid":...,"msg":...}) instead of text
+ * (--log-format json), for log shippers. */
+extern int uc_log_json;
+
 /* Parses "error", "warn", "info" or "debug"; returns 0, or -1 for anything else. */
 int uc_log_parse_level(const char *name, enum uc_log_level *out);
 

@@ -102,6 +102,7 @@ int main(int argc, char **argv)
     case UC_CLI_RUN: break;
     }
     uc_log_threshold = cli.log_level;
+    uc_log_json = cli.log_json;
 
     if (cli.check) {
         struct ucl_limits limits = limits_of(&cli);

@@ -62,6 +62,42 @@ describe("uidcast command line", function()
     end
   end)
 
+  it("--log-format json writes one valid JSON object per line, whatever the message holds", function()
+    local srv = server.start {
+      args = { "--log-format", "json" },
+      script = server.script([[local uidcast = require "uidcast"
+        return { on_start = function() uidcast.log("warn", 'say "hi"\n\\ \255 done') end }]]),
+    }
+    local log = srv:log()
+    assert.equals(0, srv:stop())
+    local path = os.tmpname()
+    local f = assert(io.open(path, "w"))
+    f:write(srv:log())
+    f:close()
+    local ok = os.execute(("python3 -c %s < %s"):format(server.shell_quote([[
+import json, sys
+lines = [json.loads(l) for l in sys.stdin if l.strip()]
+assert all(set(l) == {"time", "level", "pid", "msg"} for l in lines), lines
+assert any(l["msg"] == '[lua] say "hi"\n\\ \u00ff done' and l["level"] == "warn" for l in lines), lines
+]]), path))
+    os.remove(path)
+    assert.truthy(ok, log)
+  end)
+
+  it("--push-token-file takes the push token from a file", function()
+    local http = require "http"
+    local path = os.tmpname()
+    local f = assert(io.open(path, "w"))
+    f:write("from-a-file\n")
+    f:close()
+    local srv = server.start { args = { "--push-token-file", path } }
+    assert.equals(401, (http.request1(srv.push_port, "GET", "/stats")))
+    assert.equals(200, (http.request1(srv.push_port, "GET", "/stats",
+                                       { headers = { "Authorization: Bearer from-a-file" } })))
+    assert.equals(0, srv:stop())
+    os.remove(path)
+  end)
+
   it("--version prints the version, the commit and the libraries it runs with, and exits 0", function()
     local code, out = run("--version")
     assert.equals(0, code)
@@ -130,6 +166,8 @@ describe("uidcast command line", function()
     { "--log-level loud", "%-%-log%-level takes error, warn, info or debug" },
     { "--ping-interval 30 --idle-timeout 20", "must be longer than %-%-ping%-interval" },
     { "--max-fragments 0", "%-%-max%-fragments takes a whole number of at least 1" },
+    { "--push-token-file /nonexistent/token", "%-%-push%-token%-file takes a readable file" },
+    { "--log-format yaml", "%-%-log%-format takes text or json" },
     { "--max-groups-per-connection 0", "%-%-max%-groups%-per%-connection takes a whole number of at least 1" },
     { "--lua-timeout 0", "%-%-lua%-timeout takes a number of seconds, at least 0%.001" },
     { "--redis-timeout 0.01", "%-%-redis%-timeout takes a number of seconds, at least 0%.05" },
