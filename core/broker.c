@@ -26,6 +26,7 @@
 
 #include "core.h"
 #include "log.h"
+#include "str.h"
 
 #define NODE_ID_LEN 16
 #define BACKOFF_MIN 0.1
@@ -182,7 +183,7 @@ static void unsubscribe(struct uc_broker *b, int kind, const char *key, size_t k
 static void subscribe_everything(struct uc_broker *b)
 {
     struct uc_server *srv = b->srv;
-    subscribe_raw(b, "uidcast:a", 9);
+    subscribe_raw(b, UC_LIT("uidcast:a"));
     struct uc_umap_entry *e, *tmp;
     HASH_ITER(hh, srv->hub.uids.table, e, tmp) subscribe(b, 'u', e->name, e->len);
     HASH_ITER(hh, srv->hub.groups.table, e, tmp) subscribe(b, 'g', e->name, e->len);

@@ -18,6 +18,7 @@
 
 #include "core.h"
 #include "log.h"
+#include "str.h"
 
 static void read_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void kill_conn(struct uc_conn *c);
@@ -121,7 +122,7 @@ void uc_conn_check_liveness(struct uc_server *srv)
             srv->stats.idle_closed++;
             uc_info("conn %llu (%s): nothing heard for %.0f s, closing", (unsigned long long)c->id,
                     c->remote_addr, now - c->last_seen);
-            uc_conn_close(c, 1001, "idle timeout", 12);
+            uc_conn_close(c, 1001, UC_LIT("idle timeout"));
         } else if (!(c->flags & CONN_PINGED)) {
             c->flags |= CONN_PINGED;
             uc_conn_queue(c, srv->ping_frame);
@@ -367,7 +368,7 @@ static void ws_pump(struct uc_conn *c)
         c->srv->stats.protocol_errors++;
         uc_info("conn %llu (%s): closing with %d (protocol violation)", (unsigned long long)c->id,
                 c->remote_addr, sent);
-        uc_conn_leave_open(c, sent, "protocol error", 14);
+        uc_conn_leave_open(c, sent, UC_LIT("protocol error"));
     }
     if (!uc_ws_reading(&c->ws)) {
         c->flags |= CONN_FINISHING;

@@ -5,6 +5,7 @@
  * no per-header allocation. The caller re-parses from the start when more bytes arrive;
  * a head is at most 8 KiB, and almost always arrives in one read. */
 #include "http.h"
+#include "str.h"
 
 #include <ctype.h>
 #include <http_parser.h>
@@ -131,7 +132,7 @@ long uc_http_parse_head(char *buf, size_t len, struct uc_http_request *req)
         struct uc_http_header *h = &req->headers[i];
         char *name = (char *)h->name;
         for (size_t k = 0; k < h->name_len; k++)
-            name[k] = (char)tolower((unsigned char)name[k]);
+            name[k] = uc_lower(name[k]);
         trim(&h->value, &h->value_len);
     }
 
@@ -300,7 +301,7 @@ static int hex_value(int c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
-    c = tolower(c);
+    c = uc_lower((char)c);
     if (c >= 'a' && c <= 'f')
         return c - 'a' + 10;
     return -1;

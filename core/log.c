@@ -14,30 +14,6 @@ enum uc_log_level uc_log_threshold = UC_LOG_INFO;
 void (*uc_log_sink)(const char *line, size_t len);
 int uc_log_json;
 
-/* Appends text as the inside of a JSON string; bytes of text that is not valid UTF-8 are
- * escaped one by one (\u00XX), so every line stays valid JSON whatever a client sent. */
-static size_t json_string(char *out, size_t cap, const char *text, size_t len)
-{
-    static const char hex[] = "0123456789abcdef";
-    int valid = uc_utf8_valid((const uint8_t *)text, len);
-    size_t o = 0;
-    for (size_t i = 0; i < len && o + 7 < cap; i++) {
-        unsigned char c = (unsigned char)text[i];
-        if (c == '"' || c == '\\') {
-            out[o++] = '\\';
-            out[o++] = (char)c;
-        } else if (c < 0x20 || (!valid && c >= 0x80)) {
-            memcpy(out + o, "\\u00", 4);
-            out[o + 4] = hex[c >> 4];
-            out[o + 5] = hex[c & 15];
-            o += 6;
-        } else {
-            out[o++] = (char)c;
-        }
-    }
-    return o;
-}
-
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
 int uc_log_parse_level(const char *name, enum uc_log_level *out)
@@ -77,7 +53,7 @@ void uc_log(enum uc_log_level level, const char *fmt, ...)
         len = (size_t)snprintf(line, sizeof line,
                                "{\"time\":\"%s\",\"level\":\"%s\",\"pid\":%d,\"msg\":\"", stamp,
                                level_names[level], (int)getpid());
-        len += json_string(line + len, sizeof line - len - 4, msg, msg_len);
+        len += uc_json_escape(line + len, sizeof line - len - 4, msg, msg_len);
         memcpy(line + len, "\"}", 2);
         len += 2;
     } else {

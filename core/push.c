@@ -28,6 +28,7 @@
 #include "net.h"
 #include "procstat.h"
 #include "stats.h"
+#include "str.h"
 #include "utf8.h"
 
 #define PUSH_MAX_URL 4096
@@ -139,30 +140,6 @@ static void respond_error(struct push_conn *pc, int status, const char *extra, c
     respond(pc, status, extra, "application/json", json, strlen(json));
 }
 
-/* Appends s as a JSON string body (without quotes) to out; bytes that are not valid UTF-8 are
- * escaped one by one as \u00XX so the document stays valid JSON. */
-static size_t json_escape(char *out, const char *s, size_t len)
-{
-    static const char hex[] = "0123456789abcdef";
-    int valid = uc_utf8_valid((const uint8_t *)s, len);
-    size_t o = 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') {
-            out[o++] = '\\';
-            out[o++] = (char)c;
-        } else if (c < 0x20 || (!valid && c >= 0x80)) {
-            memcpy(out + o, "\\u00", 4);
-            out[o + 4] = hex[c >> 4];
-            out[o + 5] = hex[c & 15];
-            o += 6;
-        } else {
-            out[o++] = (char)c;
-        }
-    }
-    return o;
-}
-
 /* ---- endpoints ---- */
 
 /* The query parameter name, decoded; 1 found, 0 absent, -1 malformed or too long. */
@@ -244,7 +221,7 @@ static void online_answered(void *arg, long long count, int partial)
     }
     char json[64 + 6 * UC_UID_MAX];
     size_t o = (size_t)snprintf(json, sizeof json, "{\"uid\":\"");
-    o += json_escape(json + o, w->uid, w->uid_len);
+    o += uc_json_escape(json + o, sizeof json - o - 64, w->uid, w->uid_len);
     o += (size_t)snprintf(json + o, sizeof json - o, "\",\"online\":%s,\"connections\":%lld%s}",
                           count ? "true" : "false", count, partial ? ",\"partial\":true" : "");
     pc->waiting = NULL;
@@ -386,7 +363,7 @@ static void route(struct push_conn *pc)
     const char *path = pc->url + u.field_data[UF_PATH].off;
     size_t path_len = u.field_data[UF_PATH].len;
     int method = pc->parser.method;
-#define IS(p) (path_len == sizeof(p) - 1 && memcmp(path, p, sizeof(p) - 1) == 0)
+#define IS(p) uc_str_eq(path, path_len, UC_LIT(p))
     if (IS("/send") || IS("/broadcast")) {
         if (method != HTTP_POST)
             respond_error(pc, 405, "Allow: POST\r\n", "use POST");
@@ -453,7 +430,7 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
         pc->last_was_value = 0;
     }
     for (size_t i = 0; i < len && pc->field_len < sizeof pc->field; i++)
-        pc->field[pc->field_len++] = (char)((at[i] >= 'A' && at[i] <= 'Z') ? at[i] + 32 : at[i]);
+        pc->field[pc->field_len++] = uc_lower(at[i]);
     return 0;
 }
 
@@ -464,7 +441,7 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
         return 0;
     if (!pc->last_was_value) {
         pc->last_was_value = 1;
-        pc->in_auth = pc->field_len == 13 && memcmp(pc->field, "authorization", 13) == 0;
+        pc->in_auth = uc_str_eq(pc->field, pc->field_len, UC_LIT("authorization"));
         if (pc->in_auth)
             pc->auth_len = 0;
     }

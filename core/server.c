@@ -13,6 +13,7 @@
 #include "net.h"
 #include "procstat.h"
 #include "scoreboard.h"
+#include "str.h"
 
 static void open_reserve(struct uc_server *srv)
 {
@@ -151,7 +152,7 @@ static void begin_shutdown(struct uc_server *srv, const char *why)
             srv->services[i].stop(srv->services[i].ctx);
     for (struct uc_conn *c = srv->conns; c; c = c->next) {
         if (c->state == CONN_OPEN)
-            uc_conn_close(c, 1001, "server shutting down", 20);
+            uc_conn_close(c, 1001, UC_LIT("server shutting down"));
         else if (c->state == CONN_HANDSHAKE)
             uc_conn_abort(c, 1001, "server shutting down");
     }

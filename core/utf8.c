@@ -1,6 +1,8 @@
 /* utf8.c -- UTF-8 validation per RFC 3629, table 3-7 of the Unicode standard. */
 #include "utf8.h"
 
+#include <string.h>
+
 int uc_utf8_valid(const uint8_t *s, size_t len)
 {
     size_t i = 0;
@@ -39,4 +41,26 @@ int uc_utf8_valid(const uint8_t *s, size_t len)
         i += need + 1;
     }
     return 1;
+}
+
+size_t uc_json_escape(char *out, size_t cap, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    int valid = uc_utf8_valid((const uint8_t *)s, len);
+    size_t o = 0;
+    for (size_t i = 0; i < len && o + 6 <= cap; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)c;
+        } else if (c < 0x20 || (!valid && c >= 0x80)) {
+            memcpy(out + o, "\\u00", 4);
+            out[o + 4] = hex[c >> 4];
+            out[o + 5] = hex[c & 15];
+            o += 6;
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    return o;
 }

@@ -7,6 +7,7 @@
 
 #include "../core/http.h"
 #include "../core/log.h"
+#include "../core/str.h"
 #include "internal.h"
 
 struct ucl_policy *ucl_policy_new(const char *script, const struct ucl_limits *limits, char *err,
@@ -169,7 +170,7 @@ static void on_message(struct uc_conn *conn, const uint8_t *data, size_t len, in
     lua_pushlstring(L, (const char *)data, len);
     lua_pushboolean(L, binary);
     if (ucl_call(st, 3, 0, "on_message") == UCL_BUDGET)
-        uc_conn_close(conn, 1011, "script took too long", 20);
+        uc_conn_close(conn, 1011, UC_LIT("script took too long"));
 }
 
 static void on_close(struct uc_conn *conn, int code, const char *reason, size_t reason_len,
