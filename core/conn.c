@@ -21,7 +21,6 @@
 #include "str.h"
 
 static void read_cb(struct ev_loop *loop, ev_io *w, int revents);
-static void kill_conn(struct uc_conn *c);
 static int ws_at_rest(const struct uc_conn *c);
 static void ws_free(struct uc_conn *c);
 static void write_cb(struct ev_loop *loop, ev_io *w, int revents);
@@ -516,8 +515,9 @@ static long upgrade(struct uc_conn *c, char *head, size_t avail)
     return n;
 }
 
-/* Feeds the frames a client pipelined behind its upgrade request, if it may still send any. */
-static void feed_pipelined(struct uc_conn *c, const uint8_t *data, size_t len)
+/* Feeds bytes that follow the upgrade (frames, also those pipelined behind the request) to the
+ * codec, while the connection may still read any. */
+static void feed_frames(struct uc_conn *c, const uint8_t *data, size_t len)
 {
     if (len && (c->flags & CONN_UPGRADED) && !(c->flags & CONN_FINISHING) && c->state != CONN_DEAD)
         ws_feed(c, data, len);
@@ -529,7 +529,7 @@ static void handshake_input(struct uc_conn *c, uint8_t *data, size_t len)
         /* Fast path: the whole request arrived in one read; parse it where it lies. */
         long n = upgrade(c, (char *)data, len);
         if (n > 0)
-            feed_pipelined(c, data + n, len - (size_t)n);
+            feed_frames(c, data + n, len - (size_t)n);
         if (n != 0 || c->state != CONN_HANDSHAKE)
             return;
         c->hs = malloc(sizeof *c->hs);
@@ -552,7 +552,7 @@ static void handshake_input(struct uc_conn *c, uint8_t *data, size_t len)
     /* The head was incomplete within the first `before` bytes, so it ends inside this read:
      * everything after it is still in data, contiguous, whatever the buffer could hold. */
     if (n > 0 && (size_t)n >= before)
-        feed_pipelined(c, data + ((size_t)n - before), len - ((size_t)n - before));
+        feed_frames(c, data + ((size_t)n - before), len - ((size_t)n - before));
 }
 
 static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -579,10 +579,7 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
     case CONN_OPEN:
         touch(c);
         /* fall through */
-    case CONN_CLOSING:
-        if ((c->flags & CONN_UPGRADED) && !(c->flags & CONN_FINISHING))
-            ws_feed(c, srv->rbuf, (size_t)n);
-        break;
+    case CONN_CLOSING: feed_frames(c, srv->rbuf, (size_t)n); break;
     default: break; /* LINGER: the peer's leftovers are read and dropped until its EOF */
     }
 }
