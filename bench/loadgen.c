@@ -62,6 +62,8 @@ static struct {
     int procs; /* hold: connections spread over this many processes (20,000 files each here) */
     const char *label;
     const char *name; /* the workload's name in the output (default: the mode) */
+    int keep;         /* clients speak uidcast.v1 (the default script keeps their uid:message
+                         sends) and pushes carry &keep=60: kept messages */
 } opt = {.port = 1234,
          .push_port = 1235,
          .conns = -1,
@@ -231,8 +233,9 @@ static void push_pump(struct client *p)
             b = opt.payload;
         }
         int n = snprintf(req, sizeof req,
-                         "POST /send?uid=u%llu HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n",
-                         (unsigned long long)(next_uid++ % (uint64_t)opt.conns), b);
+                         "POST /send?uid=u%llu%s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n",
+                         (unsigned long long)(next_uid++ % (uint64_t)opt.conns),
+                         opt.keep ? "&keep=60" : "", b);
         buf_add(&p->out, req, (size_t)n);
         buf_add(&p->out, body, (size_t)b);
         p->pending++;
@@ -252,6 +255,17 @@ static void on_text(struct client *c, const char *msg, size_t len)
         ready_count++;
         connecting_now--;
         return;
+    }
+    if (opt.keep) {
+        /* uidcast.v1: "<number> " or "- " in front */
+        const char *space = memchr(msg, ' ', len < 24 ? len : 24);
+        if (!space) {
+            fprintf(stderr, "loadgen: a uidcast.v1 message without a header: %.*s\n", (int)len,
+                    msg);
+            exit(1);
+        }
+        len -= (size_t)(space + 1 - msg);
+        msg = space + 1;
     }
     /* "<sender>,<seq>,<ns>,xxx" */
     char tmp[64];
@@ -386,8 +400,12 @@ static void on_event(struct client *c, uint32_t events)
         static const char req[] = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
                                   "Connection: Upgrade\r\n"
                                   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                                  "Sec-WebSocket-Version: 13\r\n\r\n";
+                                  "Sec-WebSocket-Version: 13\r\n";
+        static const char v1[] = "Sec-WebSocket-Protocol: uidcast.v1\r\n";
         buf_add(&c->out, req, sizeof req - 1);
+        if (opt.keep)
+            buf_add(&c->out, v1, sizeof v1 - 1);
+        buf_add(&c->out, "\r\n", 2);
         c->state = UPGRADING;
         want_write(c, 0);
         flush(c);
@@ -577,25 +595,19 @@ static int hold_in_processes(long rss_before, uint64_t t0)
 
 int main(int argc, char **argv)
 {
-    static const struct option longopts[] = {{"port", 1, 0, 'p'},
-                                             {"push-port", 1, 0, 'P'},
-                                             {"conns", 1, 0, 'n'},
-                                             {"push-conns", 1, 0, 'c'},
-                                             {"inflight", 1, 0, 'k'},
-                                             {"payload", 1, 0, 'b'},
-                                             {"duration", 1, 0, 'd'},
-                                             {"server-pid", 1, 0, 's'},
-                                             {"label", 1, 0, 'l'},
-                                             {"src-ips", 1, 0, 'i'},
-                                             {"name", 1, 0, 'N'},
-                                             {"procs", 1, 0, 'j'},
-                                             {0, 0, 0, 0}};
+    static const struct option longopts[] = {{"port", 1, 0, 'p'},     {"push-port", 1, 0, 'P'},
+                                             {"conns", 1, 0, 'n'},    {"push-conns", 1, 0, 'c'},
+                                             {"inflight", 1, 0, 'k'}, {"payload", 1, 0, 'b'},
+                                             {"duration", 1, 0, 'd'}, {"server-pid", 1, 0, 's'},
+                                             {"label", 1, 0, 'l'},    {"src-ips", 1, 0, 'i'},
+                                             {"name", 1, 0, 'N'},     {"procs", 1, 0, 'j'},
+                                             {"keep", 0, 0, 'K'},     {0, 0, 0, 0}};
     if (argc < 2) {
         fprintf(stderr,
                 "usage: loadgen hold|route|broadcast|push [--port P[,P...]] [--push-port P] "
                 "[--conns N] [--push-conns N] [--inflight K] [--payload B] "
                 "[--duration S] [--server-pid PID[,PID...]] [--label NAME] [--name WORKLOAD] "
-                "[--src-ips N] [--procs N]\n");
+                "[--src-ips N] [--procs N] [--keep]\n");
         return 2;
     }
     for (int m = 0; m < 4; m++)
@@ -623,6 +635,7 @@ int main(int argc, char **argv)
         case 'i': opt.src_ips = atoi(optarg); break;
         case 'N': opt.name = optarg; break;
         case 'j': opt.procs = atoi(optarg); break;
+        case 'K': opt.keep = 1; break;
         default: return 2;
         }
     }

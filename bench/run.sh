@@ -75,6 +75,12 @@ for l in $labels; do
     measure "$l" broadcast --conns 10000 --inflight 4 --duration "$DURATION"
     measure "$l" broadcast --conns 10000 --inflight 64 --duration "$DURATION" --name broadcast-burst
     measure "$l" push --conns 1000 --push-conns 8 --inflight 32 --duration "$DURATION"
+    # Kept messages (uidcast.v1 clients; the default script keeps their uid:message sends, and
+    # pushes carry &keep=60): what keeping costs, next to the same workloads without it.
+    if [ "$l" != node-ws ]; then
+        measure "$l" route --conns 1000 --inflight 8 --duration "$DURATION" --keep --name route-kept
+        measure "$l" push --conns 1000 --push-conns 8 --inflight 32 --duration "$DURATION" --keep --name push-kept
+    fi
 done
 
 measure_cluster() { # workload [loadgen args]
@@ -127,7 +133,9 @@ print("%-16s %-28s" % ("workload", "figure") + "".join("%14s" % l for l in label
 for w, what in [("hold", "bytes per idle connection"), ("route", "msgs per server CPU-s"),
                 ("broadcast", "deliveries per server CPU-s"),
                 ("broadcast-burst", "deliveries per server CPU-s"),
-                ("push", "pushes per server CPU-s")]:
+                ("push", "pushes per server CPU-s"),
+                ("route-kept", "kept msgs per server CPU-s"),
+                ("push-kept", "kept pushes per server CPU-s")]:
     vals = [fig(by.get((l, w)), w) for l in labels]
     line = "%-16s %-28s" % (w, what) + "".join("%14s" % ("-" if v is None else "%.0f" % v) for v in vals)
     u, n = fig(by.get(("uidcast", w)), w), fig(by.get(("node-ws", w)), w)

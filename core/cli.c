@@ -94,6 +94,12 @@ static const struct row rows[] = {
      "seconds to wait for a peer to finish closing"},
     {"drain-timeout", 0, K_SECONDS, AT(opt.drain_timeout), 0, 0, "S", "2",
      "seconds SIGTERM waits for connections to close"},
+    {"mailbox-max-messages", 0, K_COUNT, AT(mailbox_max_messages), 1, 0, "N", "1000",
+     "kept messages one uid may have; the oldest go first"},
+    {"mailbox-max-bytes", 0, K_BYTES, AT(mailbox_max_bytes), 1, 0, "BYTES", "1m",
+     "payload bytes of kept messages one uid may have; the\noldest go first"},
+    {"mailbox-memory", 0, K_BYTES, AT(mailbox_memory), 64 * 1024, 0, "BYTES", "64m",
+     "memory every kept message together may take; the oldest\ngo first"},
     {"lua-memory", 0, K_BYTES, AT(lua_memory), 1024 * 1024, 0, "BYTES", "256m",
      "memory the Lua state may use"},
     {"lua-budget", 0, K_COUNT, AT(lua_budget), 10000, 0, "N", "5000000",
@@ -244,12 +250,8 @@ static const char *apply(const struct row *r, const char *value, struct uc_cli *
             *(unsigned *)field = (unsigned)v;
             return NULL;
         }
-        if (r->max)
-            snprintf(why, why_size, "a number from %g to %g", r->min, r->max);
-        else if (r->min > 0)
-            snprintf(why, why_size, "a whole number of at least %g", r->min);
-        else
-            snprintf(why, why_size, "a whole number");
+        snprintf(why, why_size, "a whole number from %.0f to %.0f", r->min,
+                 r->max ? r->max : 100000000.0);
         return why;
     }
     case K_LEVEL:

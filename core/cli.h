@@ -12,12 +12,15 @@ struct uc_cli {
     struct uc_options opt;
     const char *script;
     enum uc_log_level log_level;
-    int check;            /* --check: load the script, report, exit */
-    int log_json;         /* --log-format json */
-    size_t lua_memory;    /* --lua-memory: bytes the Lua state may allocate */
-    unsigned lua_budget;  /* --lua-budget: instructions per handler call */
-    double lua_timeout;   /* --lua-timeout: seconds per handler call */
-    const char *lua_path; /* --lua-path: directory for require(), or NULL */
+    int check;                     /* --check: load the script, report, exit */
+    int log_json;                  /* --log-format json */
+    size_t lua_memory;             /* --lua-memory: bytes the Lua state may allocate */
+    unsigned lua_budget;           /* --lua-budget: instructions per handler call */
+    double lua_timeout;            /* --lua-timeout: seconds per handler call */
+    const char *lua_path;          /* --lua-path: directory for require(), or NULL */
+    unsigned mailbox_max_messages; /* --mailbox-max-messages: kept messages per uid */
+    size_t mailbox_max_bytes;      /* --mailbox-max-bytes: kept payload bytes per uid */
+    size_t mailbox_memory;         /* --mailbox-memory: bytes every kept message may take */
 };
 
 enum uc_cli_result {

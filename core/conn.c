@@ -448,6 +448,35 @@ static int origin_allowed(const struct uc_server *srv, const struct uc_http_requ
     return 0;
 }
 
+/* 1 when a Sec-WebSocket-Protocol header offers uidcast.v1. */
+static int wants_v1(const struct uc_http_request *req)
+{
+    for (size_t i = 0; i < req->nheaders; i++) {
+        const struct uc_http_header *h = &req->headers[i];
+        if (uc_str_eq(h->name, h->name_len, UC_LIT("sec-websocket-protocol")) &&
+            uc_http_has_token(h->value, h->value_len, UC_PROTOCOL_V1))
+            return 1;
+    }
+    return 0;
+}
+
+/* A kept message's number: decimal, 0..2^53-1 (what JavaScript holds exactly). */
+static int parse_seq(const char *s, long len, uint64_t *out)
+{
+    if (len < 1 || len > 16)
+        return -1;
+    uint64_t v = 0;
+    for (long i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (uint64_t)(s[i] - '0');
+    }
+    if (v >= (UINT64_C(1) << 53))
+        return -1;
+    *out = v;
+    return 0;
+}
+
 /* Answers a complete upgrade request. Returns the bytes of head it took (the request), 0 when
  * the request is still incomplete, or -1 when it was refused. It feeds nothing: the bytes a
  * client pipelined behind its request are the caller's to feed, from wherever they lie. */
@@ -476,7 +505,19 @@ static long upgrade(struct uc_conn *c, char *head, size_t avail)
         refuse(c, 403, NULL, "origin not allowed");
         return -1;
     }
-    struct uc_buf *resp = uc_http_response_101(accept);
+    /* uidcast.v1 (README, "Kept messages"): numbered messages, and a resume point. */
+    int numbered = wants_v1(&req);
+    if (numbered) {
+        char digits[24];
+        long n = uc_http_query_param(req.query, req.query_len, "since", digits, sizeof digits);
+        if (n != -1 && parse_seq(digits, n, &c->since) != 0) {
+            refuse(c, 400, NULL, "since must be a number, the last one the client saw");
+            return -1;
+        }
+        if (n != -1)
+            c->flags |= CONN_SINCE;
+    }
+    struct uc_buf *resp = uc_http_response_101(accept, numbered ? UC_PROTOCOL_V1 : NULL);
     if (!resp) {
         uc_buf_unref(resp);
         refuse(c, 503, NULL, "out of memory");
@@ -488,6 +529,7 @@ static long upgrade(struct uc_conn *c, char *head, size_t avail)
     uc_buf_unref(resp);
     c->state = CONN_OPEN;
     c->flags |= CONN_ACCEPTED | CONN_UPGRADED;
+    c->member.numbered = (uint8_t)numbered;
     srv->nopen++;
     ev_timer_stop(srv->loop, &c->timer);
 
@@ -623,6 +665,8 @@ static void flush(struct uc_conn *c)
         c->flags &= (uint16_t)~CONN_WRITE_WAIT;
         ev_io_stop(srv->loop, &c->wio);
     }
+    if (c->member.resuming && c->state == CONN_OPEN)
+        uc_conn_mark_dirty(c); /* drained: the replay's next part */
     if ((c->flags & CONN_FINISHING) && c->state != CONN_LINGER)
         finish_output(c);
 }
@@ -710,6 +754,67 @@ static void destroy(struct uc_conn *c)
     free(c);
 }
 
+/* ---- resuming: replaying kept messages, a queue's worth at a time ---- */
+
+static int replay_message(void *arg, uint64_t seq, const void *data, size_t len, int binary)
+{
+    struct uc_conn *c = arg;
+    struct uc_buf *frame = uc_hub_frame(1, seq, data, len, binary);
+    if (!frame)
+        return 1;
+    int r = uc_conn_queue(c, frame);
+    uc_buf_unref(frame);
+    if (r != 0)
+        return 1;
+    c->member.last_seq = seq;
+    c->srv->stats.messages_out++;
+    return 0;
+}
+
+static int replay_gap(void *arg, uint64_t first, uint64_t last)
+{
+    struct uc_conn *c = arg;
+    char text[64];
+    int n = snprintf(text, sizeof text, "!gap %llu %llu", (unsigned long long)first,
+                     (unsigned long long)last);
+    struct uc_buf *frame = uc_ws_frame(WSLAY_TEXT_FRAME, text, (size_t)n);
+    if (!frame)
+        return 1;
+    int r = uc_conn_queue(c, frame);
+    uc_buf_unref(frame);
+    if (r == 0 && last > c->member.last_seq)
+        c->member.last_seq = last;
+    return r != 0;
+}
+
+/* Queues the next part of the replay: about half the send buffer, so that a long one is paced
+ * by the reader instead of cutting it off. Runs again when the queue has drained (flush). */
+static void resume_step(struct uc_conn *c)
+{
+    struct uc_server *srv = c->srv;
+    size_t uid_len;
+    const char *uid = uc_hub_uid(&c->member, &uid_len);
+    if (c->state != CONN_OPEN || !uid) {
+        c->member.resuming = 0;
+        return;
+    }
+    size_t budget = srv->opt.max_send_buffer / 2;
+    if (uc_outq_cost(&c->outq) >= budget)
+        return; /* still sending the last part */
+    const struct uc_replay_sink sink = {c, replay_message, replay_gap};
+    uint64_t last;
+    int more =
+        srv->store.replay(srv->store.ctx, uid, uid_len, c->member.last_seq, budget, &sink, &last);
+    /* A full queue may have cut it off, from inside. */
+    if (c->state != CONN_OPEN || more)
+        return;
+    c->member.resuming = 0;
+    /* A number beyond the uid's last (from a client confused about the server it talks to)
+     * must not hold back the numbers to come. */
+    if (c->member.last_seq > last)
+        c->member.last_seq = last;
+}
+
 static int hub_queue(void *ctx, void *owner, struct uc_buf *frame)
 {
     (void)ctx;
@@ -728,6 +833,8 @@ void uc_conn_run_deferred(struct uc_server *srv)
             srv->dirty = c->dirty_next;
             if (!srv->dirty)
                 srv->dirty_tail = NULL;
+            if (c->member.resuming && !(c->flags & CONN_HELD))
+                resume_step(c);
             ws_pump(c); /* while still flagged dirty, so its frames do not re-list it */
             c->flags &= (uint16_t)~CONN_IN_DIRTY;
             flush(c);
@@ -775,7 +882,7 @@ int uc_conn_send(struct uc_conn *c, const void *data, size_t len, int binary)
 {
     if (c->state != CONN_OPEN)
         return UC_ERR_CLOSED;
-    struct uc_buf *frame = uc_ws_frame(binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME, data, len);
+    struct uc_buf *frame = uc_hub_frame(c->member.numbered, 0, data, len, binary);
     if (!frame)
         return UC_ERR_NOMEM;
     int r = uc_conn_queue(c, frame);
@@ -801,6 +908,34 @@ int uc_conn_bind(struct uc_conn *c, const char *uid, size_t uid_len)
 }
 
 void uc_conn_unbind(struct uc_conn *c) { uc_hub_unbind(&c->srv->hub, &c->member); }
+
+int uc_conn_bind_since(struct uc_conn *c, const char *uid, size_t uid_len, uint64_t since)
+{
+    if (c->state != CONN_OPEN)
+        return UC_ERR_CLOSED;
+    if (!c->member.numbered || !c->srv->store.replay)
+        return UC_ERR_INVALID;
+    int r = uc_conn_bind(c, uid, uid_len);
+    if (r != 0)
+        return r;
+    /* The replay starts from the flush list, after what the caller queues now (its "login
+     * success"); until it is done, live kept messages wait in the store for it. */
+    c->member.last_seq = since;
+    c->member.resuming = 1;
+    uc_conn_mark_dirty(c);
+    return 0;
+}
+
+const char *uc_conn_protocol(const struct uc_conn *c)
+{
+    return c->member.numbered ? UC_PROTOCOL_V1 : NULL;
+}
+
+int uc_conn_since(const struct uc_conn *c, uint64_t *since)
+{
+    *since = c->since;
+    return (c->flags & CONN_SINCE) != 0;
+}
 
 int uc_conn_join(struct uc_conn *c, const char *group, size_t group_len)
 {

@@ -40,6 +40,7 @@ enum conn_flag {
     CONN_PINGED = 1 << 7,     /* pinged since it was last heard from */
     CONN_UPGRADED = 1 << 8,   /* the 101 was queued: bytes from now on are frames */
     CONN_HELD = 1 << 12,      /* output waits until the cluster confirms its uid's subscription */
+    CONN_SINCE = 1 << 13,     /* the handshake said the last kept number the client saw */
 };
 
 struct uc_handshake {
@@ -65,6 +66,7 @@ struct uc_conn {
     struct uc_conn *idle_prev, *idle_next; /* live connections, least recently heard first */
     ev_tstamp last_seen;                   /* when bytes last arrived */
     uint32_t last_feed_ms;   /* when frames last arrived (ms on the server's clock), 0: never */
+    uint64_t since;          /* with CONN_SINCE: the handshake's ?since=N */
     struct uc_handshake *hs; /* only during CONN_HANDSHAKE */
     struct uc_ws ws;         /* the RFC 6455 codec's state */
     char *last_uid;          /* copy of the uid at close, for on_close; owned */
@@ -99,7 +101,8 @@ struct uc_server {
     struct uc_ws_limits ws_limits;    /* --max-message, --max-fragments, for the codec */
     struct uc_hub hub;                /* uids, groups, the broadcast log, delivery */
     struct uc_relay relay;            /* the cluster (--redis); all NULL when alone */
-    struct uc_service services[4];    /* attached by main: the push API, the broker */
+    struct uc_store store;            /* kept messages; all NULL when none was set */
+    struct uc_service services[8];    /* attached by main: the store, the broker, the push API */
     unsigned nservices;
     struct uc_online_query *online_queries; /* presence questions not answered yet */
     /* Connections whose output waits for a subscription (cluster mode: a login is not

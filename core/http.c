@@ -266,15 +266,18 @@ const char *uc_http_reason(int status)
     }
 }
 
-struct uc_buf *uc_http_response_101(const char accept[29])
+struct uc_buf *uc_http_response_101(const char accept[29], const char *protocol)
 {
-    char head[160];
+    char head[224];
     int n = snprintf(head, sizeof head,
                      "HTTP/1.1 101 Switching Protocols\r\n"
                      "Upgrade: websocket\r\n"
                      "Connection: Upgrade\r\n"
-                     "Sec-WebSocket-Accept: %s\r\n\r\n",
-                     accept);
+                     "Sec-WebSocket-Accept: %s\r\n%s%s%s\r\n",
+                     accept, protocol ? "Sec-WebSocket-Protocol: " : "", protocol ? protocol : "",
+                     protocol ? "\r\n" : "");
+    if (n < 0 || (size_t)n >= sizeof head)
+        return NULL;
     return uc_buf_new_copy(head, (size_t)n);
 }
 

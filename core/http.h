@@ -60,8 +60,9 @@ void uc_http_accept_key(const char *key, size_t key_len, char out[29]);
 /* The canonical reason phrase for status ("Bad Request"), or "Error". */
 const char *uc_http_reason(int status);
 
-/* "HTTP/1.1 101 Switching Protocols" with the accept key. NULL when out of memory. */
-struct uc_buf *uc_http_response_101(const char accept[29]);
+/* "HTTP/1.1 101 Switching Protocols" with the accept key, and the subprotocol chosen (or
+ * NULL). NULL when out of memory. */
+struct uc_buf *uc_http_response_101(const char accept[29], const char *protocol);
 
 /* A complete response: status line, the given extra header lines (each ending in CRLF, or
  * NULL), Content-Type, Content-Length and the body. keep_alive 0 adds "Connection: close".

@@ -1,6 +1,8 @@
 /* hub.c -- the maps, the memberships, the broadcast log and delivery (see hub.h). */
 #include "hub.h"
 
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <utlist.h>
@@ -35,8 +37,11 @@ void uc_hub_init(struct uc_hub *h, const struct uc_hub_sink *sink, unsigned max_
 
 static void clear_log(struct uc_hub *h)
 {
-    for (size_t i = 0; i < h->log_n; i++)
+    for (size_t i = 0; i < h->log_n; i++) {
         uc_buf_unref(h->log[i]);
+        if (h->log_numbered[i])
+            uc_buf_unref(h->log_numbered[i]);
+    }
     h->log_base += h->log_n;
     h->log_n = 0;
 }
@@ -45,7 +50,8 @@ void uc_hub_free(struct uc_hub *h)
 {
     clear_log(h);
     free(h->log);
-    h->log = NULL;
+    free(h->log_numbered);
+    h->log = h->log_numbered = NULL;
     uc_umap_destroy(&h->uids);
     uc_umap_destroy(&h->groups);
 }
@@ -69,13 +75,20 @@ int uc_hub_bind(struct uc_hub *h, struct uc_hub_member *m, const char *uid, size
 {
     if (!m->uid_link.entry)
         m->bcast_seen = log_seq(h); /* logged while it was unbound: not its own */
-    return uc_umap_bind(&h->uids, &m->uid_link, uid, len);
+    int r = uc_umap_bind(&h->uids, &m->uid_link, uid, len);
+    if (r == 0) {
+        m->last_seq = 0; /* numbers are per uid */
+        m->resuming = 0;
+    }
+    return r;
 }
 
 void uc_hub_unbind(struct uc_hub *h, struct uc_hub_member *m)
 {
     uc_hub_catch_up(h, m);
     uc_umap_unbind(&h->uids, &m->uid_link);
+    m->last_seq = 0;
+    m->resuming = 0;
 }
 
 const char *uc_hub_uid(const struct uc_hub_member *m, size_t *len)
@@ -235,6 +248,32 @@ void uc_hub_leave_all(struct uc_hub *h, struct uc_hub_member *m)
 
 /* ---- delivery ---- */
 
+struct uc_buf *uc_hub_frame(int numbered, uint64_t seq, const void *data, size_t len, int binary)
+{
+    int opcode = binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME;
+    if (!numbered)
+        return uc_ws_frame(opcode, data, len);
+    char head[24];
+    int n =
+        seq ? snprintf(head, sizeof head, "%" PRIu64 " ", seq) : snprintf(head, sizeof head, "- ");
+    return uc_ws_frame_prefixed(opcode, head, (size_t)n, data, len);
+}
+
+/* Broadcast i of the log, for a numbered member or not: the numbered frame is made from the
+ * plain one the first time a numbered member needs it. */
+static struct uc_buf *log_frame(struct uc_hub *h, size_t i, int numbered)
+{
+    if (!numbered)
+        return h->log[i];
+    if (!h->log_numbered[i]) {
+        int opcode;
+        size_t len;
+        const uint8_t *payload = uc_ws_frame_payload(h->log[i], &opcode, &len);
+        h->log_numbered[i] = uc_hub_frame(1, 0, payload, len, opcode == WSLAY_BINARY_FRAME);
+    }
+    return h->log_numbered[i];
+}
+
 void uc_hub_catch_up(struct uc_hub *h, struct uc_hub_member *m)
 {
     uint64_t seq = log_seq(h);
@@ -243,8 +282,10 @@ void uc_hub_catch_up(struct uc_hub *h, struct uc_hub_member *m)
     /* The flag stops the recursion an overflow would start (queue -> cut off -> leave). */
     m->catching_up = 1;
     while (m->bcast_seen < seq) {
-        struct uc_buf *b = h->log[m->bcast_seen - h->log_base];
+        struct uc_buf *b = log_frame(h, m->bcast_seen - h->log_base, m->numbered);
         m->bcast_seen++;
+        if (!b)
+            continue; /* out of memory for its header: this one is lost to it */
         if (h->sink.queue(h->sink.ctx, m->uid_link.owner, b) != 0) {
             m->bcast_seen = seq; /* cut off: owed nothing more */
             break;
@@ -253,50 +294,85 @@ void uc_hub_catch_up(struct uc_hub *h, struct uc_hub_member *m)
     m->catching_up = 0;
 }
 
-/* Queues frame (made on first use) to every link of entry but except's, each member caught up
- * first so its messages keep their order. The next link is read before queueing: a member cut
- * off by its queue unlinks its own links, and only those. */
+/* One delivery: a message, kept under seq (or 0), framed on first use for plain members
+ * (frames[0]) and numbered ones (frames[1]). */
+struct delivery {
+    const void *data;
+    size_t len;
+    int binary;
+    uint64_t seq;
+    struct uc_buf *frames[2];
+};
+
+static struct uc_buf *frame_for(struct delivery *d, int numbered)
+{
+    if (!d->frames[numbered])
+        d->frames[numbered] = uc_hub_frame(numbered, d->seq, d->data, d->len, d->binary);
+    return d->frames[numbered];
+}
+
+/* Queues the message to every link of entry but except's, each member caught up first so its
+ * messages keep their order. The next link is read before queueing: a member cut off by its
+ * queue unlinks its own links, and only those. */
 static size_t deliver_to_entry(struct uc_hub *h, struct uc_umap_entry *e, int kind,
-                               struct uc_buf **frame, const void *data, size_t len, int binary,
-                               const void *except)
+                               struct delivery *d, const void *except)
 {
     size_t count = 0;
     struct uc_umap_link *link = e->head;
     while (link) {
         struct uc_umap_link *next = link->next;
-        if (link->owner != except) {
-            if (!*frame) {
-                *frame = uc_ws_frame(binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME, data, len);
-                if (!*frame)
-                    return count;
-            }
-            struct uc_hub_member *m = kind == 'u'
-                                          ? container_of(link, struct uc_hub_member, uid_link)
-                                          : container_of(link, struct uc_membership, link)->member;
-            uc_hub_catch_up(h, m);
-            /* Catching up may have cut it off, and unlinked it (the next link is still ours). */
-            if (m->left || (kind == 'u' && !m->uid_link.entry)) {
-                link = next;
-                continue;
-            }
-            if (h->sink.queue(h->sink.ctx, link->owner, *frame) == 0)
-                count++;
+        struct uc_hub_member *m = kind == 'u'
+                                      ? container_of(link, struct uc_hub_member, uid_link)
+                                      : container_of(link, struct uc_membership, link)->member;
+        if (link->owner == except ||
+            (d->seq && m->numbered && (m->resuming || m->last_seq >= d->seq))) {
+            link = next;
+            continue;
+        }
+        struct uc_buf *frame = frame_for(d, m->numbered);
+        if (!frame)
+            return count;
+        uc_hub_catch_up(h, m);
+        /* Catching up may have cut it off, and unlinked it (the next link is still ours). */
+        if (m->left || (kind == 'u' && !m->uid_link.entry)) {
+            link = next;
+            continue;
+        }
+        if (h->sink.queue(h->sink.ctx, link->owner, frame) == 0) {
+            count++;
+            if (d->seq && m->numbered)
+                m->last_seq = d->seq;
         }
         link = next;
     }
     return count;
 }
 
-size_t uc_hub_send(struct uc_hub *h, int kind, const char *key, size_t key_len, const void *data,
-                   size_t len, int binary, const void *except)
+static size_t deliver(struct uc_hub *h, int kind, const char *key, size_t key_len,
+                      struct delivery *d, const void *except)
 {
     struct uc_umap_entry *e = uc_umap_find(kind == 'u' ? &h->uids : &h->groups, key, key_len);
     if (!e)
         return 0;
-    struct uc_buf *frame = NULL;
-    size_t count = deliver_to_entry(h, e, kind, &frame, data, len, binary, except);
-    uc_buf_unref(frame);
+    size_t count = deliver_to_entry(h, e, kind, d, except);
+    for (int i = 0; i < 2; i++)
+        if (d->frames[i])
+            uc_buf_unref(d->frames[i]);
     return count;
+}
+
+size_t uc_hub_send(struct uc_hub *h, int kind, const char *key, size_t key_len, const void *data,
+                   size_t len, int binary, const void *except)
+{
+    struct delivery d = {.data = data, .len = len, .binary = binary};
+    return deliver(h, kind, key, key_len, &d, except);
+}
+
+size_t uc_hub_send_kept(struct uc_hub *h, const char *uid, size_t uid_len, const void *data,
+                        size_t len, int binary, uint64_t seq)
+{
+    struct delivery d = {.data = data, .len = len, .binary = binary, .seq = seq};
+    return deliver(h, 'u', uid, uid_len, &d, NULL);
 }
 
 size_t uc_hub_broadcast(struct uc_hub *h, const void *data, size_t len, int binary,
@@ -312,6 +388,10 @@ size_t uc_hub_broadcast(struct uc_hub *h, const void *data, size_t len, int bina
         if (!grown)
             return 0;
         h->log = grown;
+        grown = realloc(h->log_numbered, cap * sizeof *grown);
+        if (!grown)
+            return 0;
+        h->log_numbered = grown;
         h->log_cap = cap;
     }
     struct uc_buf *frame = uc_ws_frame(binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME, data, len);
@@ -320,6 +400,7 @@ size_t uc_hub_broadcast(struct uc_hub *h, const void *data, size_t len, int bina
     /* The one skipped is owed the earlier broadcasts, and is marked past this one. */
     if (skip)
         uc_hub_catch_up(h, skip);
+    h->log_numbered[h->log_n] = NULL;
     h->log[h->log_n++] = frame;
     if (skip)
         skip->bcast_seen = log_seq(h);

@@ -11,7 +11,13 @@
  * this loop iteration's log; every bound member queues what it is owed in one visit
  * (uc_hub_flush_broadcasts, from the loop's prepare watcher), or before anything else is queued
  * to it (uc_hub_catch_up), so a member's messages keep their order and N broadcasts cost one
- * pass over the members instead of N. */
+ * pass over the members instead of N.
+ *
+ * A numbered member (its connection speaks the uidcast.v1 subprotocol) gets every message
+ * with a header in front of the payload: "<seq> " for a kept message, "- " for any other. A
+ * kept message reaches it at most once: not when its number is at or below the last one it
+ * got (last_seq), nor while it is resuming (its connection replays kept messages in order,
+ * this one among them). */
 #ifndef UC_HUB_H
 #define UC_HUB_H
 
@@ -37,6 +43,9 @@ struct uc_hub_member {
     unsigned ngroups;
     uint8_t catching_up; /* queueing what it is owed: an overflow in there must not recurse */
     uint8_t left;        /* it left the hub: groups are answered from left_groups */
+    uint8_t numbered;    /* uidcast.v1: messages carry a header, kept ones their number */
+    uint8_t resuming;    /* replaying kept messages: live kept ones come through the replay */
+    uint64_t last_seq;   /* the highest kept number queued to it (or that it said it saw) */
     /* The names of the groups it was in when it left, each a 2-byte length and the bytes, so
      * on_close can still say which rooms it left. Owned; NULL when it was in none. */
     uint8_t *left_groups;
@@ -52,6 +61,7 @@ struct uc_hub {
     /* This iteration's broadcasts, oldest first. Broadcast number n (counting from 1 since
      * start) is log[n - 1 - log_base]. */
     struct uc_buf **log;
+    struct uc_buf **log_numbered; /* the same with the "- " header, made on first use */
     size_t log_n, log_cap;
     uint64_t log_base;
 };
@@ -93,6 +103,13 @@ void uc_hub_leave_all(struct uc_hub *h, struct uc_hub_member *m);
  * whose owner is except (may be NULL). Returns how many it was queued to. */
 size_t uc_hub_send(struct uc_hub *h, int kind, const char *key, size_t key_len, const void *data,
                    size_t len, int binary, const void *except);
+/* Delivers kept message number seq to every member bound to uid: as is, or with its number
+ * to numbered members that have not had it and are not resuming. Returns the count. */
+size_t uc_hub_send_kept(struct uc_hub *h, const char *uid, size_t uid_len, const void *data,
+                        size_t len, int binary, uint64_t seq);
+/* A message framed for a member: as is, or for a numbered one behind its header (seq > 0:
+ * kept, with that number). NULL when out of memory. */
+struct uc_buf *uc_hub_frame(int numbered, uint64_t seq, const void *data, size_t len, int binary);
 /* Logs a broadcast to every bound member but except (may be NULL). Returns how many it is for. */
 size_t uc_hub_broadcast(struct uc_hub *h, const void *data, size_t len, int binary,
                         struct uc_hub_member *except);

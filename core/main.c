@@ -11,6 +11,7 @@
 #include "broker.h"
 #include "cli.h"
 #include "log.h"
+#include "mailbox.h"
 #include "push.h"
 #include "supervisor.h"
 #include "version.h"
@@ -24,11 +25,26 @@ static struct ucl_limits limits_of(const struct uc_cli *cli)
                                .lua_path = cli->lua_path};
 }
 
-/* The services around the core, composed here and nowhere else: the cluster broker (the
- * server's relay to the other nodes) and the push API, both freed with the server. */
-static int attach_services(struct uc_server *srv, const struct uc_options *opt, char *err,
-                           size_t err_size)
+/* The services around the core, composed here and nowhere else: the store of kept messages,
+ * the cluster broker (the server's relay to the other nodes) and the push API, all freed with
+ * the server. */
+static int attach_services(struct uc_server *srv, const struct uc_cli *cli,
+                           const struct uc_handlers *handlers, char *err, size_t err_size)
 {
+    const struct uc_options *opt = &cli->opt;
+    struct uc_mailbox_limits limits = {.max_messages = cli->mailbox_max_messages,
+                                       .max_bytes = cli->mailbox_max_bytes,
+                                       .memory = cli->mailbox_memory};
+    struct uc_mailbox *mailbox =
+        uc_mailbox_new(uc_server_loop(srv), &limits, handlers->on_undelivered, handlers->user_data);
+    if (!mailbox) {
+        snprintf(err, err_size, "out of memory");
+        return -1;
+    }
+    struct uc_store store = uc_mailbox_store(mailbox);
+    struct uc_service mailbox_svc = uc_mailbox_service(mailbox);
+    uc_server_set_store(srv, &store);
+    uc_server_attach(srv, &mailbox_svc);
     if (opt->redis) {
         struct uc_broker *broker = uc_broker_new(srv, opt->redis, err, err_size);
         if (!broker)
@@ -61,7 +77,7 @@ static int serve(struct uc_cli *cli)
     struct uc_handlers handlers;
     ucl_policy_handlers(policy, &handlers);
     struct uc_server *srv = uc_server_new(&cli->opt, &handlers, err, sizeof err);
-    if (!srv || attach_services(srv, &cli->opt, err, sizeof err) != 0) {
+    if (!srv || attach_services(srv, cli, &handlers, err, sizeof err) != 0) {
         uc_error("%s", err);
         uc_server_free(srv);
         ucl_policy_free(policy);

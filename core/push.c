@@ -193,15 +193,44 @@ static void handle_send(struct push_conn *pc, struct http_parser_url *u, int bro
         respond_error(pc, 400, NULL, "a text message must be valid UTF-8 (or use &binary=1)");
         return;
     }
+    double keep = 0;
+    char keep_text[32];
+    size_t keep_len;
+    int has_keep = query_value(u, pc->url, "keep", keep_text, sizeof keep_text - 1, &keep_len);
+    if (has_keep) {
+        char *end;
+        keep_text[has_keep > 0 ? keep_len : 0] = '\0';
+        keep = has_keep > 0 ? strtod(keep_text, &end) : 0;
+        if (has_keep < 0 || end == keep_text || *end || !(keep > 0 && keep <= UC_KEEP_MAX)) {
+            respond_error(pc, 400, NULL, "keep must be seconds, more than 0 and at most 2592000");
+            return;
+        }
+        if (!has_uid) {
+            respond_error(pc, 400, NULL, "keep is for ?uid= only (messages are kept per uid)");
+            return;
+        }
+    }
     const char *data = pc->body ? pc->body : "";
     size_t n;
+    char json[64];
+    if (has_keep) {
+        uint64_t seq;
+        if (uc_send_uid_kept(srv, uid, uid_len, data, pc->body_len, binary, keep, &n, &seq) != 0) {
+            respond_error(pc, 413, NULL,
+                          "cannot be kept: larger than --mailbox-max-bytes or "
+                          "--mailbox-memory (nothing was sent)");
+            return;
+        }
+        snprintf(json, sizeof json, "{\"delivered\":%zu,\"seq\":%llu}", n, (unsigned long long)seq);
+        respond_json(pc, 200, json);
+        return;
+    }
     if (broadcast)
         n = uc_broadcast(srv, data, pc->body_len, binary, NULL);
     else if (has_uid)
         n = uc_send_uid(srv, uid, uid_len, data, pc->body_len, binary, NULL);
     else
         n = uc_send_group(srv, group, group_len, data, pc->body_len, binary, NULL);
-    char json[64];
     snprintf(json, sizeof json, "{\"delivered\":%zu}", n);
     respond_json(pc, 200, json);
 }

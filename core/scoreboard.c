@@ -9,7 +9,7 @@
 
 #include "stats.h"
 
-#define MAX_STAT_FIELDS 32
+#define MAX_STAT_FIELDS 48
 
 struct slot {
     pid_t pid; /* 0: no worker */

@@ -190,6 +190,11 @@ static void group_count_changed(const char *key, size_t len, size_t count, int a
     srv->relay.key_count(srv->relay.ctx, 'g', key, len, count, added);
 }
 
+void uc_server_set_store(struct uc_server *srv, const struct uc_store *store)
+{
+    srv->store = *store;
+}
+
 void uc_server_set_relay(struct uc_server *srv, const struct uc_relay *relay)
 {
     srv->relay = *relay;
@@ -341,6 +346,8 @@ void uc_server_stats(const struct uc_server *srv, struct uc_stats *out)
     out->uptime = ev_time() - srv->started;
     if (srv->handlers.memory_used)
         out->policy_memory = srv->handlers.memory_used(srv->handlers.user_data);
+    if (srv->store.stats)
+        srv->store.stats(srv->store.ctx, out);
 }
 
 unsigned uc_server_stats_all(const struct uc_server *srv, struct uc_stats *out,
@@ -368,6 +375,27 @@ size_t uc_send_uid(struct uc_server *srv, const char *uid, size_t uid_len, const
     size_t n = uc_hub_send(&srv->hub, 'u', uid, uid_len, data, len, binary, except);
     srv->stats.messages_out += n;
     return n;
+}
+
+int uc_send_uid_kept(struct uc_server *srv, const char *uid, size_t uid_len, const void *data,
+                     size_t len, int binary, double seconds, size_t *delivered, uint64_t *seq)
+{
+    *delivered = 0;
+    *seq = 0;
+    if (!srv->store.keep || !(seconds > 0 && seconds <= UC_KEEP_MAX) || !uid_len ||
+        uid_len > UC_UID_MAX)
+        return UC_ERR_INVALID;
+    /* Kept first: the number goes out with the message. */
+    *seq = srv->store.keep(srv->store.ctx, uid, uid_len, data, len, binary, seconds);
+    if (!*seq)
+        return UC_ERR_LIMIT;
+    if (srv->relay.publish)
+        srv->relay.publish(srv->relay.ctx, 'u', uid, uid_len, data, len, binary);
+    *delivered = uc_hub_send_kept(&srv->hub, uid, uid_len, data, len, binary, *seq);
+    srv->stats.messages_out += *delivered;
+    if (*delivered)
+        srv->store.delivered(srv->store.ctx, uid, uid_len, *seq);
+    return 0;
 }
 
 static size_t broadcast_local(struct uc_server *srv, const void *data, size_t len, int binary,

@@ -82,6 +82,10 @@ struct uc_handlers {
     void (*on_reload)(struct uc_server *srv, void *user_data);
     /* Bytes the policy holds (its Lua state), for the counters. */
     size_t (*memory_used)(void *user_data);
+    /* A kept message was dropped (reason "expired" or "evicted") before any connection of
+     * its uid was handed it: the place for a fallback (an e-mail, a mobile push). */
+    void (*on_undelivered)(const char *uid, size_t uid_len, uint64_t seq, const void *data,
+                           size_t len, int binary, const char *reason, void *user_data);
     /* Cluster mode: the subscriptions were lost and are now restored; publications of other
      * nodes made in between may never have arrived (counted in cluster_gaps). */
     void (*on_cluster_gap)(void *user_data);
@@ -101,12 +105,20 @@ struct uc_stats {
     uint64_t idle_closed;   /* closed after --idle-timeout of silence */
     uint64_t policy_errors; /* errors raised by the policy's handlers */
     uint64_t push_requests;
-    uint64_t cluster_published; /* deliveries published for the other nodes */
-    uint64_t cluster_received;  /* publications of other nodes delivered here */
-    uint64_t cluster_dropped;   /* publications Redis did not take (down, refused, backlog) */
-    uint64_t cluster_gaps;      /* times the subscriptions were lost: messages may be missed */
-    uint64_t policy_memory;     /* bytes the policy's Lua state holds */
-    double uptime;              /* seconds */
+    uint64_t cluster_published;   /* deliveries published for the other nodes */
+    uint64_t cluster_received;    /* publications of other nodes delivered here */
+    uint64_t cluster_dropped;     /* publications Redis did not take (down, refused, backlog) */
+    uint64_t cluster_gaps;        /* times the subscriptions were lost: messages may be missed */
+    uint64_t policy_memory;       /* bytes the policy's Lua state holds */
+    uint64_t mailbox_kept;        /* messages kept (sent with keep) */
+    uint64_t mailbox_messages;    /* kept messages held now */
+    uint64_t mailbox_memory;      /* bytes the store holds now */
+    uint64_t mailbox_expired;     /* kept messages dropped when their keep ran out */
+    uint64_t mailbox_evicted;     /* dropped early by --mailbox-max-* or --mailbox-memory */
+    uint64_t mailbox_undelivered; /* of those dropped, the ones no connection was handed */
+    uint64_t mailbox_replayed;    /* kept messages replayed to resuming connections */
+    uint64_t mailbox_gaps;        /* resumes told that messages they asked for are gone */
+    double uptime;                /* seconds */
 };
 
 /* Something main attaches to the server (the push API, the cluster broker): the server tells
@@ -142,6 +154,43 @@ struct uc_relay {
 
 /* Installs the relay (copied). */
 void uc_server_set_relay(struct uc_server *srv, const struct uc_relay *relay);
+
+/* Where replayed kept messages go, one at a time, in order. */
+struct uc_replay_sink {
+    void *arg;
+    /* Kept message seq. Returns 0, or nonzero to stop (the connection is gone). */
+    int (*message)(void *arg, uint64_t seq, const void *data, size_t len, int binary);
+    /* Messages first..last were asked for and are no longer kept. Returns as message does. */
+    int (*gap)(void *arg, uint64_t first, uint64_t last);
+};
+
+/* The store of kept messages (main sets the embedded one, core/mailbox.c). */
+struct uc_store {
+    void *ctx;
+    /* Keeps a message for uid for seconds under uid's next number, which it returns; 0 when
+     * it cannot be kept (larger than a mailbox may hold, out of memory). */
+    uint64_t (*keep)(void *ctx, const char *uid, size_t uid_len, const void *data, size_t len,
+                     int binary, double seconds);
+    /* uid's kept message seq was handed to a connection. */
+    void (*delivered)(void *ctx, const char *uid, size_t uid_len, uint64_t seq);
+    /* Hands sink uid's kept messages numbered above since, oldest first, until max_bytes of
+     * payload were handed (at least one message); when since > 0, each run of numbers above
+     * since that is no longer kept goes to sink as a gap first. Returns 1 when more remain
+     * (ask again with the last number handed), else 0; *last is uid's last number. */
+    int (*replay)(void *ctx, const char *uid, size_t uid_len, uint64_t since, size_t max_bytes,
+                  const struct uc_replay_sink *sink, uint64_t *last);
+    /* Fills the mailbox_* counters. */
+    void (*stats)(void *ctx, struct uc_stats *out);
+};
+
+/* Installs the store (copied). */
+void uc_server_set_store(struct uc_server *srv, const struct uc_store *store);
+
+/* The subprotocol of numbered messages and resume (README, "Kept messages"). */
+#define UC_PROTOCOL_V1 "uidcast.v1"
+
+/* The longest a message may be kept, in seconds (30 days). */
+#define UC_KEEP_MAX 2592000.0
 
 /* The cluster confirmed every subscription up to number seq (UINT64_MAX: it has none pending
  * any more): connections whose login waited for it may write. */
@@ -194,6 +243,14 @@ struct ev_loop *uc_server_loop(struct uc_server *srv);
 size_t uc_send_uid(struct uc_server *srv, const char *uid, size_t uid_len, const void *data,
                    size_t len, int binary, const struct uc_conn *except);
 
+/* Like uc_send_uid (without an exception), and keeps the message for seconds (0 < seconds <=
+ * UC_KEEP_MAX) in the store under uid's next number, *seq: a connection of uid that resumes
+ * later is replayed it (uc_conn_bind_since). *delivered gets the count. Returns 0,
+ * UC_ERR_INVALID (no store, seconds out of range) or UC_ERR_LIMIT (the store cannot keep it:
+ * nothing was sent). */
+int uc_send_uid_kept(struct uc_server *srv, const char *uid, size_t uid_len, const void *data,
+                     size_t len, int binary, double seconds, size_t *delivered, uint64_t *seq);
+
 /* Every connection bound to any uid (unbound connections never get broadcasts). */
 size_t uc_broadcast(struct uc_server *srv, const void *data, size_t len, int binary,
                     const struct uc_conn *except);
@@ -231,6 +288,15 @@ int uc_conn_send(struct uc_conn *conn, const void *data, size_t len, int binary)
  * UC_ERR_INVALID or UC_ERR_NOMEM. */
 int uc_conn_bind(struct uc_conn *conn, const char *uid, size_t uid_len);
 void uc_conn_unbind(struct uc_conn *conn);
+/* Binds to uid and resumes: uid's kept messages numbered above since are queued first, in
+ * order, then live ones (none twice, none skipped; what is no longer kept is announced as a
+ * gap when since > 0). Only on a uidcast.v1 connection. Returns as uc_conn_bind, and
+ * UC_ERR_INVALID on a connection that does not speak uidcast.v1. */
+int uc_conn_bind_since(struct uc_conn *conn, const char *uid, size_t uid_len, uint64_t since);
+/* The subprotocol agreed at the handshake ("uidcast.v1"), or NULL. */
+const char *uc_conn_protocol(const struct uc_conn *conn);
+/* 1 and *since when the client gave the last number it saw at the handshake (?since=N). */
+int uc_conn_since(const struct uc_conn *conn, uint64_t *since);
 
 /* Joins group (1..UC_UID_MAX bytes); joining a group twice is a no-op. Returns 0,
  * UC_ERR_CLOSED, UC_ERR_INVALID, UC_ERR_LIMIT (--max-groups-per-connection) or UC_ERR_NOMEM.

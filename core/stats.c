@@ -31,6 +31,14 @@ const struct uc_stat_field uc_stat_fields[] = {
     F(cluster_dropped, 1, "Publications Redis did not take: unreachable, refused or backlogged."),
     F(cluster_gaps, 1, "Times the cluster subscriptions were lost (messages may be missed)."),
     F_AS("lua_memory", policy_memory, 0, "Bytes the Lua state holds."),
+    F(mailbox_kept, 1, "Messages kept for their uid (sent with keep)."),
+    F(mailbox_messages, 0, "Kept messages held now."),
+    F(mailbox_memory, 0, "Bytes the store of kept messages holds."),
+    F(mailbox_expired, 1, "Kept messages dropped when their keep ran out."),
+    F(mailbox_evicted, 1, "Kept messages dropped early by a --mailbox-* cap."),
+    F(mailbox_undelivered, 1, "Kept messages dropped before any connection was handed them."),
+    F(mailbox_replayed, 1, "Kept messages replayed to resuming connections."),
+    F(mailbox_gaps, 1, "Gaps announced to resuming connections (messages no longer kept)."),
 };
 
 const size_t uc_stat_field_count = sizeof uc_stat_fields / sizeof uc_stat_fields[0];

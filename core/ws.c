@@ -340,30 +340,46 @@ int uc_ws_release(struct uc_ws *ws)
 
 struct uc_buf *uc_ws_frame(int opcode, const void *payload, size_t len)
 {
+    return uc_ws_frame_prefixed(opcode, NULL, 0, payload, len);
+}
+
+struct uc_buf *uc_ws_frame_prefixed(int opcode, const void *prefix, size_t prefix_len,
+                                    const void *payload, size_t len)
+{
     uint8_t head[10];
-    size_t head_len;
+    size_t head_len, total = prefix_len + len;
     head[0] = (uint8_t)(0x80 | (opcode & 0x0f));
-    if (len < 126) {
-        head[1] = (uint8_t)len;
+    if (total < 126) {
+        head[1] = (uint8_t)total;
         head_len = 2;
-    } else if (len <= 0xffff) {
+    } else if (total <= 0xffff) {
         head[1] = 126;
-        head[2] = (uint8_t)(len >> 8);
-        head[3] = (uint8_t)len;
+        head[2] = (uint8_t)(total >> 8);
+        head[3] = (uint8_t)total;
         head_len = 4;
     } else {
         head[1] = 127;
         for (int i = 0; i < 8; i++)
-            head[2 + i] = (uint8_t)((uint64_t)len >> (56 - 8 * i));
+            head[2 + i] = (uint8_t)((uint64_t)total >> (56 - 8 * i));
         head_len = 10;
     }
-    struct uc_buf *b = uc_buf_new(head_len + len);
+    struct uc_buf *b = uc_buf_new(head_len + total);
     if (!b)
         return NULL;
     memcpy(b->data, head, head_len);
+    if (prefix_len)
+        memcpy(b->data + head_len, prefix, prefix_len);
     if (len)
-        memcpy(b->data + head_len, payload, len);
+        memcpy(b->data + head_len + prefix_len, payload, len);
     return b;
+}
+
+const uint8_t *uc_ws_frame_payload(const struct uc_buf *frame, int *opcode, size_t *len)
+{
+    size_t head_len = frame->data[1] == 127 ? 10 : frame->data[1] == 126 ? 4 : 2;
+    *opcode = frame->data[0] & 0x0f;
+    *len = frame->len - head_len;
+    return frame->data + head_len;
 }
 
 struct uc_buf *uc_ws_close_frame(int code)

@@ -93,6 +93,11 @@ int uc_ws_release(struct uc_ws *ws);
 
 /* Encodes one unmasked server frame (FIN set) into a new buffer; NULL when out of memory. */
 struct uc_buf *uc_ws_frame(int opcode, const void *payload, size_t len);
+/* The same with prefix_len bytes of prefix in front of the payload, in one frame. */
+struct uc_buf *uc_ws_frame_prefixed(int opcode, const void *prefix, size_t prefix_len,
+                                    const void *payload, size_t len);
+/* The payload of a frame made by the two above, and its opcode. */
+const uint8_t *uc_ws_frame_payload(const struct uc_buf *frame, int *opcode, size_t *len);
 
 /* The close frame the owner sends for a violation: code in two bytes, no reason. */
 struct uc_buf *uc_ws_close_frame(int code);

@@ -30,13 +30,13 @@ static const char *check_uid(lua_State *L, int idx, size_t *len)
 struct send_opts {
     int binary;
     struct uc_conn *except;
+    double keep; /* seconds, or 0: not kept */
 };
 
-/* opts: nil or {binary = bool, except = conn}. */
-static void check_opts(lua_State *L, int idx, struct send_opts *o)
+/* opts: nil or {binary = bool, except = conn, keep = seconds} (keep only where allowed). */
+static void check_opts(lua_State *L, int idx, struct send_opts *o, int keep_allowed)
 {
-    o->binary = 0;
-    o->except = NULL;
+    *o = (struct send_opts){0};
     if (lua_isnoneornil(L, idx))
         return;
     luaL_checktype(L, idx, LUA_TTABLE);
@@ -48,20 +48,46 @@ static void check_opts(lua_State *L, int idx, struct send_opts *o)
             luaL_argerror(L, idx, "opts.except must be a connection");
         o->except = ucl_check_conn(L, -1);
     }
-    lua_pop(L, 2);
+    lua_getfield(L, idx, "keep");
+    if (!lua_isnil(L, -1)) {
+        if (!keep_allowed)
+            luaL_argerror(L, idx, "opts.keep is for send_uid only (messages are kept per uid)");
+        int is_num;
+        o->keep = lua_tonumberx(L, -1, &is_num);
+        if (!is_num || !(o->keep > 0 && o->keep <= UC_KEEP_MAX))
+            luaL_argerror(L, idx, "opts.keep must be seconds, more than 0 and at most 2592000");
+        if (o->except)
+            luaL_argerror(L, idx, "opts.except cannot be combined with opts.keep");
+    }
+    lua_pop(L, 3);
 }
 
-/* send_uid(uid, data [, opts]) -> number of connections it was queued to */
+/* send_uid(uid, data [, opts]) -> number of connections it was queued to; with opts.keep,
+ * also the number it is kept under (nil and a reason when it cannot be kept) */
 static int api_send_uid(lua_State *L)
 {
     size_t uid_len, len;
     const char *uid = check_uid(L, 1, &uid_len);
     const char *data = luaL_checklstring(L, 2, &len);
     struct send_opts o;
-    check_opts(L, 3, &o);
-    lua_pushinteger(
-        L, (lua_Integer)uc_send_uid(server_of(L), uid, uid_len, data, len, o.binary, o.except));
-    return 1;
+    check_opts(L, 3, &o, 1);
+    struct uc_server *srv = server_of(L);
+    if (!o.keep) {
+        lua_pushinteger(L,
+                        (lua_Integer)uc_send_uid(srv, uid, uid_len, data, len, o.binary, o.except));
+        return 1;
+    }
+    size_t delivered;
+    uint64_t seq;
+    int r = uc_send_uid_kept(srv, uid, uid_len, data, len, o.binary, o.keep, &delivered, &seq);
+    lua_pushinteger(L, (lua_Integer)delivered);
+    if (r != 0) {
+        lua_pushnil(L);
+        lua_pushstring(L, "cannot be kept: larger than --mailbox-max-bytes or the store is full");
+        return 3;
+    }
+    lua_pushinteger(L, (lua_Integer)seq);
+    return 2;
 }
 
 /* broadcast(data [, opts]) -> number of bound connections it was queued to */
@@ -70,7 +96,7 @@ static int api_broadcast(lua_State *L)
     size_t len;
     const char *data = luaL_checklstring(L, 1, &len);
     struct send_opts o;
-    check_opts(L, 2, &o);
+    check_opts(L, 2, &o, 0);
     lua_pushinteger(L, (lua_Integer)uc_broadcast(server_of(L), data, len, o.binary, o.except));
     return 1;
 }
@@ -82,7 +108,7 @@ static int api_send_group(lua_State *L)
     const char *group = ucl_check_key(L, 1, "group", &group_len);
     const char *data = luaL_checklstring(L, 2, &len);
     struct send_opts o;
-    check_opts(L, 3, &o);
+    check_opts(L, 3, &o, 0);
     lua_pushinteger(L, (lua_Integer)uc_send_group(server_of(L), group, group_len, data, len,
                                                   o.binary, o.except));
     return 1;

@@ -72,13 +72,32 @@ static int push_result(lua_State *L, int r)
     return 2;
 }
 
-/* conn:bind(uid) -> true | false, "closed" */
+/* conn:bind(uid [, {since = N}]) -> true | false, "closed". With since (a uidcast.v1
+ * connection only) the uid's kept messages numbered above N are replayed first. */
 static int conn_bind(lua_State *L)
 {
     struct conn_handle *h = check_handle(L, 1);
     size_t len;
     const char *uid = ucl_check_key(L, 2, "uid", &len);
-    return push_result(L, h->conn ? uc_conn_bind(h->conn, uid, len) : UC_ERR_CLOSED);
+    lua_Integer since = -1;
+    if (!lua_isnoneornil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        if (lua_getfield(L, 3, "since") != LUA_TNIL) {
+            int is_int;
+            since = lua_tointegerx(L, -1, &is_int);
+            if (!is_int || since < 0 || since >= ((lua_Integer)1 << 53))
+                return luaL_argerror(L, 3, "opts.since must be a whole number, 0 to 2^53-1");
+            if (h->conn && !uc_conn_protocol(h->conn))
+                return luaL_argerror(L, 3,
+                                     "opts.since needs a connection that speaks uidcast.v1 "
+                                     "(conn.protocol), where kept messages carry numbers");
+        }
+        lua_pop(L, 1);
+    }
+    if (!h->conn)
+        return push_result(L, UC_ERR_CLOSED);
+    return push_result(L, since < 0 ? uc_conn_bind(h->conn, uid, len)
+                                    : uc_conn_bind_since(h->conn, uid, len, (uint64_t)since));
 }
 
 static int conn_unbind(lua_State *L)
@@ -205,6 +224,18 @@ static int conn_index(lua_State *L)
     } else if (strcmp(key, "remote_addr") == 0) {
         if (h->conn)
             lua_pushstring(L, uc_conn_remote_addr(h->conn));
+        else
+            lua_pushnil(L);
+    } else if (strcmp(key, "protocol") == 0) {
+        const char *protocol = h->conn ? uc_conn_protocol(h->conn) : NULL;
+        if (protocol)
+            lua_pushstring(L, protocol);
+        else
+            lua_pushnil(L);
+    } else if (strcmp(key, "since") == 0) {
+        uint64_t since;
+        if (h->conn && uc_conn_since(h->conn, &since))
+            lua_pushinteger(L, (lua_Integer)since);
         else
             lua_pushnil(L);
     } else if (strcmp(key, "data") == 0) {

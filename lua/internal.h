@@ -18,6 +18,7 @@ enum ucl_hook {
     UCL_ON_RELOAD,
     UCL_ON_STOP,
     UCL_ON_CLUSTER_GAP,
+    UCL_ON_UNDELIVERED,
     UCL_HOOK_COUNT
 };
 

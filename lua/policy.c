@@ -200,6 +200,22 @@ static void on_cluster_gap(void *user_data)
     run_plain_hook(p->st, UCL_ON_CLUSTER_GAP);
 }
 
+static void on_undelivered(const char *uid, size_t uid_len, uint64_t seq, const void *data,
+                           size_t len, int binary, const char *reason, void *user_data)
+{
+    struct ucl_policy *p = user_data;
+    struct ucl_state *st = p->st;
+    lua_State *L = st->L;
+    if (!ucl_push_hook(st, UCL_ON_UNDELIVERED))
+        return;
+    lua_pushlstring(L, uid, uid_len);
+    lua_pushinteger(L, (lua_Integer)seq);
+    lua_pushlstring(L, data, len);
+    lua_pushstring(L, reason);
+    lua_pushboolean(L, binary);
+    ucl_call(st, 5, 0, "on_undelivered");
+}
+
 static size_t memory_used(void *user_data)
 {
     struct ucl_policy *p = user_data;
@@ -223,5 +239,6 @@ void ucl_policy_handlers(struct ucl_policy *p, struct uc_handlers *out)
         .on_reload = on_reload,
         .memory_used = memory_used,
         .on_cluster_gap = on_cluster_gap,
+        .on_undelivered = on_undelivered,
     };
 }

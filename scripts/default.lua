@@ -7,12 +7,25 @@
 --    "<uid>:payload" to every connection of that uid; an offline uid drops it.
 -- 3. Closing a connection removes only that connection's binding (the core does it).
 -- 4. Binary messages follow the same rule and are delivered as binary.
+--
+-- A client that speaks uidcast.v1 (README, "Kept messages") gets numbered messages and
+-- resumes: its login may be "<uid>\n<last number seen>", or it gives ?since=N at the
+-- handshake; then what it missed is replayed first. Its "uid:message" sends are kept for the
+-- uid for UIDCAST_KEEP seconds (default 300; 0: not kept), so a receiver that reconnects
+-- gets them too. Clients of the seed protocol see exactly the seed behaviour.
 local uidcast = require "uidcast"
 
 -- Locals, not table lookups, on the path every message takes.
 local send_uid, broadcast = uidcast.send_uid, uidcast.broadcast
 local find, sub = string.find, string.sub
 local BINARY = { binary = true }
+
+local KEEP = tonumber(uidcast.env("UIDCAST_KEEP") or "300")
+if not KEEP or KEEP < 0 or KEEP > 2592000 then
+  error("UIDCAST_KEEP must be seconds from 0 to 2592000, not " .. tostring(uidcast.env("UIDCAST_KEEP")))
+end
+local KEPT = KEEP > 0 and { keep = KEEP } or nil
+local KEPT_BINARY = KEEP > 0 and { keep = KEEP, binary = true } or BINARY
 
 local MAX_UID = 128
 
@@ -32,13 +45,29 @@ local function login(conn, data, is_binary)
     conn:send("login failed: send your uid as a text message")
     return
   end
-  local why = refuse_uid(data)
+  local uid, since = data, nil
+  if conn.protocol then
+    since = conn.since
+    local u, n = data:match("^(.-)\n(%d+)$")
+    if u then
+      uid, since = u, math.tointeger(tonumber(n))
+      if not since or since >= 1 << 53 then
+        conn:send("login failed: the number after the uid must be below 2^53")
+        return
+      end
+    end
+  end
+  local why = refuse_uid(uid)
   if why then
     conn:send("login failed: " .. why)
     return
   end
-  conn:bind(data)
-  conn:send("login success, your uid is " .. data)
+  if since then
+    conn:bind(uid, { since = since })
+  else
+    conn:bind(uid)
+  end
+  conn:send("login success, your uid is " .. uid)
 end
 
 function M.on_message(conn, data, is_binary)
@@ -51,11 +80,12 @@ function M.on_message(conn, data, is_binary)
     return
   end
   local target, payload = sub(data, 1, colon - 1), sub(data, colon + 1)
-  local opts = is_binary and BINARY or nil
   if target == "all" then
-    broadcast(payload, opts)
+    broadcast(payload, is_binary and BINARY or nil)
+  elseif conn.protocol then
+    send_uid(target, payload, is_binary and KEPT_BINARY or KEPT)
   else
-    send_uid(target, payload, opts)
+    send_uid(target, payload, is_binary and BINARY or nil)
   end
 end
 

@@ -176,6 +176,49 @@ TEST(refuses_a_join_past_the_group_limit)
     teardown(&h, f, 1);
 }
 
+TEST(a_numbered_member_gets_headers_and_each_kept_number_once)
+{
+    struct uc_hub h;
+    struct fake f[2];
+    setup(&h, f, 2);
+    f[1].member.numbered = 1;
+    uc_hub_bind(&h, &f[0].member, "u", 1);
+    uc_hub_bind(&h, &f[1].member, "u", 1);
+    CHECK_EQ_INT(SEND(&h, 'u', "u", "plain", NULL), 2);
+    CHECK_EQ_INT(uc_hub_send_kept(&h, "u", 1, "kept", 4, 0, 7), 2);
+    /* Already had (a replay handed it): not again. */
+    CHECK_EQ_INT(uc_hub_send_kept(&h, "u", 1, "again", 5, 0, 7), 1);
+    uc_hub_broadcast(&h, "all", 3, 0, NULL);
+    uc_hub_flush_broadcasts(&h);
+    CHECK_EQ_INT(f[0].n, 4);
+    CHECK(strcmp(f[0].got[0], "plain") == 0 && strcmp(f[0].got[1], "kept") == 0);
+    CHECK(strcmp(f[0].got[2], "again") == 0 && strcmp(f[0].got[3], "all") == 0);
+    CHECK_EQ_INT(f[1].n, 3);
+    CHECK(strcmp(f[1].got[0], "- plain") == 0 && strcmp(f[1].got[1], "7 kept") == 0);
+    CHECK(strcmp(f[1].got[2], "- all") == 0);
+    CHECK_EQ_INT(f[1].member.last_seq, 7);
+    teardown(&h, f, 2);
+}
+
+TEST(a_resuming_member_is_skipped_by_kept_messages_only)
+{
+    struct uc_hub h;
+    struct fake f[1];
+    setup(&h, f, 1);
+    f[0].member.numbered = 1;
+    uc_hub_bind(&h, &f[0].member, "u", 1);
+    f[0].member.resuming = 1;
+    CHECK_EQ_INT(uc_hub_send_kept(&h, "u", 1, "kept", 4, 0, 3), 0);
+    CHECK_EQ_INT(SEND(&h, 'u', "u", "live", NULL), 1);
+    CHECK_EQ_INT(f[0].n, 1);
+    CHECK(strcmp(f[0].got[0], "- live") == 0);
+    /* Binding again starts afresh: numbers are per uid. */
+    uc_hub_bind(&h, &f[0].member, "v", 1);
+    CHECK_EQ_INT(f[0].member.resuming, 0);
+    CHECK_EQ_INT(f[0].member.last_seq, 0);
+    teardown(&h, f, 1);
+}
+
 int main(void)
 {
     RUN(sends_to_every_member_of_a_uid_exactly_once);
@@ -184,5 +227,7 @@ int main(void)
     RUN(a_member_cut_off_while_catching_up_gets_nothing_more_and_the_rest_go_on);
     RUN(groups_join_leave_and_answer_after_the_member_left);
     RUN(refuses_a_join_past_the_group_limit);
+    RUN(a_numbered_member_gets_headers_and_each_kept_number_once);
+    RUN(a_resuming_member_is_skipped_by_kept_messages_only);
     return CHECK_SUMMARY("test_hub");
 }

@@ -89,4 +89,39 @@ except RuntimeError as e:
     local timeout = tonumber(nginx:match("proxy_read_timeout (%d+)s"))
     assert.is_true(timeout > 60, "proxy_read_timeout must exceed --ping-interval and --idle-timeout")
   end)
+
+  it("its keep example answers the number the message is kept under", function()
+    local srv = server.start()
+    local cmd = block("sh", "## Kept messages"):match("^(curl[^\n]*)")
+    local ok, out = run(cmd:gsub("127%.0%.0%.1:1235", "127.0.0.1:" .. srv.push_port))
+    assert.truthy(ok, out)
+    assert.matches('^{"delivered":0,"seq":%d+}$', out)
+    assert.equals(0, srv:stop())
+  end)
+
+  it("its browser client logs in, resumes after the number it saw and reports a gap", function()
+    -- Node 20+ has the browser's WebSocket (behind a flag before 22); localStorage is a table.
+    local srv = server.start { args = { "--mailbox-max-messages", "2" } }
+    local js = block("js", "A minimal browser client"):gsub("127%.0%.0%.1:1234", "127.0.0.1:" .. srv.port)
+    local push = function(body)
+      local http = require "http"
+      local _, _, answer = http.request1(srv.push_port, "POST", "/send?uid=alice&keep=60", { body = body })
+      return tonumber(answer:match('"seq":(%d+)'))
+    end
+    local first = push("one")
+    for _, m in ipairs { "two", "three", "four" } do push(m) end
+    local path = os.tmpname() .. ".js"
+    local f = assert(io.open(path, "w"))
+    f:write("globalThis.localStorage = { last: '", first, "' };\n", js,
+            "\nsetTimeout(() => { console.log('last=' + localStorage.last); process.exit(0); }, 1000);\n")
+    f:close()
+    local ok, out = run("node --experimental-websocket " .. path .. " 2>&1 | grep -v ExperimentalWarning")
+    os.remove(path)
+    assert.truthy(ok, out)
+    assert.equals(table.concat({
+      "login success, your uid is alice",
+      ("missed %d %d"):format(first + 1, first + 1),
+      "three", "four", "last=" .. (first + 3) }, "\n") .. "\n", out:gsub("[^\n]*node %-%-trace%-warnings[^\n]*\n", ""))
+    assert.equals(0, srv:stop())
+  end)
 end)
