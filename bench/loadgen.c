@@ -246,16 +246,6 @@ static void push_pump(struct client *p)
 
 static void on_text(struct client *c, const char *msg, size_t len)
 {
-    if (c->state == LOGGING_IN) {
-        if (len < 13 || memcmp(msg, "login success", 13) != 0) {
-            fprintf(stderr, "loadgen: login refused: %.*s\n", (int)len, msg);
-            exit(1);
-        }
-        c->state = READY;
-        ready_count++;
-        connecting_now--;
-        return;
-    }
     if (opt.keep) {
         /* uidcast.v1: "<number> " or "- " in front */
         const char *space = memchr(msg, ' ', len < 24 ? len : 24);
@@ -266,6 +256,16 @@ static void on_text(struct client *c, const char *msg, size_t len)
         }
         len -= (size_t)(space + 1 - msg);
         msg = space + 1;
+    }
+    if (c->state == LOGGING_IN) {
+        if (len < 13 || memcmp(msg, "login success", 13) != 0) {
+            fprintf(stderr, "loadgen: login refused: %.*s\n", (int)len, msg);
+            exit(1);
+        }
+        c->state = READY;
+        ready_count++;
+        connecting_now--;
+        return;
     }
     /* "<sender>,<seq>,<ns>,xxx" */
     char tmp[64];
