@@ -23,6 +23,12 @@
 static void read_cb(struct ev_loop *loop, ev_io *w, int revents);
 static int ws_at_rest(const struct uc_conn *c);
 static void ws_free(struct uc_conn *c);
+/* A replay asked of the store, answered now or later: a connection freed in between leaves it
+ * with conn NULL, and the answer is dropped. */
+struct uc_resume {
+    struct uc_conn *conn;
+};
+
 static void write_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 
@@ -740,6 +746,8 @@ void uc_conn_release_held(struct uc_server *srv, uint64_t seq)
 
 static void destroy(struct uc_conn *c)
 {
+    if (c->resume)
+        c->resume->conn = NULL; /* the store's answer, when it comes, finds nobody */
     if (c->flags & CONN_HELD)
         unhold(c);
     DL_DELETE(c->srv->conns, c);
@@ -756,9 +764,29 @@ static void destroy(struct uc_conn *c)
 
 /* ---- resuming: replaying kept messages, a queue's worth at a time ---- */
 
+static struct uc_conn *resuming_conn(void *arg)
+{
+    struct uc_conn *c = ((struct uc_resume *)arg)->conn;
+    return c && c->state == CONN_OPEN ? c : NULL;
+}
+
+static int queue_text(struct uc_conn *c, const char *text, size_t len)
+{
+    struct uc_buf *frame = uc_ws_frame(WSLAY_TEXT_FRAME, text, len);
+    if (!frame)
+        return UC_ERR_NOMEM;
+    int r = uc_conn_queue(c, frame);
+    uc_buf_unref(frame);
+    return r;
+}
+
 static int replay_message(void *arg, uint64_t seq, const void *data, size_t len, int binary)
 {
-    struct uc_conn *c = arg;
+    struct uc_conn *c = resuming_conn(arg);
+    if (!c)
+        return 1;
+    if (seq <= c->member.last_seq)
+        return 0; /* had it (a live one, between two parts of the replay) */
     struct uc_buf *frame = uc_hub_frame(1, seq, data, len, binary);
     if (!frame)
         return 1;
@@ -773,22 +801,53 @@ static int replay_message(void *arg, uint64_t seq, const void *data, size_t len,
 
 static int replay_gap(void *arg, uint64_t first, uint64_t last)
 {
-    struct uc_conn *c = arg;
+    struct uc_conn *c = resuming_conn(arg);
+    if (!c)
+        return 1;
+    if (last <= c->member.last_seq)
+        return 0;
+    if (first <= c->member.last_seq)
+        first = c->member.last_seq + 1;
     char text[64];
     int n = snprintf(text, sizeof text, "!gap %llu %llu", (unsigned long long)first,
                      (unsigned long long)last);
-    struct uc_buf *frame = uc_ws_frame(WSLAY_TEXT_FRAME, text, (size_t)n);
-    if (!frame)
+    if (queue_text(c, text, (size_t)n) != 0)
         return 1;
-    int r = uc_conn_queue(c, frame);
-    uc_buf_unref(frame);
-    if (r == 0 && last > c->member.last_seq)
-        c->member.last_seq = last;
-    return r != 0;
+    c->member.last_seq = last;
+    return 0;
 }
 
-/* Queues the next part of the replay: about half the send buffer, so that a long one is paced
- * by the reader instead of cutting it off. Runs again when the queue has drained (flush). */
+static void replay_done(void *arg, int result, uint64_t last)
+{
+    struct uc_resume *r = arg;
+    struct uc_conn *c = r->conn;
+    free(r);
+    if (!c)
+        return;
+    c->resume = NULL;
+    if (c->state != CONN_OPEN)
+        return;
+    if (result == UC_REPLAY_UNAVAILABLE) {
+        /* The store cannot be read (its Redis is down): say so rather than resume silently
+         * incomplete. Live messages go on; the client resumes again later. */
+        c->member.resuming = 0;
+        queue_text(c, UC_LIT("!unavailable"));
+        return;
+    }
+    if (result == UC_REPLAY_MORE || c->member.resume_missed) {
+        uc_conn_mark_dirty(c); /* the next part: from the flush list, as the queue drains */
+        return;
+    }
+    c->member.resuming = 0;
+    /* A number beyond the uid's last (from a client confused about the server it talks to)
+     * must not hold back the numbers to come. */
+    if (last && c->member.last_seq > last)
+        c->member.last_seq = last;
+}
+
+/* Asks the store for the next part of the replay: about half the send buffer, so that a long
+ * one is paced by the reader instead of cutting it off. Runs again from the flush list when the
+ * part is in (and the queue has drained). */
 static void resume_step(struct uc_conn *c)
 {
     struct uc_server *srv = c->srv;
@@ -799,20 +858,18 @@ static void resume_step(struct uc_conn *c)
         return;
     }
     size_t budget = srv->opt.max_send_buffer / 2;
-    if (uc_outq_cost(&c->outq) >= budget)
-        return; /* still sending the last part */
-    const struct uc_replay_sink sink = {c, replay_message, replay_gap};
-    uint64_t last;
-    int more =
-        srv->store.replay(srv->store.ctx, uid, uid_len, c->member.last_seq, budget, &sink, &last);
-    /* A full queue may have cut it off, from inside. */
-    if (c->state != CONN_OPEN || more)
-        return;
-    c->member.resuming = 0;
-    /* A number beyond the uid's last (from a client confused about the server it talks to)
-     * must not hold back the numbers to come. */
-    if (c->member.last_seq > last)
-        c->member.last_seq = last;
+    if (c->resume || uc_outq_cost(&c->outq) >= budget)
+        return; /* a part is on its way, or still being sent */
+    struct uc_resume *r = malloc(sizeof *r);
+    if (!r)
+        return; /* tried again at the next flush */
+    r->conn = c;
+    c->resume = r;
+    /* From now on a live kept message skipped for this connection may be newer than what the
+     * store reads: if one is, another part follows. */
+    c->member.resume_missed = 0;
+    const struct uc_replay_sink sink = {r, replay_message, replay_gap, replay_done};
+    srv->store.replay(srv->store.ctx, uid, uid_len, c->member.last_seq, budget, &sink);
 }
 
 static int hub_queue(void *ctx, void *owner, struct uc_buf *frame)

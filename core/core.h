@@ -65,11 +65,12 @@ struct uc_conn {
     struct uc_conn *reap_next;   /* reap list */
     struct uc_conn *idle_prev, *idle_next; /* live connections, least recently heard first */
     ev_tstamp last_seen;                   /* when bytes last arrived */
-    uint32_t last_feed_ms;   /* when frames last arrived (ms on the server's clock), 0: never */
-    uint64_t since;          /* with CONN_SINCE: the handshake's ?since=N */
-    struct uc_handshake *hs; /* only during CONN_HANDSHAKE */
-    struct uc_ws ws;         /* the RFC 6455 codec's state */
-    char *last_uid;          /* copy of the uid at close, for on_close; owned */
+    uint32_t last_feed_ms;    /* when frames last arrived (ms on the server's clock), 0: never */
+    uint64_t since;           /* with CONN_SINCE: the handshake's ?since=N */
+    struct uc_resume *resume; /* the replay asked of the store and not answered yet, or NULL */
+    struct uc_handshake *hs;  /* only during CONN_HANDSHAKE */
+    struct uc_ws ws;          /* the RFC 6455 codec's state */
+    char *last_uid;           /* copy of the uid at close, for on_close; owned */
     size_t last_uid_len;
     char *close_reason; /* owned; reported to on_close */
     char remote_addr[56];

@@ -326,6 +326,8 @@ static size_t deliver_to_entry(struct uc_hub *h, struct uc_umap_entry *e, int ki
                                       : container_of(link, struct uc_membership, link)->member;
         if (link->owner == except ||
             (d->seq && m->numbered && (m->resuming || m->last_seq >= d->seq))) {
+            if (d->seq && m->resuming)
+                m->resume_missed = 1; /* the replay comes by it: it may have started before */
             link = next;
             continue;
         }

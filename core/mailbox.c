@@ -232,10 +232,9 @@ static void sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* ---- the store ---- */
 
-static uint64_t keep(void *ctx, const char *uid, size_t uid_len, const void *data, size_t len,
-                     int binary, double seconds)
+static uint64_t keep_now(struct uc_mailbox *mb, const char *uid, size_t uid_len, const void *data,
+                         size_t len, int binary, double seconds)
 {
-    struct uc_mailbox *mb = ctx;
     if (len > mb->lim.max_bytes || entry_cost(len) + box_cost(uid_len) > mb->lim.memory)
         return 0;
     struct box *b;
@@ -287,6 +286,12 @@ static uint64_t keep(void *ctx, const char *uid, size_t uid_len, const void *dat
     return seq;
 }
 
+static void keep(void *ctx, const char *uid, size_t uid_len, const void *data, size_t len,
+                 int binary, double seconds, uc_kept_fn *done, void *arg)
+{
+    done(arg, keep_now(ctx, uid, uid_len, data, len, binary, seconds));
+}
+
 static void delivered(void *ctx, const char *uid, size_t uid_len, uint64_t seq)
 {
     struct uc_mailbox *mb = ctx;
@@ -297,10 +302,11 @@ static void delivered(void *ctx, const char *uid, size_t uid_len, uint64_t seq)
         b->entries->prev->delivered = 1;
 }
 
-static int replay(void *ctx, const char *uid, size_t uid_len, uint64_t since, size_t max_bytes,
-                  const struct uc_replay_sink *sink, uint64_t *last)
+/* The replay, up to where it ends: UC_REPLAY_DONE or UC_REPLAY_MORE, or -2 when the sink
+ * asked to stop. */
+static int replay_part(struct uc_mailbox *mb, const char *uid, size_t uid_len, uint64_t since,
+                       size_t max_bytes, const struct uc_replay_sink *sink, uint64_t *last)
 {
-    struct uc_mailbox *mb = ctx;
     struct box *b;
     HASH_FIND(hh, mb->boxes, uid, uid_len, b);
     *last = b ? b->last_seq : mb->floor;
@@ -313,11 +319,11 @@ static int replay(void *ctx, const char *uid, size_t uid_len, uint64_t since, si
         if (e->seq <= since || e->expires <= now)
             continue; /* had, or gone (the sweep has not come by yet) */
         if (handed >= max_bytes)
-            return 1;
+            return UC_REPLAY_MORE;
         if (reference && e->seq > expected) {
             mb->stats.mailbox_gaps++;
             if (sink->gap(sink->arg, expected, e->seq - 1))
-                return 0;
+                return -2;
         }
         e->delivered = 1;
         mb->stats.mailbox_replayed++;
@@ -325,13 +331,22 @@ static int replay(void *ctx, const char *uid, size_t uid_len, uint64_t since, si
         expected = e->seq + 1;
         reference = 1;
         if (sink->message(sink->arg, e->seq, e->data, e->len, e->binary))
-            return 0;
+            return -2;
     }
     if (reference && expected <= *last) {
         mb->stats.mailbox_gaps++;
-        sink->gap(sink->arg, expected, *last);
+        if (sink->gap(sink->arg, expected, *last))
+            return -2;
     }
-    return 0;
+    return UC_REPLAY_DONE;
+}
+
+static void replay(void *ctx, const char *uid, size_t uid_len, uint64_t since, size_t max_bytes,
+                   const struct uc_replay_sink *sink)
+{
+    uint64_t last;
+    int r = replay_part(ctx, uid, uid_len, since, max_bytes, sink, &last);
+    sink->done(sink->arg, r == -2 ? UC_REPLAY_DONE : r, last);
 }
 
 static void stats(void *ctx, struct uc_stats *out)

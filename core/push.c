@@ -41,8 +41,9 @@
  * the answer is not destroyed by the RST a close with unread input sends (as nginx lingers). */
 #define PUSH_LINGER_BYTES (8 * 1024 * 1024)
 
-/* A GET /online waiting for its count. Owned by the presence query until it answers; the
- * connection may be freed first, which only clears pc. */
+/* A request waiting for its answer: a GET /online for its count (uid is the one asked of), a
+ * kept POST /send for its number (no uid). Owned by whoever answers; the connection may be
+ * freed first, which only clears pc. */
 struct online_wait {
     struct push_conn *pc;
     size_t uid_len;
@@ -74,7 +75,7 @@ struct push_conn {
     int in_auth;
     char *body;
     size_t body_len, body_cap;
-    struct online_wait *waiting; /* a paused GET /online, or NULL */
+    struct online_wait *waiting; /* a request paused for its answer, or NULL */
     char *stash;                 /* bytes read behind the request parsing paused after */
     size_t stash_len;
     struct push_conn *prev, *next;
@@ -165,6 +166,41 @@ static int query_flag(struct http_parser_url *u, const char *url, const char *na
     return query_value(u, url, name, v, sizeof v, &len) == 1 && len == 1 && v[0] == '1';
 }
 
+/* r: what uc_send_uid_kept said (0 when the store answered later, with seq 0 for a refusal). */
+static void answer_kept(struct push_conn *pc, int r, size_t delivered, uint64_t seq)
+{
+    char json[96];
+    if (r == UC_ERR_LIMIT) {
+        respond_error(pc, 413, NULL,
+                      "cannot be kept: larger than --mailbox-max-bytes or --mailbox-memory "
+                      "(nothing was sent)");
+    } else if (r == UC_ERR_UNREACHABLE) {
+        /* Sent here, not kept: the store counts it, and a resume is told of the gap. */
+        snprintf(json, sizeof json, "{\"delivered\":%zu,\"seq\":null}", delivered);
+        respond_json(pc, 200, json);
+    } else if (r != 0 || !seq) {
+        respond_error(pc, 503, NULL, "the store did not take the message (nothing was sent)");
+    } else {
+        snprintf(json, sizeof json, "{\"delivered\":%zu,\"seq\":%llu}", delivered,
+                 (unsigned long long)seq);
+        respond_json(pc, 200, json);
+    }
+}
+
+static void flush(struct push_conn *pc);
+
+static void kept_answered(void *arg, size_t delivered, uint64_t seq)
+{
+    struct online_wait *w = arg;
+    struct push_conn *pc = w->pc;
+    free(w);
+    if (!pc)
+        return; /* the connection went away */
+    pc->waiting = NULL;
+    answer_kept(pc, 0, delivered, seq);
+    flush(pc); /* and, once the answers are out, what was read behind this request */
+}
+
 static void handle_send(struct push_conn *pc, struct http_parser_url *u, int broadcast)
 {
     struct uc_server *srv = pc->push->srv;
@@ -212,17 +248,25 @@ static void handle_send(struct push_conn *pc, struct http_parser_url *u, int bro
     }
     const char *data = pc->body ? pc->body : "";
     size_t n;
-    char json[64];
     if (has_keep) {
-        uint64_t seq;
-        if (uc_send_uid_kept(srv, uid, uid_len, data, pc->body_len, binary, keep, &n, &seq) != 0) {
-            respond_error(pc, 413, NULL,
-                          "cannot be kept: larger than --mailbox-max-bytes or "
-                          "--mailbox-memory (nothing was sent)");
+        /* In cluster mode Redis numbers the message: the answer waits for it, as /online's
+         * does (on_message_complete pauses the parser meanwhile). */
+        struct online_wait *w = malloc(sizeof *w);
+        if (!w) {
+            respond_error(pc, 503, NULL, "out of memory");
             return;
         }
-        snprintf(json, sizeof json, "{\"delivered\":%zu,\"seq\":%llu}", n, (unsigned long long)seq);
-        respond_json(pc, 200, json);
+        w->pc = pc;
+        w->uid_len = 0;
+        uint64_t seq;
+        int r = uc_send_uid_kept(srv, uid, uid_len, data, pc->body_len, binary, keep, &n, &seq,
+                                 kept_answered, w);
+        if (r == UC_PENDING) {
+            pc->waiting = w;
+            return;
+        }
+        free(w);
+        answer_kept(pc, r, n, seq);
         return;
     }
     if (broadcast)
@@ -231,12 +275,12 @@ static void handle_send(struct push_conn *pc, struct http_parser_url *u, int bro
         n = uc_send_uid(srv, uid, uid_len, data, pc->body_len, binary, NULL);
     else
         n = uc_send_group(srv, group, group_len, data, pc->body_len, binary, NULL);
+    char json[64];
     snprintf(json, sizeof json, "{\"delivered\":%zu}", n);
     respond_json(pc, 200, json);
 }
 
 static void feed(struct push_conn *pc, const char *data, size_t len);
-static void flush(struct push_conn *pc);
 
 static void online_answered(void *arg, long long count, int partial)
 {
@@ -560,7 +604,7 @@ static void conn_free(struct push_conn *pc)
     close(pc->fd);
     DL_DELETE(push->conns, pc);
     if (pc->waiting)
-        pc->waiting->pc = NULL; /* the presence query frees it when it answers */
+        pc->waiting->pc = NULL; /* whoever answers frees it */
     uc_outq_clear(&pc->outq);
     free(pc->stash);
     free(pc->body);

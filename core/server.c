@@ -377,25 +377,97 @@ size_t uc_send_uid(struct uc_server *srv, const char *uid, size_t uid_len, const
     return n;
 }
 
+size_t uc_server_deliver_kept(struct uc_server *srv, const char *uid, size_t uid_len,
+                              const void *data, size_t len, int binary, uint64_t seq)
+{
+    size_t n = uc_hub_send_kept(&srv->hub, uid, uid_len, data, len, binary, seq);
+    srv->stats.messages_out += n;
+    if (n && srv->store.delivered)
+        srv->store.delivered(srv->store.ctx, uid, uid_len, seq);
+    return n;
+}
+
+/* A kept send the store answers: at once (the server delivers here, with the caller's bytes
+ * still valid), or later (the store delivered through the cluster; the caller hears back). */
+struct kept_send {
+    struct uc_server *srv;
+    const char *uid, *data; /* valid only while the send is in progress */
+    size_t uid_len, len;
+    int binary, in_call;
+    size_t delivered;
+    uint64_t seq;
+    uc_sent_fn *later;
+    void *arg;
+    char *uid_copy; /* for the later answer */
+};
+
+static void kept(void *arg, uint64_t seq)
+{
+    struct kept_send *k = arg;
+    if (k->in_call) {
+        k->seq = seq;
+        k->in_call = 2; /* answered inside the call */
+        if (!seq && k->srv->store.delivers) {
+            /* The cluster's store is unreachable: live delivery goes on here, unkept (the
+             * store counts it, and burns a number so that a resume is told of it). */
+            k->delivered =
+                uc_send_uid(k->srv, k->uid, k->uid_len, k->data, k->len, k->binary, NULL);
+            return;
+        }
+        if (seq && !k->srv->store.delivers) {
+            if (k->srv->relay.publish)
+                k->srv->relay.publish(k->srv->relay.ctx, 'u', k->uid, k->uid_len, k->data, k->len,
+                                      k->binary);
+            k->delivered =
+                uc_server_deliver_kept(k->srv, k->uid, k->uid_len, k->data, k->len, k->binary, seq);
+        }
+        return;
+    }
+    /* At teardown the store answers what is in flight; whoever asked may be gone already. */
+    if (k->later && !k->srv->tearing_down)
+        k->later(k->arg, uc_uid_count(k->srv, k->uid_copy, k->uid_len), seq);
+    free(k->uid_copy);
+    free(k);
+}
+
 int uc_send_uid_kept(struct uc_server *srv, const char *uid, size_t uid_len, const void *data,
-                     size_t len, int binary, double seconds, size_t *delivered, uint64_t *seq)
+                     size_t len, int binary, double seconds, size_t *delivered, uint64_t *seq,
+                     uc_sent_fn *later, void *arg)
 {
     *delivered = 0;
     *seq = 0;
     if (!srv->store.keep || !(seconds > 0 && seconds <= UC_KEEP_MAX) || !uid_len ||
         uid_len > UC_UID_MAX)
         return UC_ERR_INVALID;
-    /* Kept first: the number goes out with the message. */
-    *seq = srv->store.keep(srv->store.ctx, uid, uid_len, data, len, binary, seconds);
-    if (!*seq)
-        return UC_ERR_LIMIT;
-    if (srv->relay.publish)
-        srv->relay.publish(srv->relay.ctx, 'u', uid, uid_len, data, len, binary);
-    *delivered = uc_hub_send_kept(&srv->hub, uid, uid_len, data, len, binary, *seq);
-    srv->stats.messages_out += *delivered;
-    if (*delivered)
-        srv->store.delivered(srv->store.ctx, uid, uid_len, *seq);
-    return 0;
+    struct kept_send *k = calloc(1, sizeof *k);
+    if (!k || (srv->store.delivers && !(k->uid_copy = malloc(uid_len)))) {
+        free(k);
+        return UC_ERR_NOMEM; /* not kept, not sent */
+    }
+    *k = (struct kept_send){.srv = srv,
+                            .uid = uid,
+                            .data = data,
+                            .uid_len = uid_len,
+                            .len = len,
+                            .binary = binary,
+                            .in_call = 1,
+                            .later = later,
+                            .arg = arg,
+                            .uid_copy = k->uid_copy};
+    if (k->uid_copy)
+        memcpy(k->uid_copy, uid, uid_len);
+    srv->store.keep(srv->store.ctx, uid, uid_len, data, len, binary, seconds, kept, k);
+    if (k->in_call == 2) {
+        int r = k->seq ? 0 : srv->store.delivers ? UC_ERR_UNREACHABLE : UC_ERR_LIMIT;
+        *delivered = k->delivered;
+        *seq = k->seq;
+        free(k->uid_copy);
+        free(k);
+        return r;
+    }
+    k->in_call = 0; /* the answer comes later, to kept() */
+    *delivered = uc_uid_count(srv, uid, uid_len);
+    return UC_PENDING;
 }
 
 static size_t broadcast_local(struct uc_server *srv, const void *data, size_t len, int binary,
@@ -476,6 +548,7 @@ const char *uc_strerror(int err)
     case UC_ERR_OVERFLOW: return "send buffer full";
     case UC_ERR_SYS: return "system error";
     case UC_ERR_LIMIT: return "limit reached";
+    case UC_ERR_UNREACHABLE: return "unreachable";
     default: return "unknown error";
     }
 }

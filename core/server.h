@@ -162,23 +162,37 @@ struct uc_replay_sink {
     int (*message)(void *arg, uint64_t seq, const void *data, size_t len, int binary);
     /* Messages first..last were asked for and are no longer kept. Returns as message does. */
     int (*gap)(void *arg, uint64_t first, uint64_t last);
+    /* Once per replay, last: result UC_REPLAY_DONE or UC_REPLAY_MORE (ask again from the last
+     * number handed), or UC_REPLAY_UNAVAILABLE (the store could not be read); last is the
+     * uid's last number (0 when unknown). */
+    void (*done)(void *arg, int result, uint64_t last);
 };
 
-/* The store of kept messages (main sets the embedded one, core/mailbox.c). */
+enum { UC_REPLAY_DONE = 0, UC_REPLAY_MORE = 1, UC_REPLAY_UNAVAILABLE = -1 };
+
+/* A kept message's number, once the store gave it (0: it could not be kept). */
+typedef void uc_kept_fn(void *arg, uint64_t seq);
+
+/* The store of kept messages: main sets the embedded one (core/mailbox.c) or, in cluster mode,
+ * Redis Streams (core/streams.c). */
 struct uc_store {
     void *ctx;
-    /* Keeps a message for uid for seconds under uid's next number, which it returns; 0 when
-     * it cannot be kept (larger than a mailbox may hold, out of memory). */
-    uint64_t (*keep)(void *ctx, const char *uid, size_t uid_len, const void *data, size_t len,
-                     int binary, double seconds);
-    /* uid's kept message seq was handed to a connection. */
+    /* 1: the store delivers what it keeps (to every node, in number order, through
+     * uc_server_deliver_kept), answering keep later; 0: keep answers at once, and the server
+     * delivers. */
+    int delivers;
+    /* Keeps a message for uid for seconds under uid's next number; done(arg, seq) runs once,
+     * inside the call or later. */
+    void (*keep)(void *ctx, const char *uid, size_t uid_len, const void *data, size_t len,
+                 int binary, double seconds, uc_kept_fn *done, void *arg);
+    /* uid's kept message seq was handed to a connection (optional). */
     void (*delivered)(void *ctx, const char *uid, size_t uid_len, uint64_t seq);
     /* Hands sink uid's kept messages numbered above since, oldest first, until max_bytes of
-     * payload were handed (at least one message); when since > 0, each run of numbers above
-     * since that is no longer kept goes to sink as a gap first. Returns 1 when more remain
-     * (ask again with the last number handed), else 0; *last is uid's last number. */
-    int (*replay)(void *ctx, const char *uid, size_t uid_len, uint64_t since, size_t max_bytes,
-                  const struct uc_replay_sink *sink, uint64_t *last);
+     * payload were handed (at least one message); each run of numbers that is no longer kept,
+     * counted from since (when > 0) or from the first message handed, goes to sink as a gap in
+     * its place. Then sink->done, exactly once: inside the call or later. */
+    void (*replay)(void *ctx, const char *uid, size_t uid_len, uint64_t since, size_t max_bytes,
+                   const struct uc_replay_sink *sink);
     /* Fills the mailbox_* counters. */
     void (*stats)(void *ctx, struct uc_stats *out);
 };
@@ -243,13 +257,30 @@ struct ev_loop *uc_server_loop(struct uc_server *srv);
 size_t uc_send_uid(struct uc_server *srv, const char *uid, size_t uid_len, const void *data,
                    size_t len, int binary, const struct uc_conn *except);
 
+/* What a kept send comes to: this node's connections it was queued to, and its number (0: it
+ * could not be kept, and was not sent). */
+typedef void uc_sent_fn(void *arg, size_t delivered, uint64_t seq);
+
 /* Like uc_send_uid (without an exception), and keeps the message for seconds (0 < seconds <=
- * UC_KEEP_MAX) in the store under uid's next number, *seq: a connection of uid that resumes
- * later is replayed it (uc_conn_bind_since). *delivered gets the count. Returns 0,
- * UC_ERR_INVALID (no store, seconds out of range) or UC_ERR_LIMIT (the store cannot keep it:
- * nothing was sent). */
+ * UC_KEEP_MAX) in the store under uid's next number: a connection of uid that resumes later
+ * is replayed it (uc_conn_bind_since). Returns
+ *   0              kept and sent: *delivered and *seq are set;
+ *   UC_PENDING     the store answers later (cluster mode): later(arg, delivered, seq) runs once,
+ *                  from the loop, when later is not NULL (seq 0: Redis did not take it, and it
+ *                  was not sent); *delivered is this node's count now;
+ *   UC_ERR_UNREACHABLE  the cluster's store is down: sent to this node's connections only
+ *                  (*delivered), not kept;
+ *   UC_ERR_LIMIT   it cannot be kept (larger than a mailbox may hold): not sent;
+ *   UC_ERR_INVALID (no store, seconds out of range) or UC_ERR_NOMEM. */
+#define UC_PENDING 1
 int uc_send_uid_kept(struct uc_server *srv, const char *uid, size_t uid_len, const void *data,
-                     size_t len, int binary, double seconds, size_t *delivered, uint64_t *seq);
+                     size_t len, int binary, double seconds, size_t *delivered, uint64_t *seq,
+                     uc_sent_fn *later, void *arg);
+
+/* Delivers kept message seq of uid to this node's connections: how a store that delivers
+ * (struct uc_store) hands each kept message to every node, in number order. */
+size_t uc_server_deliver_kept(struct uc_server *srv, const char *uid, size_t uid_len,
+                              const void *data, size_t len, int binary, uint64_t seq);
 
 /* Every connection bound to any uid (unbound connections never get broadcasts). */
 size_t uc_broadcast(struct uc_server *srv, const void *data, size_t len, int binary,

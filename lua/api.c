@@ -79,11 +79,16 @@ static int api_send_uid(lua_State *L)
     }
     size_t delivered;
     uint64_t seq;
-    int r = uc_send_uid_kept(srv, uid, uid_len, data, len, o.binary, o.keep, &delivered, &seq);
+    int r = uc_send_uid_kept(srv, uid, uid_len, data, len, o.binary, o.keep, &delivered, &seq, NULL,
+                             NULL);
     lua_pushinteger(L, (lua_Integer)delivered);
+    if (r == UC_PENDING)
+        return 1; /* cluster mode: Redis numbers it, later */
     if (r != 0) {
         lua_pushnil(L);
-        lua_pushstring(L, "cannot be kept: larger than --mailbox-max-bytes or the store is full");
+        lua_pushstring(L, r == UC_ERR_UNREACHABLE
+                              ? "not kept: redis is unreachable (sent to this node only)"
+                              : "cannot be kept: larger than --mailbox-max-bytes");
         return 3;
     }
     lua_pushinteger(L, (lua_Integer)seq);

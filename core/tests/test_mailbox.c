@@ -13,6 +13,8 @@ struct got {
     char items[64][48];
     int n;
     int stop_after; /* the sink says stop after this many items (0: never) */
+    int result, dones;
+    uint64_t last;
 };
 
 static int got_message(void *arg, uint64_t seq, const void *data, size_t len, int binary)
@@ -63,15 +65,34 @@ static void close_store(void)
     ev_loop_destroy(loop);
 }
 
+static void got_seq(void *arg, uint64_t seq) { *(uint64_t *)arg = seq; }
+
+/* The embedded store answers inside the call: the number, or 0. */
 static uint64_t keep(const char *uid, const char *data, double seconds)
 {
-    return st.keep(st.ctx, uid, strlen(uid), data, strlen(data), 0, seconds);
+    uint64_t seq = UINT64_MAX;
+    st.keep(st.ctx, uid, strlen(uid), data, strlen(data), 0, seconds, got_seq, &seq);
+    CHECK(seq != UINT64_MAX);
+    return seq;
 }
 
+static void got_done(void *arg, int result, uint64_t last)
+{
+    struct got *g = arg;
+    g->result = result;
+    g->last = last;
+    g->dones++;
+}
+
+/* Returns the replay's result (UC_REPLAY_DONE or UC_REPLAY_MORE); *last the uid's last number. */
 static int replay(const char *uid, uint64_t since, size_t max_bytes, struct got *g, uint64_t *last)
 {
-    const struct uc_replay_sink sink = {g, got_message, got_gap};
-    return st.replay(st.ctx, uid, strlen(uid), since, max_bytes, &sink, last);
+    const struct uc_replay_sink sink = {g, got_message, got_gap, got_done};
+    int before = g->dones;
+    st.replay(st.ctx, uid, strlen(uid), since, max_bytes, &sink);
+    CHECK_EQ_INT(g->dones, before + 1); /* answered inside the call, once */
+    *last = g->last;
+    return g->result;
 }
 
 static void stop_cb(struct ev_loop *l, ev_timer *w, int revents)
