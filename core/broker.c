@@ -120,6 +120,23 @@ static void subscription_confirmed(struct uc_broker *b)
     }
 }
 
+/* A kept message: delivered from here on every node, this one too (see broker.h). */
+static void deliver_kept(struct uc_broker *b, const redisReply *chan, const redisReply *msg,
+                         int binary)
+{
+    const char *p = msg->str + NODE_ID_LEN + 1, *end = msg->str + msg->len;
+    uint64_t seq = 0;
+    while (p < end && *p >= '0' && *p <= '9')
+        seq = seq * 10 + (uint64_t)(*p++ - '0');
+    if (p == end || *p != ':' || !seq || chan->len <= 10 || chan->str[8] != 'u')
+        return;
+    p++;
+    if (memcmp(msg->str, b->node_id, NODE_ID_LEN) != 0)
+        b->srv->stats.cluster_received++;
+    uc_server_deliver_kept(b->srv, chan->str + 10, chan->len - 10, p, (size_t)(end - p), binary,
+                           seq);
+}
+
 static void on_publication(redisAsyncContext *ac, void *r, void *privdata)
 {
     (void)ac;
@@ -137,9 +154,14 @@ static void on_publication(redisAsyncContext *ac, void *r, void *privdata)
     const redisReply *chan = reply->element[1], *msg = reply->element[2];
     if (msg->len < NODE_ID_LEN + 1 || chan->len < 9)
         return;
+    char type = msg->str[NODE_ID_LEN];
+    if (type == UC_BROKER_KEPT_TEXT || type == UC_BROKER_KEPT_BINARY) {
+        deliver_kept(b, chan, msg, type == UC_BROKER_KEPT_BINARY);
+        return;
+    }
     if (memcmp(msg->str, b->node_id, NODE_ID_LEN) == 0)
         return; /* our own publication: delivered locally already */
-    int binary = msg->str[NODE_ID_LEN] == 'b';
+    int binary = type == 'b';
     const char *data = msg->str + NODE_ID_LEN + 1;
     size_t len = msg->len - NODE_ID_LEN - 1;
     char kind = chan->str[8];
@@ -639,6 +661,16 @@ struct uc_broker *uc_broker_new(struct uc_server *srv, const char *url, char *er
     connect_missing(b);
     return b;
 }
+
+int uc_broker_command(struct uc_broker *b, void (*fn)(struct redisAsyncContext *, void *, void *),
+                      void *privdata, int argc, const char **argv, const size_t *argvlen)
+{
+    if (!b->pub_up || b->closing)
+        return -1;
+    return redisAsyncCommandArgv(b->pub, fn, privdata, argc, argv, argvlen) == REDIS_OK ? 0 : -1;
+}
+
+const char *uc_broker_node_id(const struct uc_broker *b) { return b->node_id; }
 
 struct uc_relay uc_broker_relay(struct uc_broker *b)
 {

@@ -28,6 +28,21 @@ struct uc_relay uc_broker_relay(struct uc_broker *b);
 /* What to give uc_server_attach: the server frees the broker with itself. */
 struct uc_service uc_broker_service(struct uc_broker *b);
 
+/* For the cluster's store of kept messages (streams.c): runs a command on the publishing
+ * connection, fn(ac, reply, privdata) answering it (reply NULL when the connection went down
+ * with it, or at teardown). Returns 0, or -1 when Redis is not reachable now (fn not called). */
+struct redisAsyncContext;
+int uc_broker_command(struct uc_broker *b, void (*fn)(struct redisAsyncContext *, void *, void *),
+                      void *privdata, int argc, const char **argv, const size_t *argvlen);
+/* This node's id (16 hex digits), as it heads each publication. */
+const char *uc_broker_node_id(const struct uc_broker *b);
+
+/* A publication of a kept message is "<node id><k|K><seq>:<payload>" (K: binary), made by
+ * the store's script with the number Redis gave it; every node, the sender included, delivers
+ * it from its subscription, so each node delivers a uid's kept messages in number order. */
+#define UC_BROKER_KEPT_TEXT 'k'
+#define UC_BROKER_KEPT_BINARY 'K'
+
 /* Leaves the cluster (its presence withdrawn at once) and frees everything. */
 void uc_broker_free(struct uc_broker *b);
 

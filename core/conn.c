@@ -671,8 +671,8 @@ static void flush(struct uc_conn *c)
         c->flags &= (uint16_t)~CONN_WRITE_WAIT;
         ev_io_stop(srv->loop, &c->wio);
     }
-    if (c->member.resuming && c->state == CONN_OPEN)
-        uc_conn_mark_dirty(c); /* drained: the replay's next part */
+    if (c->member.resuming && !c->resume && c->state == CONN_OPEN)
+        uc_conn_mark_dirty(c); /* drained: the replay's next part (unless one is on its way) */
     if ((c->flags & CONN_FINISHING) && c->state != CONN_LINGER)
         finish_output(c);
 }

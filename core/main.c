@@ -13,6 +13,7 @@
 #include "log.h"
 #include "mailbox.h"
 #include "push.h"
+#include "streams.h"
 #include "supervisor.h"
 #include "version.h"
 #include <wslay/wslayver.h>
@@ -32,23 +33,39 @@ static int attach_services(struct uc_server *srv, const struct uc_cli *cli,
                            const struct uc_handlers *handlers, char *err, size_t err_size)
 {
     const struct uc_options *opt = &cli->opt;
-    struct uc_mailbox_limits limits = {.max_messages = cli->mailbox_max_messages,
-                                       .max_bytes = cli->mailbox_max_bytes,
-                                       .memory = cli->mailbox_memory};
-    struct uc_mailbox *mailbox =
-        uc_mailbox_new(uc_server_loop(srv), &limits, handlers->on_undelivered, handlers->user_data);
-    if (!mailbox) {
-        snprintf(err, err_size, "out of memory");
-        return -1;
-    }
-    struct uc_store store = uc_mailbox_store(mailbox);
-    struct uc_service mailbox_svc = uc_mailbox_service(mailbox);
-    uc_server_set_store(srv, &store);
-    uc_server_attach(srv, &mailbox_svc);
+    struct uc_store store;
+    struct uc_service store_svc;
+    struct uc_broker *broker = NULL;
     if (opt->redis) {
-        struct uc_broker *broker = uc_broker_new(srv, opt->redis, err, err_size);
-        if (!broker)
+        /* Kept messages live in Redis Streams, reached through the broker's connection. */
+        if (!(broker = uc_broker_new(srv, opt->redis, err, err_size)))
             return -1;
+        struct uc_streams *streams = uc_streams_new(broker, cli->mailbox_max_messages);
+        if (!streams) {
+            uc_broker_free(broker);
+            snprintf(err, err_size, "out of memory");
+            return -1;
+        }
+        store = uc_streams_store(streams);
+        store_svc = uc_streams_service(streams);
+    } else {
+        struct uc_mailbox_limits limits = {.max_messages = cli->mailbox_max_messages,
+                                           .max_bytes = cli->mailbox_max_bytes,
+                                           .memory = cli->mailbox_memory};
+        struct uc_mailbox *mailbox = uc_mailbox_new(uc_server_loop(srv), &limits,
+                                                    handlers->on_undelivered, handlers->user_data);
+        if (!mailbox) {
+            snprintf(err, err_size, "out of memory");
+            return -1;
+        }
+        store = uc_mailbox_store(mailbox);
+        store_svc = uc_mailbox_service(mailbox);
+    }
+    /* The store first: services are freed in reverse, and the broker's last answers (at its
+     * teardown) still reach the store. */
+    uc_server_set_store(srv, &store);
+    uc_server_attach(srv, &store_svc);
+    if (broker) {
         struct uc_relay relay = uc_broker_relay(broker);
         struct uc_service svc = uc_broker_service(broker);
         uc_server_set_relay(srv, &relay);

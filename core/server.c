@@ -423,9 +423,10 @@ static void kept(void *arg, uint64_t seq)
         }
         return;
     }
-    /* At teardown the store answers what is in flight; whoever asked may be gone already. */
-    if (k->later && !k->srv->tearing_down)
-        k->later(k->arg, uc_uid_count(k->srv, k->uid_copy, k->uid_len), seq);
+    /* At teardown the store answers what is in flight with 0: whoever asked frees what waits
+     * for the answer (and knows whether it is still there to hear it). */
+    if (k->later)
+        k->later(k->arg, seq ? uc_uid_count(k->srv, k->uid_copy, k->uid_len) : 0, seq);
     free(k->uid_copy);
     free(k);
 }

@@ -118,6 +118,7 @@ struct uc_stats {
     uint64_t mailbox_undelivered; /* of those dropped, the ones no connection was handed */
     uint64_t mailbox_replayed;    /* kept messages replayed to resuming connections */
     uint64_t mailbox_gaps;        /* resumes told that messages they asked for are gone */
+    uint64_t mailbox_unkept;      /* kept sends the cluster's store did not take (Redis down) */
     double uptime;                /* seconds */
 };
 
@@ -266,8 +267,9 @@ typedef void uc_sent_fn(void *arg, size_t delivered, uint64_t seq);
  * is replayed it (uc_conn_bind_since). Returns
  *   0              kept and sent: *delivered and *seq are set;
  *   UC_PENDING     the store answers later (cluster mode): later(arg, delivered, seq) runs once,
- *                  from the loop, when later is not NULL (seq 0: Redis did not take it, and it
- *                  was not sent); *delivered is this node's count now;
+ *                  from the loop or at teardown, when later is not NULL (seq 0: Redis did not
+ *                  take it, or the server is stopping; it was not sent); *delivered is this
+ *                  node's count now;
  *   UC_ERR_UNREACHABLE  the cluster's store is down: sent to this node's connections only
  *                  (*delivered), not kept;
  *   UC_ERR_LIMIT   it cannot be kept (larger than a mailbox may hold): not sent;

@@ -39,6 +39,7 @@ const struct uc_stat_field uc_stat_fields[] = {
     F(mailbox_undelivered, 1, "Kept messages dropped before any connection was handed them."),
     F(mailbox_replayed, 1, "Kept messages replayed to resuming connections."),
     F(mailbox_gaps, 1, "Gaps announced to resuming connections (messages no longer kept)."),
+    F(mailbox_unkept, 1, "Kept sends Redis did not store (sent to this node only, if at all)."),
 };
 
 const size_t uc_stat_field_count = sizeof uc_stat_fields / sizeof uc_stat_fields[0];

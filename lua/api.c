@@ -27,10 +27,25 @@ static const char *check_uid(lua_State *L, int idx, size_t *len)
     return ucl_check_key(L, idx, "uid", len);
 }
 
+/* The core's side of one waiting is_online(uid, fn): its query and, in cluster mode, the Redis
+ * command and reply, with malloc's overhead (a measured upper bound, uid bytes aside). */
+#define ONLINE_QUERY_COST 192
+
+/* A callback waiting for the core's answer: is_online(uid, fn)'s, or send_uid's opts.kept in
+ * cluster mode. Owned by the core's query until it answers; listed in its state so that a
+ * reload can orphan it (st = NULL). */
+struct ucl_online {
+    struct ucl_state *st;
+    int fn_ref;
+    size_t cost; /* C memory charged to the state's cap while it waits */
+    struct ucl_online *prev, *next;
+};
+
 struct send_opts {
     int binary;
     struct uc_conn *except;
-    double keep; /* seconds, or 0: not kept */
+    double keep;  /* seconds, or 0: not kept */
+    int kept_idx; /* stack index of opts.kept (a function), or 0 */
 };
 
 /* opts: nil or {binary = bool, except = conn, keep = seconds} (keep only where allowed). */
@@ -60,10 +75,38 @@ static void check_opts(lua_State *L, int idx, struct send_opts *o, int keep_allo
             luaL_argerror(L, idx, "opts.except cannot be combined with opts.keep");
     }
     lua_pop(L, 3);
+    if (lua_getfield(L, idx, "kept") == LUA_TNIL) {
+        lua_pop(L, 1);
+        return;
+    }
+    if (!lua_isfunction(L, -1) || !o->keep)
+        luaL_argerror(L, idx, "opts.kept must be a function, with opts.keep");
+    o->kept_idx = lua_gettop(L); /* left on the stack for the caller */
+}
+
+static void kept_answered(void *arg, size_t delivered, uint64_t seq)
+{
+    struct ucl_online *o = arg;
+    struct ucl_state *st = o->st;
+    if (st) {
+        DL_DELETE(st->online, o);
+        st->mem_used -= o->cost;
+        lua_State *L = st->L;
+        lua_rawgeti(L, LUA_REGISTRYINDEX, o->fn_ref);
+        luaL_unref(L, LUA_REGISTRYINDEX, o->fn_ref);
+        if (seq)
+            lua_pushinteger(L, (lua_Integer)seq);
+        else
+            lua_pushnil(L);
+        lua_pushinteger(L, (lua_Integer)delivered);
+        ucl_call(st, 2, 0, "a send_uid kept callback");
+    }
+    free(o);
 }
 
 /* send_uid(uid, data [, opts]) -> number of connections it was queued to; with opts.keep,
- * also the number it is kept under (nil and a reason when it cannot be kept) */
+ * also the number it is kept under (nil and a reason when it cannot be kept), and
+ * opts.kept(seq, delivered) runs with it: at once, or in cluster mode when Redis numbered it */
 static int api_send_uid(lua_State *L)
 {
     size_t uid_len, len;
@@ -77,13 +120,42 @@ static int api_send_uid(lua_State *L)
                         (lua_Integer)uc_send_uid(srv, uid, uid_len, data, len, o.binary, o.except));
         return 1;
     }
+    struct ucl_state *st = ucl_state_of(L);
+    struct ucl_online *w = NULL;
+    if (o.kept_idx) {
+        size_t cost = sizeof *w + ONLINE_QUERY_COST + 2 * uid_len;
+        if (st->mem_used + cost > st->mem_limit)
+            return luaL_error(L, "not enough memory");
+        if (!(w = malloc(sizeof *w)))
+            return luaL_error(L, "out of memory");
+        lua_pushvalue(L, o.kept_idx);
+        *w = (struct ucl_online){.st = st, .fn_ref = luaL_ref(L, LUA_REGISTRYINDEX), .cost = cost};
+    }
     size_t delivered;
     uint64_t seq;
-    int r = uc_send_uid_kept(srv, uid, uid_len, data, len, o.binary, o.keep, &delivered, &seq, NULL,
-                             NULL);
-    lua_pushinteger(L, (lua_Integer)delivered);
-    if (r == UC_PENDING)
+    int r = uc_send_uid_kept(srv, uid, uid_len, data, len, o.binary, o.keep, &delivered, &seq,
+                             w ? kept_answered : NULL, w);
+    if (r == UC_PENDING) {
+        if (w) {
+            DL_PREPEND(st->online, w);
+            st->mem_used += w->cost;
+        }
+        lua_pushinteger(L, (lua_Integer)delivered);
         return 1; /* cluster mode: Redis numbers it, later */
+    }
+    if (w) {
+        /* Settled now: the callback runs now, inside this call, as a plain function call. */
+        lua_rawgeti(L, LUA_REGISTRYINDEX, w->fn_ref);
+        luaL_unref(L, LUA_REGISTRYINDEX, w->fn_ref);
+        free(w);
+        if (r == 0)
+            lua_pushinteger(L, (lua_Integer)seq);
+        else
+            lua_pushnil(L);
+        lua_pushinteger(L, (lua_Integer)delivered);
+        lua_call(L, 2, 0);
+    }
+    lua_pushinteger(L, (lua_Integer)delivered);
     if (r != 0) {
         lua_pushnil(L);
         lua_pushstring(L, r == UC_ERR_UNREACHABLE
@@ -141,19 +213,6 @@ static int api_env(lua_State *L)
         lua_pushnil(L);
     return 1;
 }
-
-/* The core's side of one waiting is_online(uid, fn): its query and, in cluster mode, the Redis
- * command and reply, with malloc's overhead (a measured upper bound, uid bytes aside). */
-#define ONLINE_QUERY_COST 192
-
-/* A callback of is_online(uid, fn) waiting for its answer. Owned by the core's query until
- * it answers; listed in its state so that a reload can orphan it (st = NULL). */
-struct ucl_online {
-    struct ucl_state *st;
-    int fn_ref;
-    size_t cost; /* C memory charged to the state's cap while it waits */
-    struct ucl_online *prev, *next;
-};
 
 void ucl_online_orphan(struct ucl_state *st)
 {

@@ -5,58 +5,9 @@ local http = require "http"
 local server = require "server"
 local socket = require "socket"
 
-local V1 = "Sec-WebSocket-Protocol: uidcast.v1"
-
--- Opens a uidcast.v1 connection (path may carry ?since=N).
-local function open_v1(port, path)
-  return assert(ws.connect(port, { path = path, headers = { V1 } }))
-end
-
--- Reads one message of a uidcast.v1 connection: "kept", seq, payload, binary; "plain",
--- payload, binary; "gap", first, last; or nil, err.
-local function read_v1(c, timeout)
-  local data, binary = c:receive(timeout)
-  if not data then return nil, binary end
-  local seq, payload = data:match("^(%d+) (.*)$")
-  if seq then return "kept", math.tointeger(tonumber(seq)), payload, binary end
-  local first, last = data:match("^!gap (%d+) (%d+)$")
-  if first then return "gap", math.tointeger(tonumber(first)), math.tointeger(tonumber(last)) end
-  local plain = data:match("^%- (.*)$")
-  assert(plain, "a uidcast.v1 message without a header: " .. data)
-  return "plain", plain, binary
-end
-
--- Logs in on a uidcast.v1 connection ("uid" or "uid\nN"); returns the client.
-local function login_v1(port, uid, since, path)
-  local c = open_v1(port, path)
-  c:send(since and (uid .. "\n" .. since) or uid)
-  local kind, text = read_v1(c)
-  assert(kind == "plain" and text == "login success, your uid is " .. uid, tostring(text))
-  return c
-end
-
--- Reads n kept messages; returns {seq=..., payload=...} records.
-local function read_kept(c, n)
-  local got = {}
-  for _ = 1, n do
-    local kind, seq, payload, binary = read_v1(c)
-    assert(kind == "kept", "expected a kept message, got " .. tostring(kind) .. " " .. tostring(seq))
-    got[#got + 1] = { seq = seq, payload = payload, binary = binary }
-  end
-  return got
-end
-
-local function payloads(records)
-  local out = {}
-  for i, r in ipairs(records) do out[i] = r.payload end
-  return out
-end
-
--- Cuts a connection the hard way: RST, no close frame.
-local function reset(c)
-  c.sock:setoption("linger", { on = true, timeout = 0 })
-  c.sock:close()
-end
+local v1 = require "v1"
+local V1, read_v1, login_v1, read_kept, payloads, reset =
+  v1.HEADER, v1.read, v1.login, v1.read_kept, v1.payloads, v1.reset
 
 describe("kept messages", function()
   local srv
@@ -319,6 +270,17 @@ describe("kept messages from Lua", function()
     c:close()
   end)
 
+  it("calls opts.kept with the number and the count, inside the call", function()
+    local c = assert(ws.connect(srv.port))
+    local reply = eval(c, "local got; local n, seq = uidcast.send_uid('lua-cb', 'x', { keep = 30, " ..
+      "kept = function(s, d) got = s .. '/' .. d end }); return got, seq")
+    local seq = reply:match("^true (%d+)/0 (%d+) nil$")
+    assert.is_truthy(seq, reply)
+    assert.matches("opts.kept must be a function, with opts.keep",
+      eval(c, "return uidcast.send_uid('u', 'x', { kept = print })"))
+    c:close()
+  end)
+
   it("raises a clear error for a bad keep, keep with except, or keep outside send_uid", function()
     local c = assert(ws.connect(srv.port))
     assert.matches("opts.keep must be seconds", eval(c, "return uidcast.send_uid('u', 'x', { keep = 0 })"))
@@ -485,10 +447,7 @@ describe("a client cut off 50 times while messages keep coming", function()
   -- cut (RST, clean close, or in the middle of a frame), reconnects with the last number it
   -- saw, and so on. At the end it must hold every message once, in order, with no gap.
   local function run(uid, binary)
-    local sender = server.script("") -- a path for the exit status
-    local cmd = ("lua5.4 %s/spec/support/sender.lua %d %s 2000 %s; echo $? > %s")
-      :format(server.ROOT, srv.push_port, uid, binary and "binary" or "text", sender)
-    os.execute("( " .. cmd .. " ) >/dev/null 2>&1 &")
+    local sender = v1.sender(server.ROOT, srv.push_port, uid, 2000, { binary = binary })
     local got, last, cuts = {}, 0, 0
     local deadline = socket.gettime() + 60 * server.slowdown
     while #got < 2000 and socket.gettime() < deadline do
@@ -529,12 +488,7 @@ describe("a client cut off 50 times while messages keep coming", function()
         error(("message %d is %q"):format(i, got[i]))
       end
     end
-    assert.equals("0", server.eventually(function()
-      local f = io.open(sender)
-      local status = f and f:read("*l")
-      if f then f:close() end
-      return status
-    end, 10))
+    assert.equals("0", sender(server))
   end
 
   it("ends up with every text message exactly once, in order", function() run("chaos-text", false) end)
