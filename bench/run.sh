@@ -113,6 +113,7 @@ record "$(build/write_floor)"
 if [ "${BENCH_CLUSTER:-1}" = 1 ] && command -v redis-server >/dev/null; then
     echo "cluster: two uidcast nodes and redis-server on core 0, load on core 1"
     measure_cluster route --conns 1000 --inflight 8 --duration "$DURATION" --name cluster-route
+    measure_cluster route --conns 1000 --inflight 8 --duration "$DURATION" --keep --name cluster-route-kept
     measure_cluster hold --conns 10000 --name cluster-login
     measure uidcast hold --conns 10000 --name single-login
 fi
@@ -162,6 +163,10 @@ if u("cluster-route") and u("route"):
         u("cluster-route")["per_server_cpu_s"], u("route")["per_server_cpu_s"],
         u("cluster-route")["per_server_cpu_s"] / u("route")["per_server_cpu_s"],
         u("cluster-route")["p99_ms"], u("route")["p99_ms"], u("cluster-route").get("lost", 0)))
+if u("cluster-route-kept") and u("cluster-route"):
+    print("  kept route           %8.0f msgs per CPU-s through Redis Streams (not kept: %.0f), p99 %.1f ms, lost %d" % (
+        u("cluster-route-kept")["per_server_cpu_s"], u("cluster-route")["per_server_cpu_s"],
+        u("cluster-route-kept")["p99_ms"], u("cluster-route-kept").get("lost", 0)))
 if u("cluster-login") and u("single-login"):
     print("  connect+login        %8.0f /s over 2 nodes with presence writes (single node %.0f /s)" % (
         u("cluster-login")["connect_login_per_s"], u("single-login")["connect_login_per_s"]))

@@ -23,12 +23,8 @@ struct uc_mailbox_limits {
     size_t memory;       /* bytes the whole store may hold, bookkeeping included */
 };
 
-/* Told when a kept message is dropped (reason "expired" or "evicted") before any connection
- * of its uid was handed it. Runs from the loop, never inside a delivery. */
-typedef void uc_undelivered_fn(const char *uid, size_t uid_len, uint64_t seq, const void *data,
-                               size_t len, int binary, const char *reason, void *arg);
-
-/* A store on loop; undelivered (may be NULL) is called with arg. NULL when out of memory. */
+/* A store on loop; undelivered (may be NULL) is called with arg, from the loop, never inside a
+ * delivery. NULL when out of memory. */
 struct uc_mailbox *uc_mailbox_new(struct ev_loop *loop, const struct uc_mailbox_limits *limits,
                                   uc_undelivered_fn *undelivered, void *arg);
 /* The store as the server uses it, and as a service (freed with the server). */

@@ -40,7 +40,9 @@ static int attach_services(struct uc_server *srv, const struct uc_cli *cli,
         /* Kept messages live in Redis Streams, reached through the broker's connection. */
         if (!(broker = uc_broker_new(srv, opt->redis, err, err_size)))
             return -1;
-        struct uc_streams *streams = uc_streams_new(broker, cli->mailbox_max_messages);
+        struct uc_streams *streams =
+            uc_streams_new(uc_server_loop(srv), broker, cli->mailbox_max_messages,
+                           handlers->on_undelivered, handlers->user_data);
         if (!streams) {
             uc_broker_free(broker);
             snprintf(err, err_size, "out of memory");

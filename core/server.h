@@ -171,6 +171,11 @@ struct uc_replay_sink {
 
 enum { UC_REPLAY_DONE = 0, UC_REPLAY_MORE = 1, UC_REPLAY_UNAVAILABLE = -1 };
 
+/* A kept message dropped (reason "expired" or "evicted") before any connection of its uid was
+ * handed it: the shape of uc_handlers.on_undelivered, which the stores call. */
+typedef void uc_undelivered_fn(const char *uid, size_t uid_len, uint64_t seq, const void *data,
+                               size_t len, int binary, const char *reason, void *arg);
+
 /* A kept message's number, once the store gave it (0: it could not be kept). */
 typedef void uc_kept_fn(void *arg, uint64_t seq);
 

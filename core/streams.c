@@ -3,10 +3,16 @@
  *
  * Keeping is one server-side script, atomic in Redis: the uid's next number (INCR of
  * uidcast:seq:<uid>), the entry "<seq>-1" in the stream uidcast:k:<uid> (fields d: the
- * payload, b: 1 when binary, e: when it expires, in ms; MAXLEN: --mailbox-max-messages), and the
- * PUBLISH of "<node id><k|K><seq>:<payload>" on the uid's channel. Redis runs scripts one at a
- * time, so publications of a uid's kept messages leave in number order, and every node
- * (the sender too) delivers them from its subscription in that order.
+ * payload, b: 1 when binary, e: when it expires, in ms; MAXLEN: --mailbox-max-messages; the key
+ * outlives its longest keep by a minute, for the sweep below), the expiry in the sorted set
+ * uidcast:expiring, and the PUBLISH of "<node id><k|K><seq>:<payload>" on the uid's channel. Redis
+ * runs scripts one at a time, so publications of a uid's kept messages leave in number order, and
+ * every node (the sender too) delivers them from its subscription in that order.
+ *
+ * Delivery receipts: each node writes, for a uid, the highest number it handed to a connection
+ * (uidcast:d:<uid>, batched every 50 ms); every node sweeps uidcast:expiring each second, and
+ * the script gives each expired message to one node only, which reports it to on_undelivered
+ * when no connection had it.
  *
  * Numbers never go back: a counter that Redis lost (restarted without persistence, expired
  * after 30 idle days) starts again above the clock in microseconds, higher than any number it
@@ -15,6 +21,7 @@
  * client that resumes across it is told of the gap. */
 #include "streams.h"
 
+#include <ev.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <stdio.h>
@@ -40,9 +47,43 @@ static const char keep_script[] =
     "local id = string.format('%d-1', seq)\n"
     "redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[5], id, 'd', ARGV[3], 'b', ARGV[6], 'e',\n"
     "           string.format('%d', now + keep))\n"
-    "if redis.call('PTTL', KEYS[2]) < keep then redis.call('PEXPIRE', KEYS[2], keep) end\n"
+    "if redis.call('PTTL', KEYS[2]) < keep + 60000 then\n"
+    "  redis.call('PEXPIRE', KEYS[2], keep + 60000)\n"
+    "end\n"
     "redis.call('PUBLISH', ARGV[1], ARGV[2] .. string.format('%d', seq) .. ':' .. ARGV[3])\n"
+    "redis.call('ZADD', 'uidcast:expiring', now + keep, string.format('%d', seq) .. ':' .. "
+    "ARGV[7])\n"
     "return seq\n";
+
+/* Raises uidcast:d:<uid>, the highest number of the uid's that a connection was handed. */
+static const char mark_script[] =
+    "if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[1]) then\n"
+    "  redis.call('SET', KEYS[1], ARGV[1], 'PX', 2592000000)\n"
+    "end\n";
+
+/* Claims up to 100 kept messages whose keep ran out (each is claimed by one node) and returns
+ * those no connection was handed: {uid, seq, payload, binary, reason, ...}; a message the
+ * stream no longer holds (MAXLEN dropped it) comes as "evicted", without its payload. */
+static const char sweep_script[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local due = redis.call('ZRANGEBYSCORE', 'uidcast:expiring', '-inf', now, 'LIMIT', 0, 100)\n"
+    "local out = {}\n"
+    "for _, m in ipairs(due) do\n"
+    "  redis.call('ZREM', 'uidcast:expiring', m)\n"
+    "  local sep = string.find(m, ':', 1, true)\n"
+    "  local seq, uid = string.sub(m, 1, sep - 1), string.sub(m, sep + 1)\n"
+    "  if tonumber(redis.call('GET', 'uidcast:d:' .. uid) or '0') < tonumber(seq) then\n"
+    "    local e = redis.call('XRANGE', 'uidcast:k:' .. uid, seq .. '-1', seq .. '-1')\n"
+    "    out[#out + 1] = uid; out[#out + 1] = seq\n"
+    "    if e[1] then\n"
+    "      out[#out + 1] = e[1][2][2]; out[#out + 1] = e[1][2][4]; out[#out + 1] = 'expired'\n"
+    "    else\n"
+    "      out[#out + 1] = ''; out[#out + 1] = '0'; out[#out + 1] = 'evicted'\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
 
 /* Returns {last number, more (0|1), id, binary, payload, id, binary, payload, ...}: the entries
  * after ARGV[1] (an inclusive start id) that have not expired, until ARGV[2] payload bytes. */
@@ -85,13 +126,30 @@ struct burn {
 
 enum { MAX_BURNS = 100000 }; /* uids remembered; beyond, a loss is only counted */
 
+/* The highest number of a uid handed to a connection here, not yet written to Redis. */
+struct mark {
+    UT_hash_handle hh;
+    uint64_t seq;
+    size_t uid_len;
+    char uid[];
+};
+
 struct uc_streams {
+    struct ev_loop *loop;
     struct uc_broker *broker;
     size_t max_messages;
     struct burn *burns;
     size_t nburns;
+    struct mark *marks; /* written every MARK_EVERY: one command per uid, not per message */
+    ev_timer mark_timer;
+    ev_timer sweep_timer; /* claims expired messages, for on_undelivered */
+    uc_undelivered_fn *undelivered;
+    void *arg;
     struct uc_stats stats; /* the mailbox_* fields only */
 };
+
+#define MARK_EVERY 0.05
+#define SWEEP_EVERY 1.0
 
 static int key_name(char *out, size_t cap, const char *prefix, const char *uid, size_t len)
 {
@@ -176,8 +234,9 @@ static void keep(void *ctx, const char *uid, size_t uid_len, const void *data, s
     if (k && nseq > 0 && nstream > 0 && nchan > 0) {
         flush_burns(st);
         *k = (struct keeping){st, done, arg};
-        const char *argv[] = {"EVAL", keep_script, "2",    seq_key,           stream, chan, head,
-                              data,   keep_ms,     maxlen, binary ? "1" : "0"};
+        const char *argv[] = {
+            "EVAL", keep_script,        "2", seq_key, stream, chan, head, data, keep_ms,
+            maxlen, binary ? "1" : "0", uid};
         size_t argl[] = {4,
                          sizeof keep_script - 1,
                          1,
@@ -188,8 +247,9 @@ static void keep(void *ctx, const char *uid, size_t uid_len, const void *data, s
                          len,
                          (size_t)snprintf(keep_ms, sizeof keep_ms, "%.0f", seconds * 1000),
                          (size_t)snprintf(maxlen, sizeof maxlen, "%zu", st->max_messages),
-                         1};
-        if (uc_broker_command(st->broker, on_kept, k, 11, argv, argl) == 0)
+                         1,
+                         uid_len};
+        if (uc_broker_command(st->broker, on_kept, k, 12, argv, argl) == 0)
             return;
     }
     free(k);
@@ -199,14 +259,6 @@ static void keep(void *ctx, const char *uid, size_t uid_len, const void *data, s
     done(arg, 0);
 }
 
-/* ---- replaying ---- */
-
-struct replaying {
-    struct uc_replay_sink sink;
-    struct uc_streams *st;
-    uint64_t since;
-};
-
 static uint64_t parse_u64(const char *s, size_t len)
 {
     uint64_t v = 0;
@@ -214,6 +266,89 @@ static uint64_t parse_u64(const char *s, size_t len)
         v = v * 10 + (uint64_t)(s[i] - '0');
     return v;
 }
+
+/* ---- what was handed to a connection, and what expired unhanded ---- */
+
+static void delivered(void *ctx, const char *uid, size_t uid_len, uint64_t seq)
+{
+    struct uc_streams *st = ctx;
+    struct mark *m;
+    HASH_FIND(hh, st->marks, uid, uid_len, m);
+    if (!m) {
+        if (!(m = calloc(1, sizeof *m + uid_len)))
+            return; /* at worst reported undelivered: a fallback sent once too often */
+        m->uid_len = uid_len;
+        memcpy(m->uid, uid, uid_len);
+        HASH_ADD(hh, st->marks, uid, m->uid_len, m);
+        if (!ev_is_active(&st->mark_timer))
+            ev_timer_start(st->loop, &st->mark_timer);
+    }
+    if (seq > m->seq)
+        m->seq = seq;
+}
+
+static void mark_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct uc_streams *st = w->data;
+    struct mark *m, *tmp;
+    HASH_ITER(hh, st->marks, m, tmp)
+    {
+        char key[UC_UID_MAX + 16], seq[24];
+        int n = key_name(key, sizeof key, "uidcast:d:", m->uid, m->uid_len);
+        const char *argv[] = {"EVAL", mark_script, "1", key, seq};
+        size_t argl[] = {4, sizeof mark_script - 1, 1, (size_t)n,
+                         (size_t)snprintf(seq, sizeof seq, "%llu", (unsigned long long)m->seq)};
+        if (n > 0 && uc_broker_command(st->broker, NULL, NULL, 5, argv, argl) != 0) {
+            ev_timer_start(st->loop, w); /* Redis is away: again later */
+            return;
+        }
+        HASH_DEL(st->marks, m);
+        free(m);
+    }
+}
+
+static void on_swept(struct redisAsyncContext *ac, void *r, void *privdata)
+{
+    (void)ac;
+    struct uc_streams *st = privdata;
+    redisReply *reply = r;
+    if (!reply || reply->type != REDIS_REPLY_ARRAY)
+        return;
+    for (size_t i = 0; i + 4 < reply->elements; i += 5) {
+        redisReply **e = reply->element + i;
+        if (e[0]->type != REDIS_REPLY_STRING || e[2]->type != REDIS_REPLY_STRING ||
+            e[4]->type != REDIS_REPLY_STRING)
+            continue;
+        st->stats.mailbox_undelivered++;
+        if (st->undelivered)
+            st->undelivered(e[0]->str, e[0]->len,
+                            e[1]->type == REDIS_REPLY_STRING ? parse_u64(e[1]->str, e[1]->len) : 0,
+                            e[2]->str, e[2]->len, e[3]->len == 1 && e[3]->str[0] == '1', e[4]->str,
+                            st->arg);
+    }
+}
+
+static void sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct uc_streams *st = w->data;
+    const char *argv[] = {"EVAL", sweep_script, "0"};
+    size_t argl[] = {4, sizeof sweep_script - 1, 1};
+    uc_broker_command(st->broker, on_swept, st, 3, argv, argl); /* down: next tick */
+}
+
+/* ---- replaying ---- */
+
+struct replaying {
+    struct uc_replay_sink sink;
+    struct uc_streams *st;
+    uint64_t since;
+    size_t uid_len;
+    char uid[]; /* for the delivered marks */
+};
 
 /* Hands the entries over as the embedded store does (mailbox.c): gaps counted from since, or
  * from the first message handed. Returns the result for sink.done. */
@@ -236,6 +371,7 @@ static int hand_over(struct replaying *rp, const redisReply *reply, uint64_t las
                 return UC_REPLAY_DONE;
         }
         rp->st->stats.mailbox_replayed++;
+        delivered(rp->st, rp->uid, rp->uid_len, seq);
         expected = seq + 1;
         reference = 1;
         int binary = bin->type == REDIS_REPLY_STRING && bin->len == 1 && bin->str[0] == '1';
@@ -276,10 +412,11 @@ static void replay(void *ctx, const char *uid, size_t uid_len, uint64_t since, s
     char seq_key[UC_UID_MAX + 16], stream[UC_UID_MAX + 16], start[32], budget[24];
     int nseq = key_name(seq_key, sizeof seq_key, "uidcast:seq:", uid, uid_len);
     int nstream = key_name(stream, sizeof stream, "uidcast:k:", uid, uid_len);
-    struct replaying *rp = malloc(sizeof *rp);
+    struct replaying *rp = malloc(sizeof *rp + uid_len);
     if (rp && nseq > 0 && nstream > 0) {
         flush_burns(st); /* a gap this node knows of is in Redis before the question */
-        *rp = (struct replaying){*sink, st, since};
+        *rp = (struct replaying){*sink, st, since, uid_len};
+        memcpy(rp->uid, uid, uid_len);
         const char *argv[] = {"EVAL", replay_script, "2", seq_key, stream, start, budget};
         size_t argl[] = {
             4,
@@ -303,28 +440,50 @@ static void stats(void *ctx, struct uc_stats *out)
     out->mailbox_unkept = st->stats.mailbox_unkept;
     out->mailbox_replayed = st->stats.mailbox_replayed;
     out->mailbox_gaps = st->stats.mailbox_gaps;
+    out->mailbox_undelivered = st->stats.mailbox_undelivered;
 }
 
-struct uc_streams *uc_streams_new(struct uc_broker *broker, size_t max_messages)
+struct uc_streams *uc_streams_new(struct ev_loop *loop, struct uc_broker *broker,
+                                  size_t max_messages, uc_undelivered_fn *undelivered, void *arg)
 {
     struct uc_streams *st = calloc(1, sizeof *st);
     if (!st)
         return NULL;
+    st->loop = loop;
     st->broker = broker;
     st->max_messages = max_messages;
+    st->undelivered = undelivered;
+    st->arg = arg;
+    ev_timer_init(&st->mark_timer, mark_cb, MARK_EVERY, 0.);
+    st->mark_timer.data = st;
+    ev_timer_init(&st->sweep_timer, sweep_cb, SWEEP_EVERY, SWEEP_EVERY);
+    st->sweep_timer.data = st;
+    ev_timer_start(loop, &st->sweep_timer);
     return st;
 }
 
 struct uc_store uc_streams_store(struct uc_streams *st)
 {
-    return (struct uc_store){
-        .ctx = st, .delivers = 1, .keep = keep, .replay = replay, .stats = stats};
+    return (struct uc_store){.ctx = st,
+                             .delivers = 1,
+                             .keep = keep,
+                             .delivered = delivered,
+                             .replay = replay,
+                             .stats = stats};
 }
 
 void uc_streams_free(struct uc_streams *st)
 {
     if (!st)
         return;
+    ev_timer_stop(st->loop, &st->mark_timer);
+    ev_timer_stop(st->loop, &st->sweep_timer);
+    struct mark *m, *mtmp;
+    HASH_ITER(hh, st->marks, m, mtmp)
+    {
+        HASH_DEL(st->marks, m);
+        free(m);
+    }
     struct burn *bn, *tmp;
     HASH_ITER(hh, st->burns, bn, tmp)
     {

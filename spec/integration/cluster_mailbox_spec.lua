@@ -146,6 +146,59 @@ describe("kept messages from Lua in a cluster", function()
   end)
 end)
 
+describe("undelivered kept messages in a cluster", function()
+  local r, a, b
+  -- Connections bind to ?uid=; each node reports on_undelivered to the uid "watcher", naming
+  -- itself.
+  local function script(name)
+    return server.script(([[
+      local uidcast = require "uidcast"
+      return {
+        on_open = function(conn, req) if req.query.uid then conn:bind(req.query.uid) end end,
+        on_undelivered = function(uid, seq, data, reason)
+          uidcast.send_uid("watcher", ("%s %%s %%d %%s %%s"):format(uid, seq, data, reason))
+        end }
+    ]]):format(name))
+  end
+
+  setup(function()
+    r = redis.start()
+    a = server.start { args = { "--redis", r.url }, script = script("A") }
+    b = server.start { args = { "--redis", r.url }, script = script("B") }
+    cluster.wait_connected { a, b }
+  end)
+  teardown(function()
+    assert.equals(0, a:stop())
+    assert.equals(0, b:stop())
+    r:stop()
+  end)
+
+  local function keep_for(node, uid, body, seconds)
+    local _, _, answer = http.request1(node.push_port, "POST",
+      ("/send?uid=%s&keep=%s"):format(uid, seconds), { body = body })
+    return http.json(answer).seq
+  end
+
+  it("runs on_undelivered once in the whole cluster for a message nobody was handed", function()
+    local watch = assert(ws.connect(a.port, { path = "/?uid=watcher" }))
+    local seq = keep_for(b, "c-undelivered", "lost", 0.3)
+    assert.matches(("^[AB] c%%-undelivered %d lost expired$"):format(seq), (watch:receive(5)))
+    assert.is_true(watch:silent(2.5)) -- once, not once per node
+    watch:close()
+  end)
+
+  it("does not run it for a message a connection on any node was handed", function()
+    local watch = assert(ws.connect(a.port, { path = "/?uid=watcher" }))
+    local client = assert(ws.connect(b.port, { path = "/?uid=c-handed" }))
+    socket.sleep(0.1) -- node B subscribed
+    keep_for(a, "c-handed", "got it", 0.3)
+    assert.equals("got it", client:receive())
+    assert.is_true(watch:silent(2.5))
+    client:close()
+    watch:close()
+  end)
+end)
+
 describe("kept messages when a node is killed #no_memcheck", function()
   local r, a, b
 
