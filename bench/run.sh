@@ -77,7 +77,7 @@ for l in $labels; do
     measure "$l" push --conns 1000 --push-conns 8 --inflight 32 --duration "$DURATION"
     # Kept messages (uidcast.v1 clients; the default script keeps their uid:message sends, and
     # pushes carry &keep=60): what keeping costs, next to the same workloads without it.
-    if [ "$l" != node-ws ]; then
+    if [ "$l" = uidcast ]; then
         measure "$l" route --conns 1000 --inflight 8 --duration "$DURATION" --keep --name route-kept
         measure "$l" push --conns 1000 --push-conns 8 --inflight 32 --duration "$DURATION" --keep --name push-kept
     fi
