@@ -70,6 +70,8 @@ static const struct row rows[] = {
      "read the push token from FILE's first line, so it stays out\nof the command line"},
     {"push-timeout", 0, K_SECONDS, AT(opt.push_timeout), 0, 0, "S", "30",
      "seconds a push connection may idle"},
+    {"www", 0, K_NONEMPTY, AT(opt.www), 0, 0, "DIR", NULL,
+     "serve DIR's files (the client library, the demo page) to\nplain GETs on the WebSocket port"},
     {"max-message", 0, K_BYTES, AT(opt.max_message), 1, 1 << 30, "BYTES", "1m",
      "largest message accepted; larger closes with 1009\n(suffixes k, m, g)"},
     {"max-send-buffer", 0, K_BYTES, AT(opt.max_send_buffer), 1024, 0, "BYTES", "4m",

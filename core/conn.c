@@ -19,6 +19,7 @@
 #include "core.h"
 #include "log.h"
 #include "str.h"
+#include "www.h"
 
 static void read_cb(struct ev_loop *loop, ev_io *w, int revents);
 static int ws_at_rest(const struct uc_conn *c);
@@ -438,6 +439,22 @@ static void refuse(struct uc_conn *c, int status, const char *extra_headers, con
     set_deadline(c, srv->opt.close_timeout);
 }
 
+/* A plain GET with --www: the file, then the connection closes as after a refusal. */
+static void serve_file(struct uc_conn *c, const struct uc_http_request *req)
+{
+    int status = 0;
+    struct uc_buf *b = uc_www_respond(c->srv->www, req, &status);
+    uc_debug("conn %llu (%s): %d for %.*s", (unsigned long long)c->id, c->remote_addr, status,
+             (int)req->path_len, req->path);
+    idle_unlink(c);
+    c->state = CONN_CLOSING;
+    c->flags |= CONN_FINISHING;
+    if (!b || uc_conn_queue(c, b) != 0)
+        kill_conn(c);
+    uc_buf_unref(b);
+    set_deadline(c, c->srv->opt.close_timeout);
+}
+
 /* Cross-site WebSocket hijacking defence: browsers always send Origin, and a page on another
  * site must not ride on its visitor's cookies into this server. */
 static int origin_allowed(const struct uc_server *srv, const struct uc_http_request *req)
@@ -495,6 +512,11 @@ static long upgrade(struct uc_conn *c, char *head, size_t avail)
         return 0; /* caller keeps the bytes and waits for more */
     if (n < 0) {
         refuse(c, (int)-n, NULL, (int)-n == 431 ? "request head too large" : "malformed request");
+        return -1;
+    }
+    size_t len;
+    if (srv->www && !uc_http_header_get(&req, "upgrade", &len)) {
+        serve_file(c, &req);
         return -1;
     }
     char accept[29];

@@ -281,14 +281,24 @@ void uc_hub_catch_up(struct uc_hub *h, struct uc_hub_member *m)
         return;
     /* The flag stops the recursion an overflow would start (queue -> cut off -> leave). */
     m->catching_up = 1;
-    while (m->bcast_seen < seq) {
-        struct uc_buf *b = log_frame(h, m->bcast_seen - h->log_base, m->numbered);
-        m->bcast_seen++;
-        if (!b)
-            continue; /* out of memory for its header: this one is lost to it */
-        if (h->sink.queue(h->sink.ctx, m->uid_link.owner, b) != 0) {
-            m->bcast_seen = seq; /* cut off: owed nothing more */
-            break;
+    if (!m->numbered) {
+        /* The common case, kept to the plain loop: this runs once per member per broadcast. */
+        while (m->bcast_seen < seq) {
+            struct uc_buf *b = h->log[m->bcast_seen - h->log_base];
+            m->bcast_seen++;
+            if (h->sink.queue(h->sink.ctx, m->uid_link.owner, b) != 0) {
+                m->bcast_seen = seq; /* cut off: owed nothing more */
+                break;
+            }
+        }
+    } else {
+        while (m->bcast_seen < seq) {
+            struct uc_buf *b = log_frame(h, m->bcast_seen - h->log_base, 1);
+            m->bcast_seen++;
+            if (b && h->sink.queue(h->sink.ctx, m->uid_link.owner, b) != 0) {
+                m->bcast_seen = seq; /* NULL: out of memory for its header, lost to it */
+                break;
+            }
         }
     }
     m->catching_up = 0;

@@ -14,6 +14,7 @@
 #include "procstat.h"
 #include "scoreboard.h"
 #include "str.h"
+#include "www.h"
 
 static void open_reserve(struct uc_server *srv)
 {
@@ -225,8 +226,13 @@ struct uc_server *uc_server_new(const struct uc_options *opts, const struct uc_h
     srv->opt = *opts;
     srv->handlers = *handlers;
     srv->reserve_fd = -1;
+    if (opts->www && !(srv->www = uc_www_open(opts->www, err, err_size))) {
+        free(srv);
+        return NULL;
+    }
     srv->listen_fd = uc_net_listen(opts->listen, opts->workers > 1, err, err_size);
     if (srv->listen_fd < 0) {
+        uc_www_free(srv->www);
         free(srv);
         return NULL;
     }
@@ -310,6 +316,7 @@ void uc_server_free(struct uc_server *srv)
     }
     uc_presence_cancel_local(srv);
     free(srv->held);
+    uc_www_free(srv->www);
     uc_hub_free(&srv->hub);
     ev_ref(srv->loop);
     ev_ref(srv->loop);

@@ -46,6 +46,7 @@ struct uc_options {
     char push[300];                   /* HOST:PORT of the HTTP push API, or "off" */
     const char *push_token;           /* Bearer token the push API requires, or NULL */
     double push_timeout; /* seconds a push connection may idle or take to send a request */
+    const char *www;     /* directory whose files a plain GET gets (www.h), or NULL */
 };
 
 /* What the policy is told when a client asks to upgrade. Every pointer is borrowed until the

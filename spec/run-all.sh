@@ -2,7 +2,7 @@
 # spec/run-all.sh -- runs every suite and ends with one line "N passed, M failed" over all of them:
 #   ctests    the C unit tests of core/, each under valgrind (a leak or invalid access fails it)
 #   busted    the busted specs: unit specs of scripts, integration specs against build/uidcast,
-#             interop with python3-websockets
+#             interop with python3-websockets; and node --test of the client, www/uidcast.js
 #   memcheck  the integration specs again with the server under valgrind: each spec's server
 #             must stop with exit 0, which valgrind turns into 99 on any error or leak
 #   sanitize  the integration specs with build/asan/uidcast (ASan+UBSan)
@@ -73,7 +73,21 @@ run_busted() { # label, then busted arguments
     rm -f "$UIDCAST_PID_FILE"
 }
 
+# node --test prints TAP: "# pass N" and "# fail M" at the end.
+run_node() { # label, then the test files' directory
+    echo "== $1"
+    out=$(node --test "$2" 2>&1); rc=$?
+    echo "$out" | grep -E '^(not ok|# (pass|fail))' ; echo "$out" | grep -A12 '^not ok' | head -40
+    p=$(echo "$out" | sed -n 's/^# pass \([0-9]*\)$/\1/p' | tail -n 1)
+    f=$(echo "$out" | sed -n 's/^# fail \([0-9]*\)$/\1/p' | tail -n 1)
+    count "${p:-0}" "${f:-0}"
+    if [ -z "$p" ] || { [ $rc -ne 0 ] && [ "${f:-0}" = 0 ]; }; then
+        echo "$1: node --test exit $rc without a count"; count 0 1
+    fi
+}
+
 want busted && run_busted "busted: unit and integration specs" spec/unit spec/integration
+{ want busted || [ "$ONLY" = check ]; } && run_node "node: www/uidcast.js" www/test/
 [ "$ONLY" = check ] && run_busted "busted: unit specs" spec/unit
 
 lint_one() { # label, then the command
