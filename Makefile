@@ -15,7 +15,7 @@ RUN_PACKAGES  := gcc make pkg-config libc6-dev liblua5.4-dev libev-dev libwslay-
                  libhttp-parser-dev libssl-dev uthash-dev libhiredis-dev curl
 TEST_PACKAGES := lua5.4 lua-busted lua-socket python3 python3-websockets valgrind clang \
                  libclang-rt-14-dev redis-server openssl procps util-linux php-cli \
-                 clang-format cppcheck lua-check help2man nodejs
+                 clang-format cppcheck lua-check help2man nodejs chromium
 
 CORE_SRC := core/procstat.c core/scoreboard.c core/mailbox.c core/hub.c core/buf.c core/outq.c core/http.c core/umap.c core/ws.c core/conn.c \
             core/net.c core/server.c core/log.c core/cli.c \
@@ -52,8 +52,12 @@ install_packages = missing=$$(for p in $(1); do \
 deps:
 	@$(call install_packages,$(RUN_PACKAGES),--no-install-recommends)
 
+# The browser specs' npm packages (playwright-core), pinned by spec/browser/package-lock.json;
+# once installed, the suites run without the network.
 test-deps: deps
 	@$(call install_packages,$(TEST_PACKAGES))
+	@[ -d spec/browser/node_modules/playwright-core ] || \
+	  (cd spec/browser && npm ci --no-audit --no-fund --loglevel=error)
 
 $(BUILD)/obj/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)

@@ -3,6 +3,8 @@
 #   ctests    the C unit tests of core/, each under valgrind (a leak or invalid access fails it)
 #   busted    the busted specs: unit specs of scripts, integration specs against build/uidcast,
 #             interop with python3-websockets; and node --test of the client, www/uidcast.js
+#   browser   www/uidcast.js, the demo page and the README's console snippet in headless chromium
+#             against the real server (screenshots in build/browser-*.png)
 #   memcheck  the integration specs again with the server under valgrind: each spec's server
 #             must stop with exit 0, which valgrind turns into 99 on any error or leak
 #   sanitize  the integration specs with build/asan/uidcast (ASan+UBSan)
@@ -88,6 +90,7 @@ run_node() { # label, then the test files' directory
 
 want busted && run_busted "busted: unit and integration specs" spec/unit spec/integration
 { want busted || [ "$ONLY" = check ]; } && run_node "node: www/uidcast.js" www/test/
+want browser && run_node "browser: uidcast.js and the demo page in chromium (playwright-core)" spec/browser/
 [ "$ONLY" = check ] && run_busted "busted: unit specs" spec/unit
 
 lint_one() { # label, then the command
