@@ -24,9 +24,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core.h"
+#include <ev.h>
+
+#include "container.h"
 #include "log.h"
 #include "str.h"
+#include "umap.h"
 
 #define NODE_ID_LEN 16
 #define BACKOFF_MIN 0.1
@@ -47,11 +50,13 @@ static const char online_script[] =
 
 struct uc_broker {
     struct uc_server *srv;
-    double timeout;      /* --redis-timeout */
-    size_t max_pending;  /* --redis-max-pending */
-    size_t pending;      /* bytes of publications sent, not yet answered */
-    ev_timer watchdog;   /* pings Redis; a missed answer means it is down */
-    ev_tstamp ping_sent; /* when the unanswered PING went out, or 0 */
+    struct ev_loop *loop;
+    uint64_t published, received, dropped, gaps; /* the cluster_* counters */
+    double timeout;                              /* --redis-timeout */
+    size_t max_pending;                          /* --redis-max-pending */
+    size_t pending;                              /* bytes of publications sent, not yet answered */
+    ev_timer watchdog;                           /* pings Redis; a missed answer means it is down */
+    ev_tstamp ping_sent;                         /* when the unanswered PING went out, or 0 */
     /* SUBSCRIBE commands sent and confirmed since the subscriber connected: a login on this
      * node is acknowledged only once its subscription is confirmed (uc_broker_subscribing). */
     uint64_t sub_sent, sub_confirmed;
@@ -81,7 +86,7 @@ static void schedule_retry(struct uc_broker *b)
     if (b->closing || ev_is_active(&b->retry))
         return;
     ev_timer_set(&b->retry, b->backoff, 0.);
-    ev_timer_start(b->srv->loop, &b->retry);
+    ev_timer_start(b->loop, &b->retry);
     b->backoff = b->backoff * 2 > BACKOFF_MAX ? BACKOFF_MAX : b->backoff * 2;
 }
 
@@ -110,13 +115,12 @@ static int channel_name(char *out, size_t cap, int kind, const char *key, size_t
 static void subscription_confirmed(struct uc_broker *b)
 {
     b->sub_confirmed++;
-    b->sub_waiting_since = b->sub_confirmed < b->sub_sent ? ev_now(b->srv->loop) : 0;
+    b->sub_waiting_since = b->sub_confirmed < b->sub_sent ? ev_now(b->loop) : 0;
     uc_server_subscribed(b->srv, b->sub_confirmed);
     if (b->gap_open && b->sub_confirmed == b->sub_sent) {
         b->gap_open = 0;
         uc_info("cluster: subscriptions restored");
-        if (b->srv->handlers.on_cluster_gap)
-            b->srv->handlers.on_cluster_gap(b->srv->handlers.user_data);
+        uc_server_cluster_gap(b->srv);
     }
 }
 
@@ -132,7 +136,7 @@ static void deliver_kept(struct uc_broker *b, const redisReply *chan, const redi
         return;
     p++;
     if (memcmp(msg->str, b->node_id, NODE_ID_LEN) != 0)
-        b->srv->stats.cluster_received++;
+        b->received++;
     uc_server_deliver_kept(b->srv, chan->str + 10, chan->len - 10, p, (size_t)(end - p), binary,
                            seq);
 }
@@ -167,7 +171,7 @@ static void on_publication(redisAsyncContext *ac, void *r, void *privdata)
     char kind = chan->str[8];
     const char *key = chan->str + 10;
     size_t key_len = chan->len > 10 ? chan->len - 10 : 0;
-    b->srv->stats.cluster_received++;
+    b->received++;
     uc_server_deliver_local(b->srv, kind, key, key_len, data, len, binary);
 }
 
@@ -176,7 +180,7 @@ static void subscribe_raw(struct uc_broker *b, const char *chan, size_t len)
     if (redisAsyncCommand(b->sub, on_publication, b, "SUBSCRIBE %b", chan, len) != REDIS_OK)
         return;
     if (b->sub_sent++ == b->sub_confirmed)
-        b->sub_waiting_since = ev_now(b->srv->loop);
+        b->sub_waiting_since = ev_now(b->loop);
 }
 
 static uint64_t subscribing(void *ctx)
@@ -202,13 +206,23 @@ static void unsubscribe(struct uc_broker *b, int kind, const char *key, size_t k
         redisAsyncCommand(b->sub, NULL, NULL, "UNSUBSCRIBE %b", chan, (size_t)n);
 }
 
+static void subscribe_uid(const char *key, size_t len, size_t count, void *ctx)
+{
+    (void)count;
+    subscribe(ctx, 'u', key, len);
+}
+
+static void subscribe_group(const char *key, size_t len, size_t count, void *ctx)
+{
+    (void)count;
+    subscribe(ctx, 'g', key, len);
+}
+
 static void subscribe_everything(struct uc_broker *b)
 {
-    struct uc_server *srv = b->srv;
     subscribe_raw(b, UC_LIT("uidcast:a"));
-    struct uc_umap_entry *e, *tmp;
-    HASH_ITER(hh, srv->hub.uids.table, e, tmp) subscribe(b, 'u', e->name, e->len);
-    HASH_ITER(hh, srv->hub.groups.table, e, tmp) subscribe(b, 'g', e->name, e->len);
+    uc_server_each_key(b->srv, 'u', subscribe_uid, b);
+    uc_server_each_key(b->srv, 'g', subscribe_group, b);
 }
 
 /* ---- presence ---- */
@@ -222,29 +236,51 @@ static void register_node(struct uc_broker *b, redisCallbackFn *expire_cb)
 
 /* Writes this node's whole presence hash again: after a (re)connect, when Redis may have lost
  * it or missed changes. HSET takes many pairs per command, so this is one command per chunk. */
-static void write_presence(struct uc_broker *b)
-{
-    enum { CHUNK = 256 };
+/* HSET pairs gathered for write_presence: one command per CHUNK uids. */
+enum { CHUNK = 256 };
+struct presence_batch {
+    struct uc_broker *b;
     const char *argv[2 + 2 * CHUNK];
     size_t argl[2 + 2 * CHUNK];
     char counts[CHUNK][24];
+    int n;
+};
+
+static void batch_send(struct presence_batch *pb)
+{
+    if (pb->n)
+        redisAsyncCommandArgv(pb->b->pub, NULL, NULL, 2 + 2 * pb->n, pb->argv, pb->argl);
+    pb->n = 0;
+}
+
+static void batch_add(const char *uid, size_t len, size_t count, void *ctx)
+{
+    struct presence_batch *pb = ctx;
+    int n = pb->n;
+    pb->argv[2 + 2 * n] = uid;
+    pb->argl[2 + 2 * n] = len;
+    pb->argl[3 + 2 * n] = (size_t)snprintf(pb->counts[n], sizeof pb->counts[n], "%zu", count);
+    pb->argv[3 + 2 * n] = pb->counts[n];
+    if (++pb->n == CHUNK)
+        batch_send(pb);
+}
+
+/* Writes this node's whole presence hash again: after a (re)connect, when Redis may have lost
+ * it or missed changes. HSET takes many pairs per command, so this is one command per chunk. */
+static void write_presence(struct uc_broker *b)
+{
+    struct presence_batch *pb = malloc(sizeof *pb);
     redisAsyncCommand(b->pub, NULL, NULL, "DEL %s", b->presence_key);
-    argv[0] = "HSET";
-    argl[0] = 4;
-    argv[1] = b->presence_key;
-    argl[1] = strlen(b->presence_key);
-    int n = 0;
-    struct uc_umap_entry *e, *tmp;
-    HASH_ITER(hh, b->srv->hub.uids.table, e, tmp)
-    {
-        argv[2 + 2 * n] = e->name;
-        argl[2 + 2 * n] = e->len;
-        argl[3 + 2 * n] = (size_t)snprintf(counts[n], sizeof counts[n], "%zu", e->count);
-        argv[3 + 2 * n] = counts[n];
-        if (++n == CHUNK || !e->hh.next) {
-            redisAsyncCommandArgv(b->pub, NULL, NULL, 2 + 2 * n, argv, argl);
-            n = 0;
-        }
+    if (pb) {
+        pb->b = b;
+        pb->n = 0;
+        pb->argv[0] = "HSET";
+        pb->argl[0] = 4;
+        pb->argv[1] = b->presence_key;
+        pb->argl[1] = strlen(b->presence_key);
+        uc_server_each_key(b->srv, 'u', batch_add, pb);
+        batch_send(pb);
+        free(pb);
     }
     register_node(b, NULL);
 }
@@ -262,7 +298,7 @@ static void presence_write(struct uc_broker *b, const char *uid, size_t len, siz
     snprintf(n, sizeof n, "%zu", count);
     redisAsyncCommand(b->pub, NULL, NULL, "HSET %s %b %s", b->presence_key, uid, len, n);
     /* The first uid creates the hash (the last one's HDEL deleted it, TTL included). */
-    if (added && count == 1 && uc_umap_keys(&b->srv->hub.uids) == 1)
+    if (added && count == 1 && uc_server_key_count(b->srv, 'u') == 1)
         register_node(b, NULL);
 }
 
@@ -285,7 +321,7 @@ static void on_heartbeat_reply(redisAsyncContext *ac, void *r, void *privdata)
     /* EXPIRE answers 0 when the hash is gone although this node holds uids: Redis restarted,
      * or this node stalled past the TTL. Write it again. */
     if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer == 0 && b->pub_up &&
-        !b->closing && uc_umap_keys(&b->srv->hub.uids) > 0) {
+        !b->closing && uc_server_key_count(b->srv, 'u') > 0) {
         uc_warn("cluster: this node's presence had expired in redis; writing it again");
         write_presence(b);
     }
@@ -341,7 +377,7 @@ static int online(void *ctx, const char *uid, size_t uid_len,
  * line per message. */
 static void log_refusal(struct uc_broker *b, const char *what, const char *why)
 {
-    ev_tstamp now = ev_now(b->srv->loop);
+    ev_tstamp now = ev_now(b->loop);
     if (b->last_refusal_log && now - b->last_refusal_log < BACKOFF_MAX)
         return;
     b->last_refusal_log = now;
@@ -356,10 +392,10 @@ static void on_published(redisAsyncContext *ac, void *r, void *privdata)
     redisReply *reply = r;
     b->pending -= (size_t)(uintptr_t)privdata;
     if (reply && reply->type == REDIS_REPLY_INTEGER) {
-        b->srv->stats.cluster_published++;
+        b->published++;
         return;
     }
-    b->srv->stats.cluster_dropped++;
+    b->dropped++;
     if (reply && reply->type == REDIS_REPLY_ERROR)
         log_refusal(b, "redis refused a publication", reply->str);
 }
@@ -377,7 +413,7 @@ static void publish(void *ctx, int kind, const char *key, size_t key_len, const 
      * bounded buffer stays cheap (hiredis 0.14 moves what is left after every write). */
     size_t cost = NODE_ID_LEN + 1 + len + (size_t)n + 32;
     if (!b->pub_up || b->pending + cost > b->max_pending) {
-        b->srv->stats.cluster_dropped++;
+        b->dropped++;
         if (b->pub_up)
             log_refusal(b, "publications waiting for redis passed --redis-max-pending",
                         "dropping until it catches up");
@@ -385,7 +421,7 @@ static void publish(void *ctx, int kind, const char *key, size_t key_len, const 
     }
     char *msg = malloc(NODE_ID_LEN + 1 + len);
     if (!msg) {
-        b->srv->stats.cluster_dropped++;
+        b->dropped++;
         return;
     }
     memcpy(msg, b->node_id, NODE_ID_LEN);
@@ -396,7 +432,7 @@ static void publish(void *ctx, int kind, const char *key, size_t key_len, const 
                           (size_t)n, msg, NODE_ID_LEN + 1 + len) == REDIS_OK)
         b->pending += cost;
     else
-        b->srv->stats.cluster_dropped++;
+        b->dropped++;
     free(msg);
 }
 
@@ -433,7 +469,7 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
         /* Whatever other nodes publish from now until the subscriptions are back is lost to
          * this node: count the window, and tell the application once it is over. */
         if (b->sub_up && !b->closing) {
-            b->srv->stats.cluster_gaps++;
+            b->gaps++;
             b->gap_open = 1;
             uc_warn("cluster: subscriptions lost; messages from other nodes may be missed "
                     "until they are restored");
@@ -555,7 +591,7 @@ static redisAsyncContext *open_one(struct uc_broker *b, int is_pub)
         return NULL;
     }
     ac->data = b;
-    redisLibevAttach(b->srv->loop, ac);
+    redisLibevAttach(b->loop, ac);
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
     if (b->user)
@@ -643,6 +679,7 @@ struct uc_broker *uc_broker_new(struct uc_server *srv, const char *url, char *er
         return NULL;
     }
     b->srv = srv;
+    b->loop = uc_server_loop(srv);
     b->backoff = BACKOFF_MIN;
     /* 64 random bits: how a node tells its own echo from another node's publication. */
     uint64_t id;
@@ -651,13 +688,17 @@ struct uc_broker *uc_broker_new(struct uc_server *srv, const char *url, char *er
     snprintf(b->node_id, sizeof b->node_id, "%016llx", (unsigned long long)id);
     snprintf(b->presence_key, sizeof b->presence_key, "uidcast:n:%s", b->node_id);
     ev_init(&b->retry, retry_cb);
-    b->timeout = srv->opt.redis_timeout > 0 ? srv->opt.redis_timeout : 1;
-    b->max_pending = srv->opt.redis_max_pending ? srv->opt.redis_max_pending : 4 << 20;
+    b->timeout =
+        uc_server_options(srv)->redis_timeout > 0 ? uc_server_options(srv)->redis_timeout : 1;
+    b->max_pending = uc_server_options(srv)->redis_max_pending
+                         ? uc_server_options(srv)->redis_max_pending
+                         : 4 << 20;
     ev_timer_init(&b->watchdog, watchdog_cb, b->timeout / 4, b->timeout / 4);
-    ev_timer_start(srv->loop, &b->watchdog);
-    b->ttl = srv->opt.presence_ttl >= 1 ? (int)srv->opt.presence_ttl : 1;
+    ev_timer_start(b->loop, &b->watchdog);
+    b->ttl =
+        uc_server_options(srv)->presence_ttl >= 1 ? (int)uc_server_options(srv)->presence_ttl : 1;
     ev_timer_init(&b->heartbeat, heartbeat_cb, b->ttl / 3., b->ttl / 3.);
-    ev_timer_start(srv->loop, &b->heartbeat);
+    ev_timer_start(b->loop, &b->heartbeat);
     connect_missing(b);
     return b;
 }
@@ -683,18 +724,27 @@ struct uc_relay uc_broker_relay(struct uc_broker *b)
 
 static void free_service(void *ctx) { uc_broker_free(ctx); }
 
+static void service_stats(void *ctx, struct uc_stats *out)
+{
+    const struct uc_broker *b = ctx;
+    out->cluster_published += b->published;
+    out->cluster_received += b->received;
+    out->cluster_dropped += b->dropped;
+    out->cluster_gaps += b->gaps;
+}
+
 struct uc_service uc_broker_service(struct uc_broker *b)
 {
-    return (struct uc_service){.ctx = b, .free = free_service};
+    return (struct uc_service){.ctx = b, .free = free_service, .stats = service_stats};
 }
 
 void uc_broker_free(struct uc_broker *b)
 {
     if (!b)
         return;
-    ev_timer_stop(b->srv->loop, &b->retry);
-    ev_timer_stop(b->srv->loop, &b->heartbeat);
-    ev_timer_stop(b->srv->loop, &b->watchdog);
+    ev_timer_stop(b->loop, &b->retry);
+    ev_timer_stop(b->loop, &b->heartbeat);
+    ev_timer_stop(b->loop, &b->watchdog);
     if (b->pub_up) {
         /* Leave the cluster's presence at once rather than after the TTL. The loop will not
          * run again, so write what is queued now (non-blocking; best effort). */

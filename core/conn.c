@@ -16,10 +16,72 @@
 #include <unistd.h>
 #include <utlist.h>
 
-#include "core.h"
+#include "conn.h"
 #include "log.h"
+#include "server_impl.h"
 #include "str.h"
 #include "www.h"
+
+/* Lifetime of a connection:
+ *   HANDSHAKE -> OPEN -> CLOSING -> LINGER -> DEAD -> freed
+ * with shortcuts to DEAD on any I/O error or overflow. Leaving OPEN unlinks the connection
+ * from the uid map at once (so a broadcast running now skips it) and queues it on the reap
+ * list; the policy's on_close and the free both happen from the loop's prepare watcher,
+ * never inside a callback that is still using the connection. */
+enum conn_state {
+    CONN_HANDSHAKE, /* reading the HTTP upgrade request */
+    CONN_OPEN,      /* WebSocket messages flow both ways */
+    CONN_CLOSING,   /* close frame queued; waiting for it to flush and for the peer's close */
+    CONN_LINGER,    /* our side is done (shutdown SHUT_WR); draining until EOF or timeout */
+    CONN_DEAD,      /* socket finished; waiting in the reap list to be freed */
+};
+
+enum conn_flag {
+    CONN_ACCEPTED = 1 << 0,   /* on_open accepted it: on_close is owed */
+    CONN_NOTIFY = 1 << 1,     /* on_close still to be called */
+    CONN_IN_REAP = 1 << 2,    /* on the reap list */
+    CONN_IN_DIRTY = 1 << 3,   /* on the flush list */
+    CONN_WRITE_WAIT = 1 << 4, /* write watcher started after EAGAIN */
+    CONN_CLOSE_RECV = 1 << 5, /* the peer's close frame arrived */
+    CONN_FINISHING = 1 << 6,  /* nothing more to send: shut down once the queue is flushed */
+    CONN_PINGED = 1 << 7,     /* pinged since it was last heard from */
+    CONN_UPGRADED = 1 << 8,   /* the 101 was queued: bytes from now on are frames */
+    CONN_HELD = 1 << 12,      /* output waits until the cluster confirms its uid's subscription */
+    CONN_SINCE = 1 << 13,     /* the handshake said the last kept number the client saw */
+};
+
+struct uc_handshake {
+    size_t len;
+    char bytes[UC_HTTP_MAX_HEAD];
+};
+
+struct uc_conn {
+    struct uc_server *srv;
+    ev_io rio;      /* always on while the socket is open */
+    ev_io wio;      /* only while a flush hit EAGAIN */
+    ev_timer timer; /* closing and lingering deadlines; a fragmented message's deadline */
+    int fd;
+    uint8_t state;
+    uint16_t flags;
+    uint16_t close_code; /* reported to on_close */
+    uint64_t id;
+    struct uc_outq outq;
+    struct uc_hub_member member; /* its uid and groups (hub.c) */
+    struct uc_conn *prev, *next; /* every live connection, for shutdown (a utlist DL list) */
+    struct uc_conn *dirty_next;  /* flush list */
+    struct uc_conn *reap_next;   /* reap list */
+    struct uc_conn *idle_prev, *idle_next; /* live connections, least recently heard first */
+    ev_tstamp last_seen;                   /* when bytes last arrived */
+    uint32_t last_feed_ms;    /* when frames last arrived (ms on the server's clock), 0: never */
+    uint64_t since;           /* with CONN_SINCE: the handshake's ?since=N */
+    struct uc_resume *resume; /* the replay asked of the store and not answered yet, or NULL */
+    struct uc_handshake *hs;  /* only during CONN_HANDSHAKE */
+    struct uc_ws ws;          /* the RFC 6455 codec's state */
+    char *last_uid;           /* copy of the uid at close, for on_close; owned */
+    size_t last_uid_len;
+    char *close_reason; /* owned; reported to on_close */
+    char remote_addr[56];
+};
 
 static void read_cb(struct ev_loop *loop, ev_io *w, int revents);
 static int ws_at_rest(const struct uc_conn *c);
@@ -1004,6 +1066,20 @@ int uc_conn_bind_since(struct uc_conn *c, const char *uid, size_t uid_len, uint6
     uc_conn_mark_dirty(c);
     return 0;
 }
+
+void uc_conn_close_all(struct uc_server *srv)
+{
+    for (struct uc_conn *c = srv->conns; c; c = c->next) {
+        if (c->state == CONN_OPEN)
+            uc_conn_close(c, 1001, UC_LIT("server shutting down"));
+        else if (c->state == CONN_HANDSHAKE)
+            uc_conn_abort(c, 1001, "server shutting down");
+    }
+}
+
+struct uc_hub_member *uc_conn_member(struct uc_conn *c) { return &c->member; }
+
+struct uc_server *uc_conn_server(const struct uc_conn *c) { return c->srv; }
 
 const char *uc_conn_protocol(const struct uc_conn *c)
 {

@@ -7,10 +7,9 @@
 #include <string.h>
 #include <utlist.h>
 
+#include "container.h"
 #include "err.h"
 #include "ws.h"
-
-#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 /* One member's place in one group: linked into the group's list (link), into the member's own
  * list (prev/next), and into the hub's table by (owner, group entry), so that joining, leaving

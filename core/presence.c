@@ -4,16 +4,19 @@
  * cannot answer. Either way the answer comes later, from the loop, never inside the call:
  * callers are written once for both modes.
  *
- * Each pending query is owned by the server's list until answered; the server answers every
- * one with -1 ("no answer") when it is freed, so no caller waits forever or leaks. */
+ * Each pending query is owned by the list until answered; the server answers every one with
+ * -1 ("no answer") when it is freed, so no caller waits forever or leaks. */
+#include "presence.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <utlist.h>
 
-#include "core.h"
+#include "container.h"
+#include "err.h"
 
 struct uc_online_query {
-    struct uc_server *srv;
+    struct uc_presence *p;
     uc_online_fn *done;
     void *arg;
     int asked_redis;
@@ -22,60 +25,68 @@ struct uc_online_query {
     char uid[];
 };
 
-/* This node's connections of uid (each bound connection is one link of its entry). */
-static long long local_count(const struct uc_server *srv, const char *uid, size_t len)
-{
-    const struct uc_umap_entry *u = uc_umap_find(&srv->hub.uids, uid, len);
-    return u ? (long long)u->count : 0;
-}
-
 static void answer(struct uc_online_query *q, long long count, int partial)
 {
-    DL_DELETE(q->srv->online_queries, q);
+    DL_DELETE(q->p->queries, q);
     q->done(q->arg, count, partial);
     free(q);
+}
+
+static long long local(const struct uc_online_query *q)
+{
+    return (long long)q->p->local_count(q->p->ctx, q->uid, q->uid_len);
 }
 
 static void on_redis_answer(void *arg, long long count)
 {
     struct uc_online_query *q = arg;
-    struct uc_server *srv = q->srv;
-    if (count >= 0 || srv->tearing_down)
+    if (count >= 0 || q->p->stopping)
         answer(q, count, 0);
     else /* Redis is down or did not answer in time: ours, said to be partial */
-        answer(q, local_count(srv, q->uid, q->uid_len), 1);
+        answer(q, local(q), 1);
 }
 
-int uc_online_query(struct uc_server *srv, const char *uid, size_t uid_len, uc_online_fn *done,
-                    void *arg)
+/* Answers queued since the last iteration; one added by a callback waits for the next. */
+static void due_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct uc_presence *p = container_of(w, struct uc_presence, due);
+    struct uc_online_query *q = p->queries, *next;
+    for (; q; q = next) {
+        next = q->next;
+        if (!q->asked_redis)
+            answer(q, local(q), p->relay->online != NULL);
+    }
+}
+
+void uc_presence_init(struct uc_presence *p, struct ev_loop *loop, const struct uc_relay *relay,
+                      size_t (*local_count)(void *ctx, const char *uid, size_t len), void *ctx)
+{
+    *p = (struct uc_presence){.loop = loop, .relay = relay, .local_count = local_count, .ctx = ctx};
+    ev_init(&p->due, due_cb);
+}
+
+int uc_presence_query(struct uc_presence *p, const char *uid, size_t uid_len, uc_online_fn *done,
+                      void *arg)
 {
     struct uc_online_query *q = malloc(sizeof *q + uid_len);
     if (!q)
         return UC_ERR_NOMEM;
-    *q = (struct uc_online_query){.srv = srv, .done = done, .arg = arg, .uid_len = uid_len};
+    *q = (struct uc_online_query){.p = p, .done = done, .arg = arg, .uid_len = uid_len};
     memcpy(q->uid, uid, uid_len);
-    DL_PREPEND(srv->online_queries, q);
-    q->asked_redis = srv->relay.online &&
-                     srv->relay.online(srv->relay.ctx, uid, uid_len, on_redis_answer, q) == 0;
+    DL_PREPEND(p->queries, q);
+    q->asked_redis =
+        p->relay->online && p->relay->online(p->relay->ctx, uid, uid_len, on_redis_answer, q) == 0;
     if (!q->asked_redis)
-        ev_feed_event(srv->loop, &srv->online_due, EV_CUSTOM);
+        ev_feed_event(p->loop, &p->due, EV_CUSTOM);
     return 0;
 }
 
-void uc_presence_answer_local(struct uc_server *srv)
+void uc_presence_cancel(struct uc_presence *p)
 {
-    /* Answers queued since the last iteration; one added by a callback waits for the next. */
-    struct uc_online_query *q = srv->online_queries, *next;
-    for (; q; q = next) {
-        next = q->next;
-        if (!q->asked_redis)
-            answer(q, local_count(srv, q->uid, q->uid_len), srv->relay.online != NULL);
-    }
-}
-
-void uc_presence_cancel_local(struct uc_server *srv)
-{
-    struct uc_online_query *q = srv->online_queries, *next;
+    p->stopping = 1;
+    struct uc_online_query *q = p->queries, *next;
     for (; q; q = next) {
         next = q->next;
         if (!q->asked_redis)

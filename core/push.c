@@ -23,12 +23,19 @@
 #include <unistd.h>
 #include <utlist.h>
 
-#include "core.h"
+#include <ev.h>
+
+#include "buf.h"
+#include "container.h"
+#include "http.h"
 #include "log.h"
 #include "net.h"
+#include "outq.h"
 #include "procstat.h"
+#include "server.h"
 #include "stats.h"
 #include "str.h"
+#include "umap.h"
 #include "utf8.h"
 
 #define PUSH_MAX_URL 4096
@@ -83,6 +90,8 @@ struct push_conn {
 
 struct uc_push {
     struct uc_server *srv;
+    uint64_t requests;       /* push_requests */
+    uint8_t rbuf[64 * 1024]; /* one read buffer for every push connection */
     int fd;
     ev_io io;
     ev_timer retry; /* resumes accepting after EMFILE */
@@ -105,7 +114,7 @@ static int must_hold(const struct push_conn *pc)
  * therefore spares a connection that made progress in the iteration before. */
 static void restart_idle_timer(struct push_conn *pc)
 {
-    struct ev_loop *loop = pc->push->srv->loop;
+    struct ev_loop *loop = uc_server_loop(pc->push->srv);
     pc->active_iteration = ev_iteration(loop);
     ev_timer_again(loop, &pc->timer);
 }
@@ -221,7 +230,7 @@ static void handle_send(struct push_conn *pc, struct http_parser_url *u, int bro
         }
     }
     int binary = query_flag(u, pc->url, "binary");
-    if (pc->body_len > srv->opt.max_message) {
+    if (pc->body_len > uc_server_options(srv)->max_message) {
         respond_error(pc, 413, NULL, "body larger than --max-message");
         return;
     }
@@ -410,7 +419,7 @@ static void fail(struct push_conn *pc, int status, const char *msg)
 {
     if (pc->closing)
         return;
-    pc->push->srv->stats.push_requests++;
+    pc->push->requests++;
     pc->closing = 1;
     respond_error(pc, status, NULL, msg);
     /* http-parser aborts the process if asked to pause a parser that already failed. */
@@ -420,7 +429,7 @@ static void fail(struct push_conn *pc, int status, const char *msg)
 
 static void route(struct push_conn *pc)
 {
-    pc->push->srv->stats.push_requests++;
+    pc->push->requests++;
     if (!authorized(pc)) {
         respond_error(pc, 401, "WWW-Authenticate: Bearer\r\n",
                       "missing or wrong Authorization: Bearer token");
@@ -530,7 +539,7 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
 static int on_headers_complete(http_parser *p)
 {
     struct push_conn *pc = p->data;
-    size_t max = pc->push->srv->opt.max_message;
+    size_t max = uc_server_options(pc->push->srv)->max_message;
     /* Refuse before reading a byte of a body that can only be refused. */
     if (p->content_length != ULLONG_MAX && p->content_length > max)
         fail(pc, 413, "body larger than --max-message");
@@ -540,7 +549,7 @@ static int on_headers_complete(http_parser *p)
 static int on_body(http_parser *p, const char *at, size_t len)
 {
     struct push_conn *pc = p->data;
-    size_t max = pc->push->srv->opt.max_message;
+    size_t max = uc_server_options(pc->push->srv)->max_message;
     if (pc->closing)
         return 0;
     if (pc->body_len + len > max) {
@@ -597,7 +606,7 @@ static const http_parser_settings settings = {
 static void conn_free(struct push_conn *pc)
 {
     struct uc_push *push = pc->push;
-    struct ev_loop *loop = push->srv->loop;
+    struct ev_loop *loop = uc_server_loop(push->srv);
     ev_io_stop(loop, &pc->rio);
     ev_io_stop(loop, &pc->wio);
     ev_timer_stop(loop, &pc->timer);
@@ -625,19 +634,19 @@ static void resume(struct push_conn *pc)
         feed(pc, stash, stash_len);
     free(stash);
     if (!pc->held && !pc->closing)
-        ev_io_start(pc->push->srv->loop, &pc->rio);
+        ev_io_start(uc_server_loop(pc->push->srv), &pc->rio);
 }
 
 /* The answers are out and no more will come: half-close, then drop what the client still sends
  * until its EOF (or PUSH_LINGER_BYTES, or --close-timeout). */
 static void linger(struct push_conn *pc)
 {
-    struct ev_loop *loop = pc->push->srv->loop;
+    struct ev_loop *loop = uc_server_loop(pc->push->srv);
     shutdown(pc->fd, SHUT_WR);
     pc->lingering = 1;
     ev_io_start(loop, &pc->rio);
     ev_timer_stop(loop, &pc->timer);
-    ev_timer_set(&pc->timer, pc->push->srv->opt.close_timeout, 0.);
+    ev_timer_set(&pc->timer, uc_server_options(pc->push->srv)->close_timeout, 0.);
     ev_timer_start(loop, &pc->timer);
 }
 
@@ -660,13 +669,13 @@ static void flush(struct push_conn *pc)
         if (r == 1) {
             if (!pc->write_wait) {
                 pc->write_wait = 1;
-                ev_io_start(pc->push->srv->loop, &pc->wio);
+                ev_io_start(uc_server_loop(pc->push->srv), &pc->wio);
             }
             return;
         }
         if (pc->write_wait) {
             pc->write_wait = 0;
-            ev_io_stop(pc->push->srv->loop, &pc->wio);
+            ev_io_stop(uc_server_loop(pc->push->srv), &pc->wio);
         }
         if (pc->closing) {
             if (!pc->lingering)
@@ -686,8 +695,8 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
     (void)loop;
     (void)revents;
     struct push_conn *pc = container_of(w, struct push_conn, rio);
-    struct uc_server *srv = pc->push->srv;
-    ssize_t n = read(pc->fd, srv->rbuf, sizeof srv->rbuf);
+    struct uc_push *push = pc->push;
+    ssize_t n = read(pc->fd, push->rbuf, sizeof push->rbuf);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     if (n <= 0) {
@@ -702,7 +711,7 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
     }
     if (pc->closing)
         return; /* answered and closing: what follows is ignored */
-    feed(pc, (const char *)srv->rbuf, (size_t)n);
+    feed(pc, (const char *)push->rbuf, (size_t)n);
     flush(pc);
 }
 
@@ -722,7 +731,7 @@ static void feed(struct push_conn *pc, const char *data, size_t len)
             pc->stash_len = len - used;
         }
         pc->held = 1;
-        ev_io_stop(pc->push->srv->loop, &pc->rio);
+        ev_io_stop(uc_server_loop(pc->push->srv), &pc->rio);
         return;
     }
     if (err != HPE_OK && err != HPE_PAUSED) {
@@ -757,7 +766,7 @@ void uc_push_adopt(struct uc_push *push, int fd)
         close(fd);
         return;
     }
-    struct ev_loop *loop = push->srv->loop;
+    struct ev_loop *loop = uc_server_loop(push->srv);
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     pc->push = push;
@@ -767,7 +776,7 @@ void uc_push_adopt(struct uc_push *push, int fd)
     ev_io_init(&pc->rio, read_cb, fd, EV_READ);
     ev_io_init(&pc->wio, write_cb, fd, EV_WRITE);
     ev_init(&pc->timer, timeout_cb);
-    pc->timer.repeat = push->srv->opt.push_timeout;
+    pc->timer.repeat = uc_server_options(push->srv)->push_timeout;
     ev_io_start(loop, &pc->rio);
     ev_timer_again(loop, &pc->timer);
     DL_PREPEND(push->conns, pc);
@@ -816,7 +825,7 @@ struct uc_push *uc_push_new(struct uc_server *srv, const char *spec, const char 
         return NULL;
     }
     push->srv = srv;
-    push->fd = uc_net_listen(spec, srv->opt.workers > 1, err, err_size);
+    push->fd = uc_net_listen(spec, uc_server_options(srv)->workers > 1, err, err_size);
     if (push->fd < 0) {
         free(push);
         return NULL;
@@ -831,7 +840,7 @@ struct uc_push *uc_push_new(struct uc_server *srv, const char *spec, const char 
                 "send to every user. Set --push-token or UIDCAST_PUSH_TOKEN.",
                 push->addr);
     ev_io_init(&push->io, accept_cb, push->fd, EV_READ);
-    ev_io_start(srv->loop, &push->io);
+    ev_io_start(uc_server_loop(srv), &push->io);
     ev_timer_init(&push->retry, retry_cb, 0.1, 0.);
     uc_info("push API on http://%s/", push->addr);
     return push;
@@ -839,9 +848,9 @@ struct uc_push *uc_push_new(struct uc_server *srv, const char *spec, const char 
 
 void uc_push_stop(struct uc_push *push)
 {
-    ev_timer_stop(push->srv->loop, &push->retry);
+    ev_timer_stop(uc_server_loop(push->srv), &push->retry);
     if (push->fd >= 0) {
-        ev_io_stop(push->srv->loop, &push->io);
+        ev_io_stop(uc_server_loop(push->srv), &push->io);
         close(push->fd);
         push->fd = -1;
     }
@@ -861,9 +870,15 @@ void uc_push_free(struct uc_push *push)
 static void stop_service(void *ctx) { uc_push_stop(ctx); }
 static void free_service(void *ctx) { uc_push_free(ctx); }
 
+static void service_stats(void *ctx, struct uc_stats *out)
+{
+    out->push_requests += ((struct uc_push *)ctx)->requests;
+}
+
 struct uc_service uc_push_service(struct uc_push *push)
 {
-    return (struct uc_service){.ctx = push, .stop = stop_service, .free = free_service};
+    return (struct uc_service){
+        .ctx = push, .stop = stop_service, .free = free_service, .stats = service_stats};
 }
 
 const char *uc_push_addr(const struct uc_push *push) { return push->addr; }

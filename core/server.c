@@ -8,11 +8,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core.h"
+#include "conn.h"
 #include "log.h"
 #include "net.h"
 #include "procstat.h"
 #include "scoreboard.h"
+#include "server_impl.h"
 #include "str.h"
 #include "www.h"
 
@@ -109,11 +110,9 @@ static void prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
         ev_break(loop, EVBREAK_ALL);
 }
 
-static void online_due_cb(struct ev_loop *loop, ev_timer *w, int revents)
+static size_t local_count(void *ctx, const char *uid, size_t len)
 {
-    (void)loop;
-    (void)revents;
-    uc_presence_answer_local(container_of(w, struct uc_server, online_due));
+    return uc_hub_count(&((struct uc_server *)ctx)->hub, 'u', uid, len);
 }
 
 static void liveness_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -151,12 +150,7 @@ static void begin_shutdown(struct uc_server *srv, const char *why)
     for (unsigned i = 0; i < srv->nservices; i++)
         if (srv->services[i].stop)
             srv->services[i].stop(srv->services[i].ctx);
-    for (struct uc_conn *c = srv->conns; c; c = c->next) {
-        if (c->state == CONN_OPEN)
-            uc_conn_close(c, 1001, UC_LIT("server shutting down"));
-        else if (c->state == CONN_HANDSHAKE)
-            uc_conn_abort(c, 1001, "server shutting down");
-    }
+    uc_conn_close_all(srv);
     if (srv->handlers.on_stop)
         srv->handlers.on_stop(srv->handlers.user_data);
     ev_timer_set(&srv->drain_timer, srv->opt.drain_timeout, 0.);
@@ -247,7 +241,7 @@ struct uc_server *uc_server_new(const struct uc_options *opts, const struct uc_h
     ev_prepare_init(&srv->prepare, prepare_cb);
     ev_prepare_start(srv->loop, &srv->prepare);
     ev_timer_init(&srv->drain_timer, drain_cb, 0., 0.);
-    ev_init(&srv->online_due, online_due_cb);
+    uc_presence_init(&srv->presence, srv->loop, &srv->relay, local_count, srv);
     /* One timer walks the connections oldest-heard first, instead of one per connection: it
      * pings, closes the idle, times out handshakes and releases parser state. Its period
      * bounds how late any of that may come. */
@@ -314,7 +308,7 @@ void uc_server_free(struct uc_server *srv)
         if (svc->free)
             svc->free(svc->ctx);
     }
-    uc_presence_cancel_local(srv);
+    uc_presence_cancel(&srv->presence);
     free(srv->held);
     uc_www_free(srv->www);
     uc_hub_free(&srv->hub);
@@ -355,6 +349,38 @@ void uc_server_stats(const struct uc_server *srv, struct uc_stats *out)
         out->policy_memory = srv->handlers.memory_used(srv->handlers.user_data);
     if (srv->store.stats)
         srv->store.stats(srv->store.ctx, out);
+    for (unsigned i = 0; i < srv->nservices; i++)
+        if (srv->services[i].stats)
+            srv->services[i].stats(srv->services[i].ctx, out);
+}
+
+const struct uc_options *uc_server_options(const struct uc_server *srv) { return &srv->opt; }
+
+size_t uc_server_sockets(const struct uc_server *srv) { return srv->nconns; }
+
+int uc_online_query(struct uc_server *srv, const char *uid, size_t uid_len, uc_online_fn *done,
+                    void *arg)
+{
+    return uc_presence_query(&srv->presence, uid, uid_len, done, arg);
+}
+
+void uc_server_each_key(const struct uc_server *srv, int kind,
+                        void (*fn)(const char *key, size_t len, size_t count, void *ctx), void *ctx)
+{
+    const struct uc_umap *map = kind == 'u' ? &srv->hub.uids : &srv->hub.groups;
+    struct uc_umap_entry *e, *tmp;
+    HASH_ITER(hh, map->table, e, tmp) fn(e->name, e->len, e->count, ctx);
+}
+
+size_t uc_server_key_count(const struct uc_server *srv, int kind)
+{
+    return uc_umap_keys(kind == 'u' ? &srv->hub.uids : &srv->hub.groups);
+}
+
+void uc_server_cluster_gap(struct uc_server *srv)
+{
+    if (srv->handlers.on_cluster_gap)
+        srv->handlers.on_cluster_gap(srv->handlers.user_data);
 }
 
 unsigned uc_server_stats_all(const struct uc_server *srv, struct uc_stats *out,
@@ -483,7 +509,7 @@ static size_t broadcast_local(struct uc_server *srv, const void *data, size_t le
 {
     /* The core's own pointer, const only in the public signature: the hub marks it past the
      * broadcast it is spared. */
-    struct uc_hub_member *skip = except ? &((struct uc_conn *)except)->member : NULL;
+    struct uc_hub_member *skip = except ? uc_conn_member((struct uc_conn *)except) : NULL;
     size_t n = uc_hub_broadcast(&srv->hub, data, len, binary, skip);
     srv->stats.messages_out += n;
     return n;

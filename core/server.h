@@ -124,12 +124,14 @@ struct uc_stats {
 };
 
 /* Something main attaches to the server (the push API, the cluster broker): the server tells
- * it when a graceful stop begins and frees it after the connections, and knows nothing else
- * of it. Both callbacks are optional. */
+ * it when a graceful stop begins, asks it for its counters and frees it after the connections,
+ * and knows nothing else of it. Every callback is optional. */
 struct uc_service {
     void *ctx;
     void (*stop)(void *ctx);
     void (*free)(void *ctx);
+    /* Adds the service's own counters (push_requests, cluster_*) to out. */
+    void (*stats)(void *ctx, struct uc_stats *out);
 };
 
 /* Attaches svc (copied); services are freed in reverse order of attaching. Returns 0, or
@@ -238,6 +240,10 @@ void uc_server_signals(sigset_t *set);
  * remote_addr: for embedding and tests, which drive the loop (uc_server_loop) themselves. */
 void uc_server_adopt(struct uc_server *srv, int fd, const char *remote_addr);
 
+/* Sockets the server holds, in any state (upgrading, open, closing): for tests and the
+ * fuzzers, which check that everything was let go. */
+size_t uc_server_sockets(const struct uc_server *srv);
+
 /* Frees everything. Only after uc_server_run returned (or instead of it). */
 void uc_server_free(struct uc_server *srv);
 
@@ -249,6 +255,20 @@ void uc_server_stats(const struct uc_server *srv, struct uc_stats *out);
  * (summed over the workers). Returns how many processes answered. */
 unsigned uc_server_stats_all(const struct uc_server *srv, struct uc_stats *out,
                              struct uc_process_stats *proc);
+
+/* The options the server runs with (for the services: timeouts, limits). */
+const struct uc_options *uc_server_options(const struct uc_server *srv);
+
+/* Calls fn for each uid (kind 'u') or group ('g') with connections on this node, with their
+ * count (fn must not bind, join, leave or close). */
+void uc_server_each_key(const struct uc_server *srv, int kind,
+                        void (*fn)(const char *key, size_t len, size_t count, void *ctx),
+                        void *ctx);
+/* How many distinct uids ('u') or groups ('g') have connections on this node. */
+size_t uc_server_key_count(const struct uc_server *srv, int kind);
+
+/* The cluster's subscriptions were lost and are back: tells the policy (on_cluster_gap). */
+void uc_server_cluster_gap(struct uc_server *srv);
 
 /* Counts an error raised by the policy (shown as lua_errors in the counters). */
 void uc_server_count_policy_error(struct uc_server *srv);
@@ -355,6 +375,8 @@ void uc_conn_each_group(struct uc_conn *conn, void (*fn)(const char *name, size_
 int uc_conn_close(struct uc_conn *conn, int code, const char *reason, size_t reason_len);
 
 int uc_conn_is_open(const struct uc_conn *conn);
+/* The server the connection belongs to. */
+struct uc_server *uc_conn_server(const struct uc_conn *conn);
 uint64_t uc_conn_id(const struct uc_conn *conn);
 const char *uc_conn_remote_addr(const struct uc_conn *conn);
 /* The uid bound, or the last one bound once closed; NULL when never bound. */

@@ -12,9 +12,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "../core/core.h"
 #include "../core/log.h"
 #include "../core/push.h"
+#include "../core/server.h"
 
 static int fuzz_on_open(struct uc_conn *c, const struct uc_open_request *req,
                         struct uc_refusal *refusal, void *ud)
@@ -34,7 +34,7 @@ static void fuzz_on_message(struct uc_conn *c, const uint8_t *data, size_t len, 
 {
     (void)ud;
     size_t uid_len;
-    struct uc_server *srv = c->srv;
+    struct uc_server *srv = uc_conn_server(c);
     if (len >= 5 && memcmp(data, "close", 5) == 0) {
         uc_conn_close(c, 1000, "bye", 3);
         return;
@@ -109,17 +109,17 @@ static void fuzz_drive_split(struct uc_server *srv, int peer, const uint8_t *dat
             ssize_t w = write(peer, data + off, end - off);
             if (w > 0)
                 off += (size_t)w;
-            ev_run(srv->loop, EVRUN_NOWAIT);
+            ev_run(uc_server_loop(srv), EVRUN_NOWAIT);
             drain(peer);
         }
     }
     for (int i = 0; i < 4; i++) {
-        ev_run(srv->loop, EVRUN_NOWAIT);
+        ev_run(uc_server_loop(srv), EVRUN_NOWAIT);
         drain(peer);
     }
     close(peer);
-    for (int i = 0; i < 100 && (srv->conns || uc_push_connections(fuzz_push)); i++)
-        ev_run(srv->loop, EVRUN_NOWAIT);
+    for (int i = 0; i < 100 && (uc_server_sockets(srv) || uc_push_connections(fuzz_push)); i++)
+        ev_run(uc_server_loop(srv), EVRUN_NOWAIT);
 }
 
 /* fuzz_drive_split() with the whole stream written as it comes. */

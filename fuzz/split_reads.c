@@ -37,7 +37,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) != 0)
         abort();
-    uc_conn_accept(srv, sv[0], "fuzz:0");
+    uc_server_adopt(srv, sv[0], "fuzz:0");
     fuzz_drive_split(srv, sv[1], stream, head_len + body_len, cuts, ncuts);
     free(stream);
     return 0;

@@ -14,7 +14,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) != 0)
         abort();
-    uc_conn_accept(srv, sv[0], "fuzz:0");
+    uc_server_adopt(srv, sv[0], "fuzz:0");
     /* An odd first byte means "the input is the whole stream, head included". */
     if (size > 0 && (data[0] & 1)) {
         fuzz_drive(srv, sv[1], data + 1, size - 1);

@@ -78,7 +78,9 @@ run_busted() { # label, then busted arguments
 # node --test prints TAP: "# pass N" and "# fail M" at the end.
 run_node() { # label, then the test files' directory
     echo "== $1"
-    out=$(node --test "$2" 2>&1); rc=$?
+    # Node 20 has the browser's WebSocket behind a flag (Node 22 by default).
+    flag=$(node --experimental-websocket -e 0 2>/dev/null && echo --experimental-websocket)
+    out=$(node $flag --test "$2" 2>&1); rc=$?
     echo "$out" | grep -E '^(not ok|# (pass|fail))' ; echo "$out" | grep -A12 '^not ok' | head -40
     p=$(echo "$out" | sed -n 's/^# pass \([0-9]*\)$/\1/p' | tail -n 1)
     f=$(echo "$out" | sed -n 's/^# fail \([0-9]*\)$/\1/p' | tail -n 1)

@@ -1,5 +1,5 @@
 /* test_ws_frame.c -- server frame encoding: the three length forms, FIN, opcode, no mask. */
-#include "../core.h"
+#include "../ws.h"
 
 #include <stdlib.h>
 
