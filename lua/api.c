@@ -84,16 +84,26 @@ static void check_opts(lua_State *L, int idx, struct send_opts *o, int keep_allo
     o->kept_idx = lua_gettop(L); /* left on the stack for the caller */
 }
 
+/* The answer for a waiting callback came: unlists it and pushes its function. Returns the
+ * state to call it in, or NULL when a reload orphaned it (nothing pushed). */
+static struct ucl_state *take_callback(struct ucl_online *o)
+{
+    struct ucl_state *st = o->st;
+    if (!st)
+        return NULL;
+    DL_DELETE(st->online, o);
+    st->mem_used -= o->cost;
+    lua_rawgeti(st->L, LUA_REGISTRYINDEX, o->fn_ref);
+    luaL_unref(st->L, LUA_REGISTRYINDEX, o->fn_ref);
+    return st;
+}
+
 static void kept_answered(void *arg, size_t delivered, uint64_t seq)
 {
     struct ucl_online *o = arg;
-    struct ucl_state *st = o->st;
+    struct ucl_state *st = take_callback(o);
     if (st) {
-        DL_DELETE(st->online, o);
-        st->mem_used -= o->cost;
         lua_State *L = st->L;
-        lua_rawgeti(L, LUA_REGISTRYINDEX, o->fn_ref);
-        luaL_unref(L, LUA_REGISTRYINDEX, o->fn_ref);
         if (seq)
             lua_pushinteger(L, (lua_Integer)seq);
         else
@@ -224,13 +234,9 @@ void ucl_online_orphan(struct ucl_state *st)
 static void online_answered(void *arg, long long count, int partial)
 {
     struct ucl_online *o = arg;
-    struct ucl_state *st = o->st;
+    struct ucl_state *st = take_callback(o);
     if (st) {
-        DL_DELETE(st->online, o);
-        st->mem_used -= o->cost;
         lua_State *L = st->L;
-        lua_rawgeti(L, LUA_REGISTRYINDEX, o->fn_ref);
-        luaL_unref(L, LUA_REGISTRYINDEX, o->fn_ref);
         if (count >= 0) {
             lua_pushboolean(L, count > 0);
             lua_pushinteger(L, (lua_Integer)count);

@@ -37,12 +37,7 @@ end
 describe("kept messages across a cluster", function()
   local r, a, b
 
-  setup(function()
-    r = redis.start()
-    a = server.start { args = { "--redis", r.url } }
-    b = server.start { args = { "--redis", r.url } }
-    cluster.wait_connected { a, b }
-  end)
+  setup(function() r, a, b = cluster.start(2) end)
   teardown(function()
     assert.equals(0, a:stop())
     assert.equals(0, b:stop())
@@ -202,12 +197,7 @@ end)
 describe("kept messages when a node is killed #no_memcheck", function()
   local r, a, b
 
-  setup(function()
-    r = redis.start()
-    a = server.start { args = { "--redis", r.url } }
-    b = server.start { args = { "--redis", r.url } }
-    cluster.wait_connected { a, b }
-  end)
+  setup(function() r, a, b = cluster.start(2) end)
   teardown(function()
     a:stop()
     assert.equals(0, b:stop())

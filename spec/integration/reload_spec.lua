@@ -2,11 +2,7 @@
 local ws = require "ws"
 local server = require "server"
 
-local function write(path, source)
-  local f = assert(io.open(path, "w"))
-  f:write(source)
-  f:close()
-end
+local write = server.write_file
 
 local function version(tag)
   return ([[

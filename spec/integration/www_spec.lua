@@ -4,11 +4,7 @@ local ws = require "ws"
 local http = require "http"
 local server = require "server"
 
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
+local write = server.write_file
 
 describe("--www", function()
   local srv, dir, outside

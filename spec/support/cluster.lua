@@ -15,6 +15,22 @@ function cluster.wait_connected(nodes, workers)
   end
 end
 
+-- Starts a redis-server and n uidcast nodes on it (opts.args: more words for every node;
+-- opts.script), waits until they are connected; returns redis and the nodes.
+function cluster.start(n, opts)
+  opts = opts or {}
+  local redis = require "redis"
+  local r = redis.start()
+  local nodes = {}
+  for i = 1, n do
+    local args = { "--redis", r.url }
+    for _, a in ipairs(opts.args or {}) do args[#args + 1] = a end
+    nodes[i] = server.start { args = args, script = opts.script }
+  end
+  cluster.wait_connected(nodes)
+  return r, table.unpack(nodes)
+end
+
 -- GET /online?uid= on a node's push API, decoded.
 function cluster.online(node, uid)
   local status, _, body = http.request1(node.push_port, "GET", "/online?uid=" .. uid)

@@ -129,6 +129,13 @@ function server.record_pid(pid)
   end
 end
 
+-- Writes text to path (replacing it).
+function server.write_file(path, text)
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+end
+
 -- Writes a temporary Lua script and returns its path.
 function server.script(source)
   local path = os.tmpname() .. ".lua"
