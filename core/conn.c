@@ -17,6 +17,7 @@
 #include <utlist.h>
 
 #include "conn.h"
+#include "liveness.h"
 #include "log.h"
 #include "server_impl.h"
 #include "str.h"
@@ -44,7 +45,6 @@ enum conn_flag {
     CONN_WRITE_WAIT = 1 << 4, /* write watcher started after EAGAIN */
     CONN_CLOSE_RECV = 1 << 5, /* the peer's close frame arrived */
     CONN_FINISHING = 1 << 6,  /* nothing more to send: shut down once the queue is flushed */
-    CONN_PINGED = 1 << 7,     /* pinged since it was last heard from */
     CONN_UPGRADED = 1 << 8,   /* the 101 was queued: bytes from now on are frames */
     CONN_HELD = 1 << 12,      /* output waits until the cluster confirms its uid's subscription */
     CONN_SINCE = 1 << 13,     /* the handshake said the last kept number the client saw */
@@ -70,14 +70,13 @@ struct uc_conn {
     struct uc_conn *prev, *next; /* every live connection, for shutdown (a utlist DL list) */
     struct uc_conn *dirty_next;  /* flush list */
     struct uc_conn *reap_next;   /* reap list */
-    struct uc_conn *idle_prev, *idle_next; /* live connections, least recently heard first */
-    ev_tstamp last_seen;                   /* when bytes last arrived */
-    uint32_t last_feed_ms;    /* when frames last arrived (ms on the server's clock), 0: never */
-    uint64_t since;           /* with CONN_SINCE: the handshake's ?since=N */
-    struct uc_resume *resume; /* the replay asked of the store and not answered yet, or NULL */
-    struct uc_handshake *hs;  /* only during CONN_HANDSHAKE */
-    struct uc_ws ws;          /* the RFC 6455 codec's state */
-    char *last_uid;           /* copy of the uid at close, for on_close; owned */
+    struct uc_live_link live;    /* its place by last heard-from (liveness.c) */
+    uint32_t last_feed_ms;       /* when frames last arrived (ms on the server's clock), 0: never */
+    uint64_t since;              /* with CONN_SINCE: the handshake's ?since=N */
+    struct uc_resume *resume;    /* the replay asked of the store and not answered yet, or NULL */
+    struct uc_handshake *hs;     /* only during CONN_HANDSHAKE */
+    struct uc_ws ws;             /* the RFC 6455 codec's state */
+    char *last_uid;              /* copy of the uid at close, for on_close; owned */
     size_t last_uid_len;
     char *close_reason; /* owned; reported to on_close */
     char remote_addr[56];
@@ -118,88 +117,75 @@ static void retire(struct uc_conn *c)
     srv->reap_tail = c;
 }
 
-static void idle_unlink(struct uc_conn *c)
-{
-    struct uc_server *srv = c->srv;
-    if (c->idle_prev)
-        c->idle_prev->idle_next = c->idle_next;
-    else if (srv->idle == c)
-        srv->idle = c->idle_next;
-    else
-        return; /* not on the list */
-    if (c->idle_next)
-        c->idle_next->idle_prev = c->idle_prev;
-    else
-        srv->idle_tail = c->idle_prev;
-    c->idle_prev = c->idle_next = NULL;
-}
+static void idle_unlink(struct uc_conn *c) { uc_liveness_unlink(&c->srv->live, &c->live); }
 
-/* Marks the connection as just heard from: O(1), so every read can afford it, and the list
- * stays ordered by last_seen for the liveness timer. */
+/* Marks the connection as just heard from (liveness.c keeps the order for its sweep). */
 static void touch(struct uc_conn *c)
 {
-    struct uc_server *srv = c->srv;
-    c->last_seen = ev_now(srv->loop);
-    c->flags &= (uint16_t)~CONN_PINGED;
-    if (srv->idle_tail == c)
-        return;
-    idle_unlink(c);
-    c->idle_prev = srv->idle_tail;
-    if (srv->idle_tail)
-        srv->idle_tail->idle_next = c;
-    else
-        srv->idle = c;
-    srv->idle_tail = c;
+    uc_liveness_touch(&c->srv->live, &c->live, ev_now(c->srv->loop));
 }
 
-/* Seconds after its last bytes that a connection at rest gives back its wslay context. */
-#define WS_CONTEXT_GRACE 0.5
+/* ---- what the liveness sweep does to a connection ---- */
+
+static struct uc_conn *live_conn(struct uc_live_link *l)
+{
+    return container_of(l, struct uc_conn, live);
+}
+
+static int live_handshaking(void *ctx, struct uc_live_link *l)
+{
+    (void)ctx;
+    return live_conn(l)->state == CONN_HANDSHAKE;
+}
+
+static void live_handshake_expired(void *ctx, struct uc_live_link *l)
+{
+    (void)ctx;
+    struct uc_conn *c = live_conn(l);
+    uc_info("conn %llu (%s): handshake timed out", (unsigned long long)c->id, c->remote_addr);
+    uc_conn_abort(c, 1006, "handshake timed out");
+}
+
+static int live_rest(void *ctx, struct uc_live_link *l)
+{
+    (void)ctx;
+    struct uc_conn *c = live_conn(l);
+    if (!ws_at_rest(c))
+        return 0;
+    ws_free(c);
+    return 1;
+}
+
+static int live_holding(void *ctx) { return ((struct uc_server *)ctx)->ws_contexts != 0; }
+
+static void live_ping(void *ctx, struct uc_live_link *l)
+{
+    uc_conn_queue(live_conn(l), ((struct uc_server *)ctx)->ping_frame);
+}
+
+static void live_idle(void *ctx, struct uc_live_link *l, double quiet)
+{
+    struct uc_conn *c = live_conn(l);
+    ((struct uc_server *)ctx)->stats.idle_closed++;
+    uc_info("conn %llu (%s): nothing heard for %.0f s, closing", (unsigned long long)c->id,
+            c->remote_addr, quiet);
+    uc_conn_close(c, 1001, UC_LIT("idle timeout"));
+}
+
+const struct uc_liveness_actions uc_conn_liveness_actions = {
+    .handshaking = live_handshaking,
+    .handshake_expired = live_handshake_expired,
+    .rest = live_rest,
+    .holding = live_holding,
+    .ping = live_ping,
+    .idle = live_idle,
+};
 
 void uc_conn_check_liveness(struct uc_server *srv)
 {
-    ev_tstamp now = ev_now(srv->loop);
-    struct uc_conn *c = srv->idle;
-    size_t released = 0;
-    /* Oldest-heard first: stop where nothing is old enough for either job. */
-    double first_deadline = srv->opt.ping_interval < srv->opt.handshake_timeout
-                                ? srv->opt.ping_interval
-                                : srv->opt.handshake_timeout;
-    while (c) {
-        ev_tstamp quiet = now - c->last_seen;
-        if (quiet < first_deadline && (quiet < WS_CONTEXT_GRACE || !srv->ws_contexts))
-            break;
-        struct uc_conn *next = c->idle_next;
-        if (c->state == CONN_HANDSHAKE) {
-            if (quiet >= srv->opt.handshake_timeout) {
-                uc_info("conn %llu (%s): handshake timed out", (unsigned long long)c->id,
-                        c->remote_addr);
-                uc_conn_abort(c, 1006, "handshake timed out");
-            }
-            c = next;
-            continue;
-        }
-        if (ws_at_rest(c)) {
-            ws_free(c);
-            released++;
-        }
-        if (quiet < srv->opt.ping_interval) {
-            c = next;
-            continue;
-        }
-        if (quiet >= srv->opt.idle_timeout) {
-            srv->stats.idle_closed++;
-            uc_info("conn %llu (%s): nothing heard for %.0f s, closing", (unsigned long long)c->id,
-                    c->remote_addr, now - c->last_seen);
-            uc_conn_close(c, 1001, UC_LIT("idle timeout"));
-        } else if (!(c->flags & CONN_PINGED)) {
-            c->flags |= CONN_PINGED;
-            uc_conn_queue(c, srv->ping_frame);
-        }
-        c = next;
-    }
     /* Contexts freed in a burst (many clients went quiet together) leave page-sized holes
      * between live connections that malloc keeps; hand those pages back to the kernel. */
-    if (released >= 64)
+    if (uc_liveness_sweep(&srv->live, ev_now(srv->loop)) >= 64)
         malloc_trim(0);
 }
 

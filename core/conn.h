@@ -8,6 +8,7 @@
 
 #include "http.h"
 #include "hub.h"
+#include "liveness.h"
 #include "outq.h"
 #include "server.h"
 #include "ws.h"
@@ -24,6 +25,8 @@ void uc_conn_abort(struct uc_conn *c, int code, const char *reason);
 void uc_conn_leave_open(struct uc_conn *c, int code, const char *reason, size_t reason_len);
 /* Puts the connection on the flush list (once). */
 void uc_conn_mark_dirty(struct uc_conn *c);
+/* What the liveness sweep does to a connection (its ctx is the server). */
+extern const struct uc_liveness_actions uc_conn_liveness_actions;
 /* Called by the liveness timer: pings the silent, closes the dead. */
 void uc_conn_check_liveness(struct uc_server *srv);
 /* Queues buf on the connection's output, enforcing the send buffer cap; the broadcasts the

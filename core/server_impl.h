@@ -10,6 +10,7 @@
 #include "conn.h"
 #include "container.h"
 #include "hub.h"
+#include "liveness.h"
 #include "presence.h"
 #include "server.h"
 #include "ws.h"
@@ -35,16 +36,16 @@ struct uc_server {
     size_t nopen;          /* in CONN_OPEN */
     struct uc_conn *dirty, *dirty_tail;
     struct uc_conn *reap, *reap_tail;
-    struct uc_conn *idle, *idle_tail; /* handshaking and open connections by last_seen */
-    ev_timer liveness;                /* walks the idle list: pings, idle timeouts */
-    struct uc_buf *ping_frame;        /* one empty ping, shared by every queue */
-    size_t ws_contexts;               /* connections holding a wslay context */
-    struct uc_ws_limits ws_limits;    /* --max-message, --max-fragments, for the codec */
-    struct uc_hub hub;                /* uids, groups, the broadcast log, delivery */
-    struct uc_relay relay;            /* the cluster (--redis); all NULL when alone */
-    struct uc_store store;            /* kept messages; all NULL when none was set */
-    struct uc_www *www;               /* --www: static files for plain GETs, or NULL */
-    struct uc_service services[8];    /* attached by main: the store, the broker, the push API */
+    struct uc_liveness live;       /* handshaking and open connections by last heard-from */
+    ev_timer liveness;             /* sweeps it: deadlines, pings, idle timeouts */
+    struct uc_buf *ping_frame;     /* one empty ping, shared by every queue */
+    size_t ws_contexts;            /* connections holding a wslay context */
+    struct uc_ws_limits ws_limits; /* --max-message, --max-fragments, for the codec */
+    struct uc_hub hub;             /* uids, groups, the broadcast log, delivery */
+    struct uc_relay relay;         /* the cluster (--redis); all NULL when alone */
+    struct uc_store store;         /* kept messages; all NULL when none was set */
+    struct uc_www *www;            /* --www: static files for plain GETs, or NULL */
+    struct uc_service services[8]; /* attached by main: the store, the broker, the push API */
     unsigned nservices;
     struct uc_presence presence; /* presence questions not answered yet */
     /* Connections whose output waits for a subscription (cluster mode: a login is not
