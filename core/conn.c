@@ -730,7 +730,7 @@ static void flush(struct uc_conn *c)
         uc_conn_abort(c, 1006, "write failed");
         return;
     }
-    if (r == 1) {
+    if (r == UC_AGAIN) {
         if (!(c->flags & CONN_WRITE_WAIT)) {
             c->flags |= CONN_WRITE_WAIT;
             ev_io_start(srv->loop, &c->wio);

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "err.h"
+
 int uc_net_split_hostport(const char *spec, char *host, size_t host_size, char *port,
                           size_t port_size, char *err, size_t err_size)
 {
@@ -21,7 +23,7 @@ int uc_net_split_hostport(const char *spec, char *host, size_t host_size, char *
         const char *close = strchr(spec, ']');
         if (!close || close[1] != ':') {
             snprintf(err, err_size, "'%s': expected [IPv6]:PORT", spec);
-            return -1;
+            return UC_ERR_PARSE;
         }
         h = spec + 1;
         hlen = (size_t)(close - h);
@@ -30,7 +32,7 @@ int uc_net_split_hostport(const char *spec, char *host, size_t host_size, char *
         colon = strrchr(spec, ':');
         if (!colon || strchr(spec, ':') != colon) {
             snprintf(err, err_size, "'%s': expected HOST:PORT (IPv6 as [ADDR]:PORT)", spec);
-            return -1;
+            return UC_ERR_PARSE;
         }
         hlen = (size_t)(colon - spec);
     }
@@ -39,11 +41,11 @@ int uc_net_split_hostport(const char *spec, char *host, size_t host_size, char *
     long portnum = strtol(p, &end, 10);
     if (*p == '\0' || *end != '\0' || portnum < 0 || portnum > 65535) {
         snprintf(err, err_size, "'%s': port must be a number from 0 to 65535", spec);
-        return -1;
+        return UC_ERR_PARSE;
     }
     if (hlen == 0 || hlen >= host_size) {
         snprintf(err, err_size, "'%s': missing or overlong host", spec);
-        return -1;
+        return UC_ERR_PARSE;
     }
     memcpy(host, h, hlen);
     host[hlen] = '\0';
@@ -69,15 +71,16 @@ int uc_net_reserve(const char *spec, char *out, size_t out_size, char *err, size
 static int open_socket(const char *spec, int reuse_port, int do_listen, char *err, size_t err_size)
 {
     char host[256], port[8];
-    if (uc_net_split_hostport(spec, host, sizeof host, port, sizeof port, err, err_size) != 0)
-        return -1;
+    int r = uc_net_split_hostport(spec, host, sizeof host, port, sizeof port, err, err_size);
+    if (r != 0)
+        return r;
     struct addrinfo hints = {
         .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
     struct addrinfo *res;
     int gai = getaddrinfo(host, port, &hints, &res);
     if (gai != 0) {
         snprintf(err, err_size, "%s: %s", spec, gai_strerror(gai));
-        return -1;
+        return UC_ERR_PARSE;
     }
     int fd = -1;
     int saved = 0;
@@ -100,9 +103,10 @@ static int open_socket(const char *spec, int reuse_port, int do_listen, char *er
         fd = -1;
     }
     freeaddrinfo(res);
-    if (fd < 0)
-        snprintf(err, err_size, "cannot listen on %s: %s", spec, strerror(saved));
-    return fd;
+    if (fd >= 0)
+        return fd;
+    snprintf(err, err_size, "cannot listen on %s: %s", spec, strerror(saved));
+    return UC_ERR_SYS;
 }
 
 void uc_net_format_addr(const struct sockaddr *addr, char *out, size_t out_size)

@@ -89,7 +89,7 @@ int uc_outq_flush_with(struct uc_outq *q, uc_outq_writer writer, void *ctx)
         ssize_t w = writer(ctx, iov, cnt);
         if (w < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return 1;
+                return UC_AGAIN;
             if (errno == EINTR)
                 continue;
             return UC_ERR_SYS;
@@ -107,7 +107,7 @@ int uc_outq_flush_with(struct uc_outq *q, uc_outq_writer writer, void *ctx)
         }
         /* A short write means the socket buffer is full; asking again would only get EAGAIN. */
         if ((size_t)w < asked)
-            return 1;
+            return UC_AGAIN;
     }
     return 0;
 }

@@ -12,6 +12,7 @@
 #include <sys/uio.h>
 
 #include "buf.h"
+#include "err.h"
 
 struct uc_outq_node;
 
@@ -37,7 +38,7 @@ static inline size_t uc_outq_cost(const struct uc_outq *q) { return q->cost; }
 static inline int uc_outq_empty(const struct uc_outq *q) { return q->head == NULL; }
 
 /* Writes as much as the writer accepts. writer has writev's contract.
- * Returns 0 when the queue is now empty, 1 when the writer would block (EAGAIN) with bytes left,
+ * Returns 0 when the queue is now empty, UC_AGAIN when the writer would block with bytes left,
  * or UC_ERR_SYS on a write error (errno set; the queue keeps what was not written). */
 typedef ssize_t (*uc_outq_writer)(void *ctx, const struct iovec *iov, int iovcnt);
 int uc_outq_flush_with(struct uc_outq *q, uc_outq_writer writer, void *ctx);

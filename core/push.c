@@ -666,7 +666,7 @@ static void flush(struct push_conn *pc)
          * either way. */
         if (uc_outq_bytes(&pc->outq) < before && !pc->lingering)
             restart_idle_timer(pc);
-        if (r == 1) {
+        if (r == UC_AGAIN) {
             if (!pc->write_wait) {
                 pc->write_wait = 1;
                 ev_io_start(uc_server_loop(pc->push->srv), &pc->wio);

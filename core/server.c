@@ -585,6 +585,8 @@ const char *uc_strerror(int err)
     case UC_ERR_SYS: return "system error";
     case UC_ERR_LIMIT: return "limit reached";
     case UC_ERR_UNREACHABLE: return "unreachable";
+    case UC_ERR_PARSE: return "malformed";
+    case UC_AGAIN: return "would block";
     default: return "unknown error";
     }
 }

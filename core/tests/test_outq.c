@@ -63,7 +63,7 @@ TEST(resumes_after_one_byte_partial_writes)
     struct fake_writer w = {.per_call = 1, .budget = 1000};
     int r;
     int calls = 0;
-    while ((r = uc_outq_flush_with(&q, fake_write, &w)) == 1)
+    while ((r = uc_outq_flush_with(&q, fake_write, &w)) == UC_AGAIN)
         calls++;
     CHECK_EQ_INT(r, 0);
     CHECK(calls >= 6);
@@ -79,7 +79,7 @@ TEST(reports_would_block_and_keeps_the_rest)
     uc_outq_push(&q, a);
     uc_buf_unref(a);
     struct fake_writer w = {.per_call = 100, .budget = 4};
-    CHECK_EQ_INT(uc_outq_flush_with(&q, fake_write, &w), 1);
+    CHECK_EQ_INT(uc_outq_flush_with(&q, fake_write, &w), UC_AGAIN);
     CHECK_EQ_INT(uc_outq_bytes(&q), 6);
     w.budget = 100;
     CHECK_EQ_INT(uc_outq_flush_with(&q, fake_write, &w), 0);
@@ -120,7 +120,7 @@ TEST(counts_the_memory_of_small_frames_not_only_their_bytes)
     CHECK_EQ_INT(uc_outq_bytes(&q), 2000);
     CHECK_EQ_INT(uc_outq_cost(&q), 1000 * (2 + UC_OUTQ_ENTRY_COST));
     struct fake_writer w = {.per_call = 1001, .budget = 1001};
-    CHECK_EQ_INT(uc_outq_flush_with(&q, fake_write, &w), 1);
+    CHECK_EQ_INT(uc_outq_flush_with(&q, fake_write, &w), UC_AGAIN);
     /* 500 whole frames written, one half written: it still holds its node */
     CHECK_EQ_INT(uc_outq_cost(&q), 500 * (2 + UC_OUTQ_ENTRY_COST));
     uc_outq_clear(&q);
