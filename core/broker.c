@@ -165,6 +165,12 @@ static void on_publication(redisAsyncContext *ac, void *r, void *privdata)
     }
     if (memcmp(msg->str, b->node_id, NODE_ID_LEN) == 0)
         return; /* our own publication: delivered locally already */
+    if (type == UC_UID_DISCONNECT || type == UC_UID_JOIN || type == UC_UID_LEAVE) {
+        if (chan->len > 10 && chan->str[8] == 'u')
+            uc_server_uid_command(b->srv, type, chan->str + 10, chan->len - 10,
+                                  msg->str + NODE_ID_LEN + 1, msg->len - NODE_ID_LEN - 1);
+        return;
+    }
     int binary = type == 'b';
     const char *data = msg->str + NODE_ID_LEN + 1;
     size_t len = msg->len - NODE_ID_LEN - 1;
@@ -400,10 +406,10 @@ static void on_published(redisAsyncContext *ac, void *r, void *privdata)
         log_refusal(b, "redis refused a publication", reply->str);
 }
 
-static void publish(void *ctx, int kind, const char *key, size_t key_len, const void *data,
-                    size_t len, int binary)
+/* PUBLISHes "<node id><type><data>" on the channel of key. */
+static void publish_typed(struct uc_broker *b, int kind, const char *key, size_t key_len, char type,
+                          const void *data, size_t len)
 {
-    struct uc_broker *b = ctx;
     char chan[UC_UID_MAX + 32];
     int n = channel_name(chan, sizeof chan, kind, key, key_len);
     if (n < 0)
@@ -425,7 +431,7 @@ static void publish(void *ctx, int kind, const char *key, size_t key_len, const 
         return;
     }
     memcpy(msg, b->node_id, NODE_ID_LEN);
-    msg[NODE_ID_LEN] = binary ? 'b' : 't';
+    msg[NODE_ID_LEN] = type;
     if (len)
         memcpy(msg + NODE_ID_LEN + 1, data, len);
     if (redisAsyncCommand(b->pub, on_published, (void *)(uintptr_t)cost, "PUBLISH %b %b", chan,
@@ -434,6 +440,19 @@ static void publish(void *ctx, int kind, const char *key, size_t key_len, const 
     else
         b->dropped++;
     free(msg);
+}
+
+static void publish(void *ctx, int kind, const char *key, size_t key_len, const void *data,
+                    size_t len, int binary)
+{
+    publish_typed(ctx, kind, key, key_len, binary ? 'b' : 't', data, len);
+}
+
+/* A command on a uid's connections, for the other nodes to run on theirs (see broker.h). */
+static void command(void *ctx, int op, const char *uid, size_t uid_len, const void *arg,
+                    size_t arg_len)
+{
+    publish_typed(ctx, 'u', uid, uid_len, (char)op, arg, arg_len);
 }
 
 /* ---- connections ---- */
@@ -717,6 +736,7 @@ struct uc_relay uc_broker_relay(struct uc_broker *b)
 {
     return (struct uc_relay){.ctx = b,
                              .publish = publish,
+                             .command = command,
                              .key_count = key_count,
                              .subscribing = subscribing,
                              .online = online};

@@ -49,11 +49,14 @@
 #define PUSH_LINGER_BYTES (8 * 1024 * 1024)
 
 /* A request waiting for its answer: a GET /online for its count (uid is the one asked of), a
- * kept POST /send for its number (no uid). Owned by whoever answers; the connection may be
- * freed first, which only clears pc. */
+ * kept POST /send for its number (no uid), a command on a uid's connections (op UC_UID_*,
+ * which runs when the count is in; arg after the uid). Owned by whoever answers; the
+ * connection may be freed first, which only clears pc. */
 struct online_wait {
     struct push_conn *pc;
-    size_t uid_len;
+    struct uc_server *srv; /* for a command, which runs even when pc went away */
+    int op, code;
+    size_t uid_len, arg_len;
     char uid[];
 };
 
@@ -265,8 +268,7 @@ static void handle_send(struct push_conn *pc, struct http_parser_url *u, int bro
             respond_error(pc, 503, NULL, "out of memory");
             return;
         }
-        w->pc = pc;
-        w->uid_len = 0;
+        *w = (struct online_wait){.pc = pc};
         uint64_t seq;
         int r = uc_send_uid_kept(srv, uid, uid_len, data, pc->body_len, binary, keep, &n, &seq,
                                  kept_answered, w);
@@ -325,10 +327,92 @@ static void handle_online(struct push_conn *pc, struct http_parser_url *u)
         respond_error(pc, 503, NULL, "out of memory");
         return;
     }
-    w->pc = pc;
-    w->uid_len = uid_len;
+    *w = (struct online_wait){.pc = pc, .uid_len = uid_len};
     memcpy(w->uid, uid, uid_len);
     if (uc_online_query(pc->push->srv, uid, uid_len, online_answered, w) != 0) {
+        free(w);
+        respond_error(pc, 503, NULL, "out of memory");
+        return;
+    }
+    pc->waiting = w; /* on_message_complete pauses the parser */
+}
+
+/* A command's count came (the uid's connections over the cluster, before it runs): it runs
+ * now, on this node and, published, on the others; the client hears how many it was for. */
+static void command_answered(void *arg, long long count, int partial)
+{
+    struct online_wait *w = arg;
+    struct push_conn *pc = w->pc;
+    const char *a = w->uid + w->uid_len;
+    if (count >= 0) { /* -1: the server is stopping */
+        if (w->op == UC_UID_DISCONNECT)
+            uc_disconnect_uid(w->srv, w->uid, w->uid_len, w->code, a, w->arg_len);
+        else if (w->op == UC_UID_JOIN)
+            uc_join_uid(w->srv, w->uid, w->uid_len, a, w->arg_len);
+        else
+            uc_leave_uid(w->srv, w->uid, w->uid_len, a, w->arg_len);
+    }
+    int op = w->op;
+    free(w);
+    if (!pc)
+        return; /* the client went away; the command ran all the same */
+    pc->waiting = NULL;
+    if (count < 0)
+        return;
+    char json[96];
+    snprintf(json, sizeof json, "{\"%s\":%lld%s}",
+             op == UC_UID_DISCONNECT ? "disconnected"
+             : op == UC_UID_JOIN     ? "joined"
+                                     : "left",
+             count, partial ? ",\"partial\":true" : "");
+    respond_json(pc, 200, json);
+    flush(pc); /* and, once the answers are out, what was read behind this request */
+}
+
+/* POST /disconnect?uid=U[&code=C&reason=R], /join?uid=U&group=G, /leave?uid=U&group=G. */
+static void handle_uid_command(struct push_conn *pc, struct http_parser_url *u, int op)
+{
+    char uid[UC_UID_MAX], arg[UC_UID_MAX], code_text[8];
+    size_t uid_len = 0, arg_len = 0, code_len = 0;
+    if (query_value(u, pc->url, "uid", uid, sizeof uid, &uid_len) != 1 || !uid_len) {
+        respond_error(pc, 400, NULL, "needs ?uid= (1 to 1024 bytes, %-encoded)");
+        return;
+    }
+    int code = 1000;
+    if (op == UC_UID_DISCONNECT) {
+        int has = query_value(u, pc->url, "code", code_text, sizeof code_text - 1, &code_len);
+        if (has) {
+            code_text[has > 0 ? code_len : 0] = '\0';
+            char *end;
+            long c = has > 0 ? strtol(code_text, &end, 10) : 0;
+            if (has < 0 || !code_len || *end || !uc_close_code_valid((int)c)) {
+                respond_error(pc, 400, NULL, "code must be 1000-1003, 1007-1011 or 3000-4999");
+                return;
+            }
+            code = (int)c;
+        }
+        if (query_value(u, pc->url, "reason", arg, 124, &arg_len) < 0) {
+            respond_error(pc, 400, NULL, "reason must be at most 123 bytes, %-encoded");
+            return;
+        }
+    } else if (query_value(u, pc->url, "group", arg, sizeof arg, &arg_len) != 1 || !arg_len) {
+        respond_error(pc, 400, NULL, "needs ?group= (1 to 1024 bytes, %-encoded)");
+        return;
+    }
+    struct online_wait *w = malloc(sizeof *w + uid_len + arg_len);
+    if (!w) {
+        respond_error(pc, 503, NULL, "out of memory");
+        return;
+    }
+    *w = (struct online_wait){.pc = pc,
+                              .srv = pc->push->srv,
+                              .op = op,
+                              .code = code,
+                              .uid_len = uid_len,
+                              .arg_len = arg_len};
+    memcpy(w->uid, uid, uid_len);
+    memcpy(w->uid + uid_len, arg, arg_len);
+    if (uc_online_query(pc->push->srv, uid, uid_len, command_answered, w) != 0) {
         free(w);
         respond_error(pc, 503, NULL, "out of memory");
         return;
@@ -451,6 +535,14 @@ static void route(struct push_conn *pc)
             respond_error(pc, 405, "Allow: POST\r\n", "use POST");
         else
             handle_send(pc, &u, IS("/broadcast"));
+    } else if (IS("/disconnect") || IS("/join") || IS("/leave")) {
+        if (method != HTTP_POST)
+            respond_error(pc, 405, "Allow: POST\r\n", "use POST");
+        else
+            handle_uid_command(pc, &u,
+                               IS("/disconnect") ? UC_UID_DISCONNECT
+                               : IS("/join")     ? UC_UID_JOIN
+                                                 : UC_UID_LEAVE);
     } else if (IS("/online") || IS("/stats") || IS("/metrics")) {
         if (method != HTTP_GET)
             respond_error(pc, 405, "Allow: GET\r\n", "use GET");
@@ -462,8 +554,8 @@ static void route(struct push_conn *pc)
             handle_metrics(pc);
     } else {
         respond_error(pc, 404, NULL,
-                      "no such endpoint: try /send, /broadcast, /online, /stats, "
-                      "/metrics");
+                      "no such endpoint: try /send, /broadcast, /disconnect, /join, /leave, "
+                      "/online, /stats, /metrics");
     }
 #undef IS
 }

@@ -556,6 +556,18 @@ size_t uc_uid_count(const struct uc_server *srv, const char *uid, size_t uid_len
     return uc_hub_count(&srv->hub, 'u', uid, uid_len);
 }
 
+/* The connections of a uid, copied out before a command runs on them. */
+struct gather {
+    struct uc_conn **conns;
+    size_t *i;
+};
+
+static void gather_conn(void *owner, void *ctx)
+{
+    struct gather *g = ctx;
+    g->conns[(*g->i)++] = owner;
+}
+
 struct each_conn {
     void (*fn)(struct uc_conn *conn, void *ctx);
     void *ctx;
@@ -572,6 +584,104 @@ void uc_uid_each(struct uc_server *srv, const char *uid, size_t uid_len,
 {
     struct each_conn e = {fn, ctx};
     uc_hub_each(&srv->hub, uid, uid_len, each_conn, &e);
+}
+
+/* ---- commands on a uid's connections ---- */
+
+int uc_close_code_valid(int code)
+{
+    /* 1004-1006 and 1015 are reserved for reports; 3000-4999 are the applications'. */
+    return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1011) ||
+           (code >= 3000 && code <= 4999);
+}
+
+struct uid_command {
+    int op;
+    const char *arg; /* the reason, or the group */
+    size_t arg_len;
+    int code;
+    size_t count;
+};
+
+static void run_on_conn(struct uc_conn *conn, void *ctx)
+{
+    struct uid_command *cmd = ctx;
+    int r = cmd->op == UC_UID_DISCONNECT ? uc_conn_close(conn, cmd->code, cmd->arg, cmd->arg_len)
+            : cmd->op == UC_UID_JOIN     ? uc_conn_join(conn, cmd->arg, cmd->arg_len)
+                                         : !uc_conn_leave(conn, cmd->arg, cmd->arg_len);
+    cmd->count += r == 0;
+}
+
+/* Runs cmd on each connection of uid here. A close unlinks the connection it closes (and only
+ * it) from the uid, so the connections are gathered first. */
+static size_t run_local(struct uc_server *srv, const char *uid, size_t uid_len,
+                        struct uid_command *cmd)
+{
+    size_t n = uc_hub_count(&srv->hub, 'u', uid, uid_len), i = 0;
+    if (!n)
+        return 0;
+    struct uc_conn **conns = malloc(n * sizeof *conns);
+    if (!conns)
+        return 0;
+    struct gather g = {conns, &i};
+    uc_hub_each(&srv->hub, uid, uid_len, gather_conn, &g);
+    for (size_t k = 0; k < i; k++)
+        run_on_conn(conns[k], cmd);
+    free(conns);
+    return cmd->count;
+}
+
+static size_t uid_command(struct uc_server *srv, int op, const char *uid, size_t uid_len,
+                          const char *arg, size_t arg_len, int code, int publish)
+{
+    struct uid_command cmd = {.op = op, .arg = arg, .arg_len = arg_len, .code = code};
+    if (publish && srv->relay.command && uid_len) {
+        char wire[160];
+        const char *what = arg;
+        size_t what_len = arg_len;
+        if (op == UC_UID_DISCONNECT) {
+            int n = snprintf(wire, sizeof wire, "%d %.*s", code,
+                             (int)(arg_len > 123 ? 123 : arg_len), arg);
+            what = wire;
+            what_len = (size_t)n;
+        }
+        srv->relay.command(srv->relay.ctx, op, uid, uid_len, what, what_len);
+    }
+    return run_local(srv, uid, uid_len, &cmd);
+}
+
+size_t uc_disconnect_uid(struct uc_server *srv, const char *uid, size_t uid_len, int code,
+                         const char *reason, size_t reason_len)
+{
+    return uid_command(srv, UC_UID_DISCONNECT, uid, uid_len, reason, reason_len, code, 1);
+}
+
+size_t uc_join_uid(struct uc_server *srv, const char *uid, size_t uid_len, const char *group,
+                   size_t group_len)
+{
+    return uid_command(srv, UC_UID_JOIN, uid, uid_len, group, group_len, 0, 1);
+}
+
+size_t uc_leave_uid(struct uc_server *srv, const char *uid, size_t uid_len, const char *group,
+                    size_t group_len)
+{
+    return uid_command(srv, UC_UID_LEAVE, uid, uid_len, group, group_len, 0, 1);
+}
+
+size_t uc_server_uid_command(struct uc_server *srv, int op, const char *uid, size_t uid_len,
+                             const char *arg, size_t arg_len)
+{
+    int code = 1000;
+    if (op == UC_UID_DISCONNECT) {
+        /* "<code> <reason>" */
+        const char *sp = memchr(arg, ' ', arg_len);
+        code = atoi(arg);
+        if (!sp || !uc_close_code_valid(code))
+            return 0;
+        arg_len -= (size_t)(sp + 1 - arg);
+        arg = sp + 1;
+    }
+    return uid_command(srv, op, uid, uid_len, arg, arg_len, code, 0);
 }
 
 const char *uc_strerror(int err)

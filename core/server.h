@@ -146,6 +146,10 @@ struct uc_relay {
     /* A delivery made here, for the other nodes to make theirs. */
     void (*publish)(void *ctx, int kind, const char *key, size_t key_len, const void *data,
                     size_t len, int binary);
+    /* A command on uid's connections made here (UC_UID_*), for the other nodes to make on
+     * theirs (uc_server_uid_command). */
+    void (*command)(void *ctx, int op, const char *uid, size_t uid_len, const void *arg,
+                    size_t arg_len);
     /* A uid's or group's local connection count changed (added: one came; 0: the last left). */
     void (*key_count)(void *ctx, int kind, const char *key, size_t len, size_t count, int added);
     /* Nonzero while subscriptions await confirmation: the number of the last one asked. */
@@ -309,6 +313,32 @@ int uc_send_uid_kept(struct uc_server *srv, const char *uid, size_t uid_len, con
  * (struct uc_store) hands each kept message to every node, in number order. */
 size_t uc_server_deliver_kept(struct uc_server *srv, const char *uid, size_t uid_len,
                               const void *data, size_t len, int binary, uint64_t seq);
+
+/* ---- the backend's hands on a uid's connections: each acts on this node's connections of
+ * uid and, in cluster mode, is published for every other node to act on its own. Each returns
+ * how many connections of this node it acted on. ---- */
+
+/* 1 for the close codes an endpoint may send: 1000-1003, 1007-1011, 3000-4999. */
+int uc_close_code_valid(int code);
+
+/* Closes them (the close handshake) with code (uc_close_code_valid) and reason (at most 123
+ * bytes). */
+size_t uc_disconnect_uid(struct uc_server *srv, const char *uid, size_t uid_len, int code,
+                         const char *reason, size_t reason_len);
+/* They join (leave) group. */
+size_t uc_join_uid(struct uc_server *srv, const char *uid, size_t uid_len, const char *group,
+                   size_t group_len);
+size_t uc_leave_uid(struct uc_server *srv, const char *uid, size_t uid_len, const char *group,
+                    size_t group_len);
+
+/* The commands as they cross the cluster (struct uc_relay's command): arg is
+ * "<code> <reason>" for a disconnect, the group for a join or a leave. */
+#define UC_UID_DISCONNECT 'x'
+#define UC_UID_JOIN 'j'
+#define UC_UID_LEAVE 'l'
+/* Runs a command another node published, on this node's connections only. */
+size_t uc_server_uid_command(struct uc_server *srv, int op, const char *uid, size_t uid_len,
+                             const char *arg, size_t arg_len);
 
 /* Every connection bound to any uid (unbound connections never get broadcasts). */
 size_t uc_broadcast(struct uc_server *srv, const void *data, size_t len, int binary,

@@ -201,6 +201,38 @@ static int api_send_group(lua_State *L)
     return 1;
 }
 
+/* disconnect(uid [, code [, reason]]) -> connections of uid closed on this node (every node's
+ * close too, in cluster mode) */
+static int api_disconnect(lua_State *L)
+{
+    size_t uid_len, reason_len;
+    const char *uid = check_uid(L, 1, &uid_len);
+    lua_Integer code = luaL_optinteger(L, 2, 1000);
+    const char *reason = luaL_optlstring(L, 3, "", &reason_len);
+    luaL_argcheck(L, code >= 1000 && code <= 4999 && uc_close_code_valid((int)code), 2,
+                  "close code must be 1000-1003, 1007-1011 or 3000-4999");
+    luaL_argcheck(L, reason_len <= 123, 3, "close reason must be at most 123 bytes");
+    lua_pushinteger(L, (lua_Integer)uc_disconnect_uid(server_of(L), uid, uid_len, (int)code, reason,
+                                                      reason_len));
+    return 1;
+}
+
+/* join(uid, group) / leave(uid, group) -> connections of uid on this node that it applied to
+ * (every node's too, in cluster mode) */
+static int uid_group(lua_State *L, int join)
+{
+    size_t uid_len, group_len;
+    const char *uid = check_uid(L, 1, &uid_len);
+    const char *group = ucl_check_key(L, 2, "group", &group_len);
+    struct uc_server *srv = server_of(L);
+    lua_pushinteger(L, (lua_Integer)(join ? uc_join_uid(srv, uid, uid_len, group, group_len)
+                                          : uc_leave_uid(srv, uid, uid_len, group, group_len)));
+    return 1;
+}
+
+static int api_join(lua_State *L) { return uid_group(L, 1); }
+static int api_leave(lua_State *L) { return uid_group(L, 0); }
+
 static int api_group_count(lua_State *L)
 {
     size_t group_len;
@@ -377,6 +409,9 @@ static const luaL_Reg api[] = {
     {"send_uid", api_send_uid},
     {"broadcast", api_broadcast},
     {"send_group", api_send_group},
+    {"disconnect", api_disconnect},
+    {"join", api_join},
+    {"leave", api_leave},
     {"group_count", api_group_count},
     {"env", api_env},
     {"timer", ucl_api_timer},

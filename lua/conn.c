@@ -125,11 +125,8 @@ static int conn_close(lua_State *L)
     lua_Integer code = luaL_optinteger(L, 2, 1000);
     size_t reason_len;
     const char *reason = luaL_optlstring(L, 3, "", &reason_len);
-    /* 1000-1003, 1007-1011 are the codes an endpoint may send; 3000-4999 are for applications. */
-    luaL_argcheck(L,
-                  (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1011) ||
-                      (code >= 3000 && code <= 4999),
-                  2, "close code must be 1000-1003, 1007-1011 or 3000-4999");
+    luaL_argcheck(L, code >= 1000 && code <= 4999 && uc_close_code_valid((int)code), 2,
+                  "close code must be 1000-1003, 1007-1011 or 3000-4999");
     luaL_argcheck(L, reason_len <= 123, 3, "close reason must be at most 123 bytes");
     return push_result(L, h->conn ? uc_conn_close(h->conn, (int)code, reason, reason_len)
                                   : UC_ERR_CLOSED);
