@@ -11,6 +11,7 @@
 #include "conn.h"
 #include "log.h"
 #include "net.h"
+#include "notify.h"
 #include "procstat.h"
 #include "scoreboard.h"
 #include "server_impl.h"
@@ -144,6 +145,7 @@ static void begin_shutdown(struct uc_server *srv, const char *why)
         return;
     }
     srv->stopping = 1;
+    uc_notify("STOPPING=1");
     uc_info("%s: closing %zu connections with 1001 and stopping", why, srv->nopen);
     ev_io_stop(srv->loop, &srv->listen_io);
     ev_timer_stop(srv->loop, &srv->accept_retry);
@@ -293,6 +295,7 @@ int uc_server_run(struct uc_server *srv)
 {
     /* The WebSocket line last: tools (and the specs) take it to mean "ready". */
     uc_info("listening on ws://%s/", srv->listen_addr);
+    uc_notify("READY=1"); /* Type=notify: systemd starts what depends on us only now */
     ev_run(srv->loop, 0);
     return 0;
 }
