@@ -426,7 +426,9 @@ size_t uc_server_deliver_kept(struct uc_server *srv, const char *uid, size_t uid
 }
 
 /* A kept send the store answers: at once (the server delivers here, with the caller's bytes
- * still valid), or later (the store delivered through the cluster; the caller hears back). */
+ * still valid), or later (the store delivered through the cluster; the caller hears back).
+ * On the stack for the embedded store, which answers inside the call; on the heap, with a copy
+ * of the uid, for one that may answer later. */
 struct kept_send {
     struct uc_server *srv;
     const char *uid, *data; /* valid only while the send is in progress */
@@ -436,7 +438,7 @@ struct kept_send {
     uint64_t seq;
     uc_sent_fn *later;
     void *arg;
-    char *uid_copy; /* for the later answer */
+    char uid_copy[]; /* for the later answer */
 };
 
 static void kept(void *arg, uint64_t seq)
@@ -465,7 +467,6 @@ static void kept(void *arg, uint64_t seq)
      * for the answer (and knows whether it is still there to hear it). */
     if (k->later)
         k->later(k->arg, seq ? uc_uid_count(k->srv, k->uid_copy, k->uid_len) : 0, seq);
-    free(k->uid_copy);
     free(k);
 }
 
@@ -478,11 +479,9 @@ int uc_send_uid_kept(struct uc_server *srv, const char *uid, size_t uid_len, con
     if (!srv->store.keep || !(seconds > 0 && seconds <= UC_KEEP_MAX) || !uid_len ||
         uid_len > UC_UID_MAX)
         return UC_ERR_INVALID;
-    struct kept_send *k = calloc(1, sizeof *k);
-    if (!k || (srv->store.delivers && !(k->uid_copy = malloc(uid_len)))) {
-        free(k);
+    struct kept_send now, *k = &now;
+    if (srv->store.delivers && !(k = malloc(sizeof *k + uid_len)))
         return UC_ERR_NOMEM; /* not kept, not sent */
-    }
     *k = (struct kept_send){.srv = srv,
                             .uid = uid,
                             .data = data,
@@ -491,20 +490,21 @@ int uc_send_uid_kept(struct uc_server *srv, const char *uid, size_t uid_len, con
                             .binary = binary,
                             .in_call = 1,
                             .later = later,
-                            .arg = arg,
-                            .uid_copy = k->uid_copy};
-    if (k->uid_copy)
+                            .arg = arg};
+    if (k != &now)
         memcpy(k->uid_copy, uid, uid_len);
     srv->store.keep(srv->store.ctx, uid, uid_len, data, len, binary, seconds, kept, k);
     if (k->in_call == 2) {
         int r = k->seq ? 0 : srv->store.delivers ? UC_ERR_UNREACHABLE : UC_ERR_LIMIT;
         *delivered = k->delivered;
         *seq = k->seq;
-        free(k->uid_copy);
-        free(k);
+        if (k != &now)
+            free(k);
         return r;
     }
-    k->in_call = 0; /* the answer comes later, to kept() */
+    /* The answer comes later, to kept(): only a store that delivers does that (k is on the heap;
+     * the embedded one answers inside the call, as struct uc_store requires). */
+    k->in_call = 0;
     *delivered = uc_uid_count(srv, uid, uid_len);
     return UC_PENDING;
 }
