@@ -117,7 +117,8 @@ static void retire(struct uc_conn *c)
     srv->reap_tail = c;
 }
 
-static void idle_unlink(struct uc_conn *c) { uc_liveness_unlink(&c->srv->live, &c->live); }
+/* Off the liveness list: it no longer needs pings or deadlines. */
+static void unlist_live(struct uc_conn *c) { uc_liveness_unlink(&c->srv->live, &c->live); }
 
 /* Marks the connection as just heard from (liveness.c keeps the order for its sweep). */
 static void touch(struct uc_conn *c)
@@ -245,7 +246,7 @@ static void kill_conn(struct uc_conn *c)
     close(c->fd);
     c->fd = -1;
     c->state = CONN_DEAD;
-    idle_unlink(c);
+    unlist_live(c);
     c->flags &= (uint16_t)~CONN_WRITE_WAIT;
     srv->nconns--;
     uc_outq_clear(&c->outq);
@@ -282,7 +283,7 @@ void uc_conn_leave_open(struct uc_conn *c, int code, const char *reason, size_t 
         c->last_uid_len = uid_len;
     /* Out of every map now, so that a delivery running right now skips it. */
     uc_hub_leave_all(&srv->hub, &c->member);
-    idle_unlink(c);
+    unlist_live(c);
     c->close_code = (uint16_t)code;
     copy_text(&c->close_reason, reason ? reason : "", reason ? reason_len : 0);
     if (c->flags & CONN_ACCEPTED)
@@ -476,7 +477,7 @@ static void refuse(struct uc_conn *c, int status, const char *extra_headers, con
     uc_info("conn %llu (%s): upgrade refused with %d %s", (unsigned long long)c->id, c->remote_addr,
             status, body);
     uc_outq_clear(&c->outq);
-    idle_unlink(c);
+    unlist_live(c);
     ws_free(c); /* a refused upgrade never gets a frame, not even a close queued by on_open */
     struct uc_buf *b = uc_http_response(status, extra_headers, "text/plain", body, strlen(body), 0);
     c->state = CONN_CLOSING;
@@ -494,7 +495,7 @@ static void serve_file(struct uc_conn *c, const struct uc_http_request *req)
     struct uc_buf *b = uc_www_respond(c->srv->www, req, &status);
     uc_debug("conn %llu (%s): %d for %.*s", (unsigned long long)c->id, c->remote_addr, status,
              (int)req->path_len, req->path);
-    idle_unlink(c);
+    unlist_live(c);
     c->state = CONN_CLOSING;
     c->flags |= CONN_FINISHING;
     if (!b || uc_conn_queue(c, b) != 0)
@@ -821,7 +822,7 @@ static void destroy(struct uc_conn *c)
     if (c->flags & CONN_HELD)
         unhold(c);
     DL_DELETE(c->srv->conns, c);
-    idle_unlink(c);
+    unlist_live(c);
     ws_free(c);
     uc_outq_clear(&c->outq);
     uc_hub_leave_all(&c->srv->hub, &c->member);
@@ -997,7 +998,7 @@ void uc_conn_destroy_all(struct uc_server *srv)
         /* Flagged as already listed, so kill_conn does not append it to the reap list we
          * are abandoning (whose tail may be freed by now). */
         c->flags = (uint16_t)((c->flags | CONN_IN_REAP) & ~CONN_NOTIFY);
-        idle_unlink(c);
+        unlist_live(c);
         kill_conn(c);
         destroy(c);
     }

@@ -258,12 +258,10 @@ struct uc_buf *uc_hub_frame(int numbered, uint64_t seq, const void *data, size_t
     return uc_ws_frame_prefixed(opcode, head, (size_t)n, data, len);
 }
 
-/* Broadcast i of the log, for a numbered member or not: the numbered frame is made from the
- * plain one the first time a numbered member needs it. */
-static struct uc_buf *log_frame(struct uc_hub *h, size_t i, int numbered)
+/* Broadcast i of the log for a numbered member: made from the plain frame the first time a
+ * numbered member needs it. */
+static struct uc_buf *numbered_log_frame(struct uc_hub *h, size_t i)
 {
-    if (!numbered)
-        return h->log[i];
     if (!h->log_numbered[i]) {
         int opcode;
         size_t len;
@@ -292,10 +290,11 @@ void uc_hub_catch_up(struct uc_hub *h, struct uc_hub_member *m)
         }
     } else {
         while (m->bcast_seen < seq) {
-            struct uc_buf *b = log_frame(h, m->bcast_seen - h->log_base, 1);
+            /* NULL: no memory for its header; that broadcast is lost to this member. */
+            struct uc_buf *b = numbered_log_frame(h, m->bcast_seen - h->log_base);
             m->bcast_seen++;
             if (b && h->sink.queue(h->sink.ctx, m->uid_link.owner, b) != 0) {
-                m->bcast_seen = seq; /* NULL: out of memory for its header, lost to it */
+                m->bcast_seen = seq; /* cut off: owed nothing more */
                 break;
             }
         }
