@@ -286,10 +286,14 @@ static uint64_t keep_now(struct uc_mailbox *mb, const char *uid, size_t uid_len,
     return seq;
 }
 
-static void keep(void *ctx, const char *uid, size_t uid_len, const void *data, size_t len,
-                 int binary, double seconds, uc_kept_fn *done, void *arg)
+static int keep(void *ctx, const char *uid, size_t uid_len, const void *data, size_t len,
+                int binary, double seconds, uc_kept_fn *done, void *arg)
 {
-    done(arg, keep_now(ctx, uid, uid_len, data, len, binary, seconds));
+    uint64_t seq = keep_now(ctx, uid, uid_len, data, len, binary, seconds);
+    if (!seq)
+        return UC_ERR_LIMIT;
+    done(arg, seq);
+    return 0;
 }
 
 static void delivered(void *ctx, const char *uid, size_t uid_len, uint64_t seq)

@@ -42,7 +42,7 @@ static int attach_services(struct uc_server *srv, const struct uc_cli *cli,
             return -1;
         struct uc_streams *streams =
             uc_streams_new(uc_server_loop(srv), broker, cli->mailbox_max_messages,
-                           handlers->on_undelivered, handlers->user_data);
+                           cli->mailbox_max_bytes, handlers->on_undelivered, handlers->user_data);
         if (!streams) {
             uc_broker_free(broker);
             snprintf(err, err_size, "out of memory");

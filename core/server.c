@@ -493,9 +493,13 @@ int uc_send_uid_kept(struct uc_server *srv, const char *uid, size_t uid_len, con
                             .arg = arg};
     if (k != &now)
         memcpy(k->uid_copy, uid, uid_len);
-    srv->store.keep(srv->store.ctx, uid, uid_len, data, len, binary, seconds, kept, k);
+    if (srv->store.keep(srv->store.ctx, uid, uid_len, data, len, binary, seconds, kept, k) != 0) {
+        if (k != &now)
+            free(k);
+        return UC_ERR_LIMIT; /* not kept, not sent */
+    }
     if (k->in_call == 2) {
-        int r = k->seq ? 0 : srv->store.delivers ? UC_ERR_UNREACHABLE : UC_ERR_LIMIT;
+        int r = k->seq ? 0 : UC_ERR_UNREACHABLE;
         *delivered = k->delivered;
         *seq = k->seq;
         if (k != &now)
@@ -506,6 +510,8 @@ int uc_send_uid_kept(struct uc_server *srv, const char *uid, size_t uid_len, con
      * the embedded one answers inside the call, as struct uc_store requires). */
     k->in_call = 0;
     *delivered = uc_uid_count(srv, uid, uid_len);
+    /* k is the store's now, until its answer: kept() frees it. */
+    // cppcheck-suppress memleak
     return UC_PENDING;
 }
 

@@ -195,9 +195,10 @@ struct uc_store {
      * delivers. */
     int delivers;
     /* Keeps a message for uid for seconds under uid's next number; done(arg, seq) runs once,
-     * inside the call or later. */
-    void (*keep)(void *ctx, const char *uid, size_t uid_len, const void *data, size_t len,
-                 int binary, double seconds, uc_kept_fn *done, void *arg);
+     * inside the call or later. Returns 0, or UC_ERR_LIMIT without calling done when the
+     * message is larger than a mailbox may hold. */
+    int (*keep)(void *ctx, const char *uid, size_t uid_len, const void *data, size_t len,
+                int binary, double seconds, uc_kept_fn *done, void *arg);
     /* uid's kept message seq was handed to a connection (optional). */
     void (*delivered)(void *ctx, const char *uid, size_t uid_len, uint64_t seq);
     /* Hands sink uid's kept messages numbered above since, oldest first, until max_bytes of

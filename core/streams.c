@@ -3,8 +3,9 @@
  *
  * Keeping is one server-side script, atomic in Redis: the uid's next number (INCR of
  * uidcast:seq:<uid>), the entry "<seq>-1" in the stream uidcast:k:<uid> (fields d: the
- * payload, b: 1 when binary, e: when it expires, in ms; MAXLEN: --mailbox-max-messages; the key
- * outlives its longest keep by a minute, for the sweep below), the expiry in the sorted set
+ * payload, b: 1 when binary, e: when it expires, in ms; the oldest dropped past
+ * --mailbox-max-messages or --mailbox-max-bytes, whose count is uidcast:kb:<uid>; the keys
+ * outlive their longest keep by a minute, for the sweep below), the expiry in the sorted set
  * uidcast:expiring, and the PUBLISH of "<node id><k|K><seq>:<payload>" on the uid's channel. Redis
  * runs scripts one at a time, so publications of a uid's kept messages leave in number order, and
  * every node (the sender too) delivers them from its subscription in that order.
@@ -45,10 +46,20 @@ static const char keep_script[] =
     "local keep = tonumber(ARGV[4])\n"
     "redis.call('PEXPIRE', KEYS[1], math.max(keep, 2592000000))\n"
     "local id = string.format('%d-1', seq)\n"
-    "redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[5], id, 'd', ARGV[3], 'b', ARGV[6], 'e',\n"
+    "redis.call('XADD', KEYS[2], id, 'd', ARGV[3], 'b', ARGV[6], 'e',\n"
     "           string.format('%d', now + keep))\n"
+    "local bytes = redis.call('INCRBY', KEYS[3], #ARGV[3])\n"
+    "local n, maxlen, maxbytes = redis.call('XLEN', KEYS[2]), tonumber(ARGV[5]), "
+    "tonumber(ARGV[8])\n"
+    "while n > 1 and (n > maxlen or bytes > maxbytes) do\n"
+    "  local old = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)[1]\n"
+    "  redis.call('XDEL', KEYS[2], old[1])\n"
+    "  bytes = redis.call('DECRBY', KEYS[3], #old[2][2])\n"
+    "  n = n - 1\n"
+    "end\n"
     "if redis.call('PTTL', KEYS[2]) < keep + 60000 then\n"
     "  redis.call('PEXPIRE', KEYS[2], keep + 60000)\n"
+    "  redis.call('PEXPIRE', KEYS[3], keep + 60000)\n"
     "end\n"
     "redis.call('PUBLISH', ARGV[1], ARGV[2] .. string.format('%d', seq) .. ':' .. ARGV[3])\n"
     "redis.call('ZADD', 'uidcast:expiring', now + keep, string.format('%d', seq) .. ':' .. "
@@ -137,7 +148,7 @@ struct mark {
 struct uc_streams {
     struct ev_loop *loop;
     struct uc_broker *broker;
-    size_t max_messages;
+    size_t max_messages, max_bytes;
     struct burn *burns;
     size_t nburns;
     struct mark *marks; /* written every MARK_EVERY: one command per uid, not per message */
@@ -219,44 +230,50 @@ static void on_kept(struct redisAsyncContext *ac, void *r, void *privdata)
     free(k);
 }
 
-static void keep(void *ctx, const char *uid, size_t uid_len, const void *data, size_t len,
-                 int binary, double seconds, uc_kept_fn *done, void *arg)
+static int keep(void *ctx, const char *uid, size_t uid_len, const void *data, size_t len,
+                int binary, double seconds, uc_kept_fn *done, void *arg)
 {
     struct uc_streams *st = ctx;
+    if (len > st->max_bytes)
+        return UC_ERR_LIMIT;
     char seq_key[UC_UID_MAX + 16], stream[UC_UID_MAX + 16], chan[UC_UID_MAX + 16];
-    char head[24], keep_ms[24], maxlen[24];
+    char bytes_key[UC_UID_MAX + 16], head[24], keep_ms[24], maxlen[24], maxbytes[24];
     int nseq = key_name(seq_key, sizeof seq_key, "uidcast:seq:", uid, uid_len);
     int nstream = key_name(stream, sizeof stream, "uidcast:k:", uid, uid_len);
     int nchan = key_name(chan, sizeof chan, "uidcast:u:", uid, uid_len);
+    int nbytes = key_name(bytes_key, sizeof bytes_key, "uidcast:kb:", uid, uid_len);
     int nhead = snprintf(head, sizeof head, "%s%c", uc_broker_node_id(st->broker),
                          binary ? UC_BROKER_KEPT_BINARY : UC_BROKER_KEPT_TEXT);
     struct keeping *k = malloc(sizeof *k);
-    if (k && nseq > 0 && nstream > 0 && nchan > 0) {
+    if (k && nseq > 0 && nstream > 0 && nchan > 0 && nbytes > 0) {
         flush_burns(st);
         *k = (struct keeping){st, done, arg};
-        const char *argv[] = {
-            "EVAL", keep_script,        "2", seq_key, stream, chan, head, data, keep_ms,
-            maxlen, binary ? "1" : "0", uid};
+        const char *argv[] = {"EVAL", keep_script, "3",  seq_key, stream, bytes_key,
+                              chan,   head,        data, keep_ms, maxlen, binary ? "1" : "0",
+                              uid,    maxbytes};
         size_t argl[] = {4,
                          sizeof keep_script - 1,
                          1,
                          (size_t)nseq,
                          (size_t)nstream,
+                         (size_t)nbytes,
                          (size_t)nchan,
                          (size_t)nhead,
                          len,
                          (size_t)snprintf(keep_ms, sizeof keep_ms, "%.0f", seconds * 1000),
                          (size_t)snprintf(maxlen, sizeof maxlen, "%zu", st->max_messages),
                          1,
-                         uid_len};
-        if (uc_broker_command(st->broker, on_kept, k, 12, argv, argl) == 0)
-            return;
+                         uid_len,
+                         (size_t)snprintf(maxbytes, sizeof maxbytes, "%zu", st->max_bytes)};
+        if (uc_broker_command(st->broker, on_kept, k, 14, argv, argl) == 0)
+            return 0;
     }
     free(k);
     /* Unreachable: the server sends it here only; its number is spent once Redis is back. */
     st->stats.mailbox_unkept++;
     burn(st, uid, uid_len);
     done(arg, 0);
+    return 0;
 }
 
 static uint64_t parse_u64(const char *s, size_t len)
@@ -444,7 +461,8 @@ static void stats(void *ctx, struct uc_stats *out)
 }
 
 struct uc_streams *uc_streams_new(struct ev_loop *loop, struct uc_broker *broker,
-                                  size_t max_messages, uc_undelivered_fn *undelivered, void *arg)
+                                  size_t max_messages, size_t max_bytes,
+                                  uc_undelivered_fn *undelivered, void *arg)
 {
     struct uc_streams *st = calloc(1, sizeof *st);
     if (!st)
@@ -452,6 +470,7 @@ struct uc_streams *uc_streams_new(struct ev_loop *loop, struct uc_broker *broker
     st->loop = loop;
     st->broker = broker;
     st->max_messages = max_messages;
+    st->max_bytes = max_bytes;
     st->undelivered = undelivered;
     st->arg = arg;
     ev_timer_init(&st->mark_timer, mark_cb, MARK_EVERY, 0.);

@@ -67,11 +67,12 @@ static void close_store(void)
 
 static void got_seq(void *arg, uint64_t seq) { *(uint64_t *)arg = seq; }
 
-/* The embedded store answers inside the call: the number, or 0. */
+/* The embedded store answers inside the call: the number, or 0 when it refused. */
 static uint64_t keep(const char *uid, const char *data, double seconds)
 {
     uint64_t seq = UINT64_MAX;
-    st.keep(st.ctx, uid, strlen(uid), data, strlen(data), 0, seconds, got_seq, &seq);
+    if (st.keep(st.ctx, uid, strlen(uid), data, strlen(data), 0, seconds, got_seq, &seq) != 0)
+        return 0; /* refused, done not called */
     CHECK(seq != UINT64_MAX);
     return seq;
 }

@@ -109,6 +109,45 @@ describe("kept messages across a cluster", function()
     end)
 end)
 
+describe("a uid's mailbox in Redis", function()
+  local r, a
+
+  setup(function()
+    r, a = cluster.start(1, { args = { "--mailbox-max-bytes", "16", "--mailbox-max-messages", "3" } })
+  end)
+  teardown(function()
+    assert.equals(0, a:stop())
+    r:stop()
+  end)
+
+  it("drops the oldest past --mailbox-max-bytes, and a resume is told", function()
+    local first = keep(a, "c-bytes", "aaaaaa").seq
+    keep(a, "c-bytes", "bbbbbb")
+    keep(a, "c-bytes", "cccccc") -- 18 bytes: "aaaaaa" goes
+    local c = v1.login(a.port, "c-bytes", first - 1)
+    assert.same({ "gap", first, first }, { v1.read(c) })
+    assert.same({ "bbbbbb", "cccccc" }, v1.payloads(v1.read_kept(c, 2)))
+    c:close()
+  end)
+
+  it("drops the oldest past --mailbox-max-messages", function()
+    local first = keep(a, "c-count", "1").seq
+    for i = 2, 5 do keep(a, "c-count", tostring(i)) end
+    local c = v1.login(a.port, "c-count", first)
+    assert.same({ "gap", first + 1, first + 1 }, { v1.read(c) })
+    assert.same({ "3", "4", "5" }, v1.payloads(v1.read_kept(c, 3)))
+    c:close()
+  end)
+
+  it("refuses with 413 a message larger than a mailbox may hold, sending nothing", function()
+    local c = ws.login(a.port, "c-big")
+    local status = http.request1(a.push_port, "POST", "/send?uid=c-big&keep=60", { body = ("x"):rep(17) })
+    assert.equals(413, status)
+    assert.is_true(c:silent())
+    c:close()
+  end)
+end)
+
 describe("kept messages from Lua in a cluster", function()
   local r, a
 
@@ -251,7 +290,7 @@ describe("kept messages while Redis is down", function()
 
   it("sends to this node's connections unkept, counts it, and makes a later resume report the gap", function()
     local before = keep(a, "c-down", "before").seq
-    local live = v1.login(a.port, "c-down", before)
+    local live = v1.login(a.port, "c-down") -- no resume: nothing asked of Redis
     local restart = redis_down(r, a)
     local status, _, answer = http.request1(a.push_port, "POST", "/send?uid=c-down&keep=60",
       { body = "while down" })
