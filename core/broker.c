@@ -52,11 +52,12 @@ struct uc_broker {
     struct uc_server *srv;
     struct ev_loop *loop;
     uint64_t published, received, dropped, gaps; /* the cluster_* counters */
-    double timeout;                              /* --redis-timeout */
-    size_t max_pending;                          /* --redis-max-pending */
-    size_t pending;                              /* bytes of publications sent, not yet answered */
-    ev_timer watchdog;                           /* pings Redis; a missed answer means it is down */
-    ev_tstamp ping_sent;                         /* when the unanswered PING went out, or 0 */
+    uint64_t connects;   /* publishing connections made, for uc_broker_connection */
+    double timeout;      /* --redis-timeout */
+    size_t max_pending;  /* --redis-max-pending */
+    size_t pending;      /* bytes of publications sent, not yet answered */
+    ev_timer watchdog;   /* pings Redis; a missed answer means it is down */
+    ev_tstamp ping_sent; /* when the unanswered PING went out, or 0 */
     /* SUBSCRIBE commands sent and confirmed since the subscriber connected: a login on this
      * node is acknowledged only once its subscription is confirmed (uc_broker_subscribing). */
     uint64_t sub_sent, sub_confirmed;
@@ -476,6 +477,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
         subscribe_everything(b);
     } else {
         b->pub_up = 1;
+        b->connects++;
         write_presence(b);
     }
 }
@@ -731,6 +733,8 @@ int uc_broker_command(struct uc_broker *b, void (*fn)(struct redisAsyncContext *
 }
 
 const char *uc_broker_node_id(const struct uc_broker *b) { return b->node_id; }
+
+uint64_t uc_broker_connection(const struct uc_broker *b) { return b->pub_up ? b->connects : 0; }
 
 struct uc_relay uc_broker_relay(struct uc_broker *b)
 {

@@ -34,6 +34,9 @@ struct uc_service uc_broker_service(struct uc_broker *b);
 struct redisAsyncContext;
 int uc_broker_command(struct uc_broker *b, void (*fn)(struct redisAsyncContext *, void *, void *),
                       void *privdata, int argc, const char **argv, const size_t *argvlen);
+/* Which connection to Redis commands go on now: a number that changes with each reconnect,
+ * 0 while there is none (what Redis holds per connection, loaded scripts, must be redone). */
+uint64_t uc_broker_connection(const struct uc_broker *b);
 /* This node's id (16 hex digits), as it heads each publication. */
 const char *uc_broker_node_id(const struct uc_broker *b);
 
