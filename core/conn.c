@@ -48,6 +48,7 @@ enum conn_flag {
     CONN_UPGRADED = 1 << 8,   /* the 101 was queued: bytes from now on are frames */
     CONN_HELD = 1 << 12,      /* output waits until the cluster confirms its uid's subscription */
     CONN_SINCE = 1 << 13,     /* the handshake said the last kept number the client saw */
+    CONN_REPLAY_ASKED = 1 << 14, /* a part of its replay was asked of the store, not answered */
 };
 
 struct uc_handshake {
@@ -73,7 +74,6 @@ struct uc_conn {
     struct uc_live_link live;    /* its place by last heard-from (liveness.c) */
     uint32_t last_feed_ms;       /* when frames last arrived (ms on the server's clock), 0: never */
     uint64_t since;              /* with CONN_SINCE: the handshake's ?since=N */
-    struct uc_resume *resume;    /* the replay asked of the store and not answered yet, or NULL */
     struct uc_handshake *hs;     /* only during CONN_HANDSHAKE */
     struct uc_ws ws;             /* the RFC 6455 codec's state */
     char *last_uid;              /* copy of the uid at close, for on_close; owned */
@@ -85,10 +85,13 @@ struct uc_conn {
 static void read_cb(struct ev_loop *loop, ev_io *w, int revents);
 static int ws_at_rest(const struct uc_conn *c);
 static void ws_free(struct uc_conn *c);
-/* A replay asked of the store, answered now or later: a connection freed in between leaves it
- * with conn NULL, and the answer is dropped. */
+/* A replay asked of the store, answered now or later; listed in the server (srv->resumes) so
+ * that a connection freed in between can leave it with conn NULL, and the answer is dropped.
+ * Kept out of struct uc_conn: few connections replay at any moment, every one would pay. */
 struct uc_resume {
+    struct uc_server *srv;
     struct uc_conn *conn;
+    struct uc_resume *prev, *next;
 };
 
 static void write_cb(struct ev_loop *loop, ev_io *w, int revents);
@@ -742,7 +745,7 @@ static void flush(struct uc_conn *c)
         c->flags &= (uint16_t)~CONN_WRITE_WAIT;
         ev_io_stop(srv->loop, &c->wio);
     }
-    if (c->member.resuming && !c->resume && c->state == CONN_OPEN)
+    if (c->member.resuming && !(c->flags & CONN_REPLAY_ASKED) && c->state == CONN_OPEN)
         uc_conn_mark_dirty(c); /* drained: the replay's next part (unless one is on its way) */
     if ((c->flags & CONN_FINISHING) && c->state != CONN_LINGER)
         finish_output(c);
@@ -817,8 +820,12 @@ void uc_conn_release_held(struct uc_server *srv, uint64_t seq)
 
 static void destroy(struct uc_conn *c)
 {
-    if (c->resume)
-        c->resume->conn = NULL; /* the store's answer, when it comes, finds nobody */
+    if (c->flags & CONN_REPLAY_ASKED) {
+        struct uc_resume *r;
+        DL_FOREACH(c->srv->resumes, r)
+        if (r->conn == c)
+            r->conn = NULL; /* the store's answer, when it comes, finds nobody */
+    }
     if (c->flags & CONN_HELD)
         unhold(c);
     DL_DELETE(c->srv->conns, c);
@@ -892,10 +899,11 @@ static void replay_done(void *arg, int result, uint64_t last)
 {
     struct uc_resume *r = arg;
     struct uc_conn *c = r->conn;
+    DL_DELETE(r->srv->resumes, r);
     free(r);
     if (!c)
         return;
-    c->resume = NULL;
+    c->flags &= (uint16_t)~CONN_REPLAY_ASKED;
     if (c->state != CONN_OPEN)
         return;
     if (result == UC_REPLAY_UNAVAILABLE) {
@@ -929,13 +937,14 @@ static void resume_step(struct uc_conn *c)
         return;
     }
     size_t budget = srv->opt.max_send_buffer / 2;
-    if (c->resume || uc_outq_cost(&c->outq) >= budget)
+    if ((c->flags & CONN_REPLAY_ASKED) || uc_outq_cost(&c->outq) >= budget)
         return; /* a part is on its way, or still being sent */
     struct uc_resume *r = malloc(sizeof *r);
     if (!r)
         return; /* tried again at the next flush */
-    r->conn = c;
-    c->resume = r;
+    *r = (struct uc_resume){.srv = srv, .conn = c};
+    DL_APPEND(srv->resumes, r);
+    c->flags |= CONN_REPLAY_ASKED;
     /* From now on a live kept message skipped for this connection may be newer than what the
      * store reads: if one is, another part follows. */
     c->member.resume_missed = 0;

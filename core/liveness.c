@@ -4,10 +4,12 @@
 /* Seconds after its last bytes that a connection at rest gives back its codec. */
 #define REST_GRACE 0.5
 
-void uc_liveness_init(struct uc_liveness *lv, double ping_interval, double idle_timeout,
-                      double handshake_timeout, const struct uc_liveness_actions *act, void *ctx)
+void uc_liveness_init(struct uc_liveness *lv, ev_tstamp now, double ping_interval,
+                      double idle_timeout, double handshake_timeout,
+                      const struct uc_liveness_actions *act, void *ctx)
 {
-    *lv = (struct uc_liveness){.ping_interval = ping_interval,
+    *lv = (struct uc_liveness){.epoch = now,
+                               .ping_interval = ping_interval,
                                .idle_timeout = idle_timeout,
                                .handshake_timeout = handshake_timeout,
                                .act = act,
@@ -32,7 +34,7 @@ void uc_liveness_unlink(struct uc_liveness *lv, struct uc_live_link *l)
 
 void uc_liveness_touch(struct uc_liveness *lv, struct uc_live_link *l, ev_tstamp now)
 {
-    l->last_seen = now;
+    l->last_seen = (float)(now - lv->epoch);
     l->pinged = 0;
     if (lv->tail == l)
         return;
@@ -54,7 +56,7 @@ size_t uc_liveness_sweep(struct uc_liveness *lv, ev_tstamp now)
     double first_deadline =
         lv->ping_interval < lv->handshake_timeout ? lv->ping_interval : lv->handshake_timeout;
     for (struct uc_live_link *l = lv->head, *next; l; l = next) {
-        ev_tstamp quiet = now - l->last_seen;
+        double quiet = (now - lv->epoch) - (double)l->last_seen;
         if (quiet < first_deadline && (quiet < REST_GRACE || !act->holding(lv->ctx)))
             break;
         next = l->next; /* an action may unlink l, and only l */

@@ -13,8 +13,11 @@
 /* A connection's place in the list, embedded in the connection. */
 struct uc_live_link {
     struct uc_live_link *prev, *next;
-    ev_tstamp last_seen; /* when bytes last arrived */
-    uint8_t pinged;      /* pinged since it was last heard from */
+    /* When bytes last arrived, in seconds since the list began: a float keeps the link at 24
+     * bytes (one per connection), and its precision (a millisecond after a day, a tenth of a
+     * second after a year) is far below a sweep's tick. */
+    float last_seen;
+    uint8_t pinged; /* pinged since it was last heard from */
     uint8_t listed;
 };
 
@@ -32,13 +35,15 @@ struct uc_liveness_actions {
 
 struct uc_liveness {
     struct uc_live_link *head, *tail; /* quietest first */
+    ev_tstamp epoch;                  /* last_seen counts from here */
     double ping_interval, idle_timeout, handshake_timeout;
     const struct uc_liveness_actions *act;
     void *ctx;
 };
 
-void uc_liveness_init(struct uc_liveness *lv, double ping_interval, double idle_timeout,
-                      double handshake_timeout, const struct uc_liveness_actions *act, void *ctx);
+void uc_liveness_init(struct uc_liveness *lv, ev_tstamp now, double ping_interval,
+                      double idle_timeout, double handshake_timeout,
+                      const struct uc_liveness_actions *act, void *ctx);
 /* Heard from now: to the end of the list (listing it the first time), no longer pinged. */
 void uc_liveness_touch(struct uc_liveness *lv, struct uc_live_link *l, ev_tstamp now);
 /* Off the list (it closed); harmless when it was not on it. */

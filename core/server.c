@@ -251,8 +251,8 @@ struct uc_server *uc_server_new(const struct uc_options *opts, const struct uc_h
         opts->ping_interval < opts->idle_timeout ? opts->ping_interval : opts->idle_timeout;
     tick = (tick < opts->handshake_timeout ? tick : opts->handshake_timeout) / 4;
     tick = tick < 0.05 ? 0.05 : tick > 0.5 ? 0.5 : tick;
-    uc_liveness_init(&srv->live, opts->ping_interval, opts->idle_timeout, opts->handshake_timeout,
-                     &uc_conn_liveness_actions, srv);
+    uc_liveness_init(&srv->live, ev_now(srv->loop), opts->ping_interval, opts->idle_timeout,
+                     opts->handshake_timeout, &uc_conn_liveness_actions, srv);
     ev_timer_init(&srv->liveness, liveness_cb, tick, tick);
     ev_timer_start(srv->loop, &srv->liveness);
     ev_unref(srv->loop);

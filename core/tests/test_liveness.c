@@ -60,7 +60,7 @@ static const struct uc_liveness_actions actions = {f_handshaking, f_expired, f_r
 static void setup(struct fake *f, int n)
 {
     memset(f, 0, sizeof *f * (size_t)n);
-    uc_liveness_init(&lv, 25, 60, 10, &actions, NULL);
+    uc_liveness_init(&lv, 0, 25, 60, 10, &actions, NULL);
     holding = 1;
 }
 
