@@ -41,13 +41,14 @@ struct uc_hub_member {
     uint64_t bcast_seen;          /* the last broadcast queued to it, or not owed to it */
     struct uc_membership *groups; /* the groups it is in */
     unsigned ngroups;
+    /* Set and cleared on every catch-up: a whole byte, not a bit to mask in and out. */
+    uint8_t catching_up; /* queueing what it is owed: an overflow must not recurse */
     /* One-bit flags, so that they share ngroups' word (one member per connection). */
-    unsigned catching_up : 1;   /* queueing what it is owed: an overflow must not recurse */
-    unsigned left : 1;          /* it left the hub: groups are answered from left_groups */
-    unsigned numbered : 1;      /* uidcast.v1: messages carry a header, kept ones a number */
-    unsigned resuming : 1;      /* replaying kept messages: live kept ones come that way */
-    unsigned resume_missed : 1; /* a live kept message was skipped while resuming: again */
-    uint64_t last_seq;          /* the highest kept number queued to it (or that it said it saw) */
+    uint8_t left : 1;          /* it left the hub: groups are answered from left_groups */
+    uint8_t numbered : 1;      /* uidcast.v1: messages carry a header, kept ones a number */
+    uint8_t resuming : 1;      /* replaying kept messages: live kept ones come that way */
+    uint8_t resume_missed : 1; /* a live kept message was skipped while resuming: again */
+    uint64_t last_seq;         /* the highest kept number queued to it (or that it said it saw) */
     /* The names of the groups it was in when it left, each a 2-byte length and the bytes, so
      * on_close can still say which rooms it left. Owned; NULL when it was in none. */
     uint8_t *left_groups;
