@@ -284,11 +284,19 @@ struct uc_buf *uc_http_response_101(const char accept[29], const char *protocol)
 struct uc_buf *uc_http_response(int status, const char *extra_headers, const char *content_type,
                                 const char *body, size_t body_len, int keep_alive)
 {
-    char head[512];
+    return uc_http_response_sized(status, extra_headers, content_type, body_len, body, body_len,
+                                  keep_alive);
+}
+
+struct uc_buf *uc_http_response_sized(int status, const char *extra_headers,
+                                      const char *content_type, size_t length, const char *body,
+                                      size_t body_len, int keep_alive)
+{
+    char head[1024];
     int n = snprintf(head, sizeof head,
                      "HTTP/1.1 %d %s\r\n%sContent-Type: %s\r\nContent-Length: %zu\r\n%s\r\n",
                      status, uc_http_reason(status), extra_headers ? extra_headers : "",
-                     content_type, body_len, keep_alive ? "" : "Connection: close\r\n");
+                     content_type, length, keep_alive ? "" : "Connection: close\r\n");
     if (n < 0 || (size_t)n >= sizeof head)
         return NULL;
     struct uc_buf *b = uc_buf_new((size_t)n + body_len);

@@ -69,6 +69,11 @@ struct uc_buf *uc_http_response_101(const char accept[29], const char *protocol)
  * NULL when out of memory. */
 struct uc_buf *uc_http_response(int status, const char *extra_headers, const char *content_type,
                                 const char *body, size_t body_len, int keep_alive);
+/* The same with a Content-Length of length over a body of body_len bytes: a HEAD or 304
+ * answer says the length GET would send, and sends no body. */
+struct uc_buf *uc_http_response_sized(int status, const char *extra_headers,
+                                      const char *content_type, size_t length, const char *body,
+                                      size_t body_len, int keep_alive);
 
 /* Decodes a %-escaped query component (also '+' as space) from src into dst (capacity cap).
  * Returns the decoded length, -1 for a malformed escape, -2 when it does not fit in cap. */

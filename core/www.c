@@ -85,32 +85,13 @@ static int relative_path(const struct uc_http_request *req, char *out, size_t ca
     return 0;
 }
 
-/* A response whose Content-Length is length, with len bytes of body (0 for HEAD and 304). */
-static struct uc_buf *answer(int status, const char *headers, size_t length, const void *body,
-                             size_t len, int *status_out)
+static struct uc_buf *plain(int status, const char *extra, const char *text, int *status_out)
 {
-    char head[1024];
-    int n = snprintf(head, sizeof head,
-                     "HTTP/1.1 %d %s\r\n%sContent-Length: %zu\r\nConnection: close\r\n\r\n", status,
-                     uc_http_reason(status), headers, length);
-    if (n < 0 || (size_t)n >= sizeof head)
-        return NULL;
-    struct uc_buf *b = uc_buf_new((size_t)n + len);
-    if (!b)
-        return NULL;
-    memcpy(b->data, head, (size_t)n);
-    if (len)
-        memcpy(b->data + n, body, len);
     *status_out = status;
-    return b;
+    return uc_http_response(status, extra, "text/plain; charset=utf-8", text, strlen(text), 0);
 }
 
-static struct uc_buf *not_found(int *status)
-{
-    static const char body[] = "not found\n";
-    return answer(404, "Content-Type: text/plain; charset=utf-8\r\n", sizeof body - 1, body,
-                  sizeof body - 1, status);
-}
+static struct uc_buf *not_found(int *status) { return plain(404, NULL, "not found\n", status); }
 
 /* Reads the whole regular file at path, when it is one and small enough. */
 static char *read_file(const char *path, struct stat *st)
@@ -139,11 +120,8 @@ static char *read_file(const char *path, struct stat *st)
 struct uc_buf *uc_www_respond(const struct uc_www *w, const struct uc_http_request *req,
                               int *status)
 {
-    if (req->method != HTTP_GET && req->method != HTTP_HEAD) {
-        static const char body[] = "GET or HEAD only\n";
-        return answer(405, "Allow: GET, HEAD\r\nContent-Type: text/plain; charset=utf-8\r\n",
-                      sizeof body - 1, body, sizeof body - 1, status);
-    }
+    if (req->method != HTTP_GET && req->method != HTTP_HEAD)
+        return plain(405, "Allow: GET, HEAD\r\n", "GET or HEAD only\n", status);
     char rel[PATH_MAX], full[PATH_MAX + 2], real[PATH_MAX];
     if (relative_path(req, rel, sizeof rel) != 0 ||
         (size_t)snprintf(full, sizeof full, "%s/%s", w->root, rel) >= sizeof full ||
@@ -161,17 +139,21 @@ struct uc_buf *uc_www_respond(const struct uc_www *w, const struct uc_http_reque
     struct tm tm;
     strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", gmtime_r(&st.st_mtime, &tm));
     snprintf(headers, sizeof headers,
-             "Content-Type: %s\r\nETag: %s\r\nLast-Modified: %s\r\nCache-Control: no-cache\r\n"
+             "ETag: %s\r\nLast-Modified: %s\r\nCache-Control: no-cache\r\n"
              "X-Content-Type-Options: nosniff\r\n",
-             content_type(real), etag, date);
+             etag, date);
     size_t len;
     const char *match = uc_http_header_get(req, "if-none-match", &len);
     struct uc_buf *b;
-    if (match && len == strlen(etag) && memcmp(match, etag, len) == 0)
-        b = answer(304, headers, 0, NULL, 0, status);
-    else
-        b = answer(200, headers, (size_t)st.st_size, data,
-                   req->method == HTTP_HEAD ? 0 : (size_t)st.st_size, status);
+    const char *type = content_type(real);
+    if (match && len == strlen(etag) && memcmp(match, etag, len) == 0) {
+        *status = 304;
+        b = uc_http_response_sized(304, headers, type, 0, NULL, 0, 0);
+    } else {
+        *status = 200;
+        b = uc_http_response_sized(200, headers, type, (size_t)st.st_size, data,
+                                   req->method == HTTP_HEAD ? 0 : (size_t)st.st_size, 0);
+    }
     free(data);
     return b;
 }

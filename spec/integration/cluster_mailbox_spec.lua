@@ -38,11 +38,7 @@ describe("kept messages across a cluster", function()
   local r, a, b
 
   setup(function() r, a, b = cluster.start(2) end)
-  teardown(function()
-    assert.equals(0, a:stop())
-    assert.equals(0, b:stop())
-    r:stop()
-  end)
+  teardown(function() cluster.stop(r, a, b) end)
 
   it("numbers a uid's messages once for the whole cluster, whichever node keeps them", function()
     local first = keep(a, "c-num", "1").seq
@@ -115,10 +111,7 @@ describe("a uid's mailbox in Redis", function()
   setup(function()
     r, a = cluster.start(1, { args = { "--mailbox-max-bytes", "16", "--mailbox-max-messages", "3" } })
   end)
-  teardown(function()
-    assert.equals(0, a:stop())
-    r:stop()
-  end)
+  teardown(function() cluster.stop(r, a) end)
 
   it("drops the oldest past --mailbox-max-bytes, and a resume is told", function()
     local first = keep(a, "c-bytes", "aaaaaa").seq
@@ -164,10 +157,7 @@ describe("kept messages from Lua in a cluster", function()
     ]]) }
     cluster.wait_connected { a }
   end)
-  teardown(function()
-    assert.equals(0, a:stop())
-    r:stop()
-  end)
+  teardown(function() cluster.stop(r, a) end)
 
   it("returns the count at once and calls opts.kept with the number Redis gave", function()
     local c = assert(ws.connect(a.port))
@@ -201,11 +191,7 @@ describe("undelivered kept messages in a cluster", function()
     b = server.start { args = { "--redis", r.url }, script = script("B") }
     cluster.wait_connected { a, b }
   end)
-  teardown(function()
-    assert.equals(0, a:stop())
-    assert.equals(0, b:stop())
-    r:stop()
-  end)
+  teardown(function() cluster.stop(r, a, b) end)
 
   local function keep_for(node, uid, body, seconds)
     local _, _, answer = http.request1(node.push_port, "POST",
@@ -283,10 +269,7 @@ describe("kept messages while Redis is down", function()
     a = server.start { args = { "--redis", r.url, "--redis-timeout", "0.2" } }
     cluster.wait_connected { a }
   end)
-  teardown(function()
-    assert.equals(0, a:stop())
-    r:stop()
-  end)
+  teardown(function() cluster.stop(r, a) end)
 
   it("sends to this node's connections unkept, counts it, and makes a later resume report the gap", function()
     local before = keep(a, "c-down", "before").seq

@@ -101,11 +101,7 @@ describe("disconnect, join and leave across a cluster", function()
   local r, a, b
 
   setup(function() r, a, b = cluster.start(2) end)
-  teardown(function()
-    assert.equals(0, a:stop())
-    assert.equals(0, b:stop())
-    r:stop()
-  end)
+  teardown(function() cluster.stop(r, a, b) end)
 
   it("closes the uid's connections on every node and counts them all", function()
     local on_a, on_b = ws.login(a.port, "c-kick"), ws.login(b.port, "c-kick")
