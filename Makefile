@@ -6,13 +6,13 @@ CFLAGS   ?= -O2 -g
 # The flags the code needs; CFLAGS (optimisation, sanitizers) may be overridden on the command line.
 ALL_CFLAGS = $(CFLAGS) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror \
              $(shell pkg-config --cflags lua5.4 2>/dev/null)
-LDLIBS   += $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4) \
-            -lev -lwslay -lhttp_parser -lhiredis -lcrypto -lm
+CORE_LIBS := -lev -lwslay -lhttp_parser -lhiredis -lcrypto -ljansson -lm
+LDLIBS   += $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4) $(CORE_LIBS)
 
 # Debian packages: what building and running need (make run), and what the suites add
 # (make test): the test tools, a redis-server for the cluster specs, the interop clients.
 RUN_PACKAGES  := gcc make pkg-config libc6-dev liblua5.4-dev libev-dev libwslay-dev \
-                 libhttp-parser-dev libssl-dev uthash-dev libhiredis-dev curl
+                 libhttp-parser-dev libssl-dev uthash-dev libhiredis-dev libjansson-dev curl
 TEST_PACKAGES := lua5.4 lua-busted lua-socket python3 python3-websockets valgrind clang \
                  libclang-rt-14-dev redis-server openssl procps util-linux php-cli \
                  clang-format cppcheck lua-check help2man nodejs chromium
@@ -20,7 +20,7 @@ TEST_PACKAGES := lua5.4 lua-busted lua-socket python3 python3-websockets valgrin
 CORE_SRC := core/procstat.c core/scoreboard.c core/mailbox.c core/hub.c core/liveness.c core/buf.c core/outq.c core/http.c core/umap.c core/ws.c core/conn.c \
             core/net.c core/server.c core/log.c core/cli.c \
             core/push.c core/stats.c core/utf8.c core/broker.c core/streams.c core/www.c core/notify.c core/presence.c core/supervisor.c
-LUA_SRC  := lua/vm.c lua/call.c lua/strmatch.c lua/conn.c lua/api.c lua/timer.c lua/policy.c
+LUA_SRC  := lua/vm.c lua/call.c lua/strmatch.c lua/conn.c lua/api.c lua/json.c lua/timer.c lua/policy.c
 SRC      := $(CORE_SRC) $(LUA_SRC) core/main.c
 OBJ      := $(SRC:%.c=$(BUILD)/obj/%.o)
 HEADERS  := $(wildcard core/*.h lua/*.h)
@@ -127,7 +127,7 @@ build/fuzz/obj/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
 build/fuzz/%: fuzz/%.c fuzz/harness.h $(FUZZ_CORE)
-	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer $< $(FUZZ_CORE) -o $@ -lev -lwslay -lhttp_parser -lhiredis -lcrypto -lm
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer $< $(FUZZ_CORE) -o $@ $(CORE_LIBS)
 fuzz-build: $(FUZZ_TARGETS:%=build/fuzz/%)
 
 # Each fuzz target for FUZZ_SECONDS (default 60), starting from fuzz/corpus/<target>; what it
@@ -209,5 +209,5 @@ build/pic/%.o: %.c $(HEADERS)
 	$(CC) $(ALL_CFLAGS) -fPIC -c $< -o $@
 $(BUILD)/spec/uidcast_harness.so: spec/harness/harness.c $(PIC_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -fPIC -shared $< $(PIC_OBJ) -o $@ -lev -lwslay -lhttp_parser -lhiredis -lcrypto -lm
+	$(CC) $(ALL_CFLAGS) -fPIC -shared $< $(PIC_OBJ) -o $@ $(CORE_LIBS)
 spec-harness: $(BUILD)/spec/uidcast_harness.so

@@ -2,6 +2,7 @@
 #include <ev.h>
 #include <hiredis/hiredis.h>
 #include <http_parser.h>
+#include <jansson.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -113,15 +114,15 @@ static int serve(struct uc_cli *cli)
 }
 
 /* What this binary is and runs with: the commit it was built from, the libraries' versions as
- * loaded now (libev, http-parser, OpenSSL) or as compiled in (wslay, hiredis, Lua). */
+ * loaded now (libev, http-parser, jansson, OpenSSL) or as compiled in (wslay, hiredis, Lua). */
 static void print_version(void)
 {
     unsigned long hp = http_parser_version();
     printf("uidcast " UC_VERSION " (commit " UC_GIT_COMMIT ")\n");
-    printf("libev %d.%d, wslay %s, %s, hiredis %d.%d.%d, http-parser %lu.%lu.%lu, %s\n",
+    printf("libev %d.%d, wslay %s, %s, hiredis %d.%d.%d, http-parser %lu.%lu.%lu, jansson %s, %s\n",
            ev_version_major(), ev_version_minor(), WSLAY_VERSION, ucl_lua_version(), HIREDIS_MAJOR,
            HIREDIS_MINOR, HIREDIS_PATCH, (hp >> 16) & 255, (hp >> 8) & 255, hp & 255,
-           OpenSSL_version(OPENSSL_VERSION));
+           jansson_version_str(), OpenSSL_version(OPENSSL_VERSION));
 }
 
 int main(int argc, char **argv)

@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <http_parser.h>
+#include <jansson.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/crypto.h>
@@ -139,18 +140,50 @@ static void respond(struct push_conn *pc, int status, const char *extra, const c
     }
 }
 
-static void respond_json(struct push_conn *pc, int status, const char *json)
+/* Answers body as compact JSON text, and drops the reference; a NULL body (jansson ran out of
+ * memory building it) is answered 503. */
+static void respond_value(struct push_conn *pc, int status, const char *extra, json_t *body)
 {
-    respond(pc, status, NULL, "application/json", json, strlen(json));
+    static const char oom[] = "{\"error\":\"out of memory\"}";
+    const size_t flags = JSON_COMPACT | JSON_REAL_PRECISION(15);
+    char small[1024], *text = small;
+    size_t len = body ? json_dumpb(body, small, sizeof small, flags) : 0;
+    if (len > sizeof small && (text = malloc(len)) != NULL)
+        len = json_dumpb(body, text, len, flags);
+    json_decref(body);
+    if (text && len)
+        respond(pc, status, extra, "application/json", text, len);
+    else
+        respond(pc, 503, extra, "application/json", oom, sizeof oom - 1);
+    if (text != small)
+        free(text);
 }
 
 static void respond_error(struct push_conn *pc, int status, const char *extra, const char *msg)
 {
-    char json[256];
-    snprintf(json, sizeof json, "{\"error\":\"%s\"}", msg);
     if (status >= 400 && status != 401 && status != 404 && status != 405)
         uc_info("push %d: %s", status, msg);
-    respond(pc, status, extra, "application/json", json, strlen(json));
+    respond_value(pc, status, extra, json_pack("{s:s}", "error", msg));
+}
+
+/* A uid as a JSON string: as it is when it is UTF-8, else each byte as the code point of the
+ * same number (U+0000..U+00FF), so that any uid can be echoed. */
+static json_t *uid_value(const char *uid, size_t len)
+{
+    if (uc_utf8_valid((const uint8_t *)uid, len))
+        return json_stringn(uid, len);
+    char text[2 * UC_UID_MAX];
+    size_t o = 0;
+    for (size_t i = 0; i < len && i < UC_UID_MAX; i++) {
+        unsigned char c = (unsigned char)uid[i];
+        if (c < 0x80) {
+            text[o++] = (char)c;
+        } else {
+            text[o++] = (char)(0xc0 | c >> 6);
+            text[o++] = (char)(0x80 | (c & 0x3f));
+        }
+    }
+    return json_stringn(text, o);
 }
 
 /* ---- endpoints ---- */
@@ -181,21 +214,20 @@ static int query_flag(struct http_parser_url *u, const char *url, const char *na
 /* r: what uc_send_uid_kept said (0 when the store answered later, with seq 0 for a refusal). */
 static void answer_kept(struct push_conn *pc, int r, size_t delivered, uint64_t seq)
 {
-    char json[96];
     if (r == UC_ERR_LIMIT) {
         respond_error(pc, 413, NULL,
                       "cannot be kept: larger than --mailbox-max-bytes or --mailbox-memory "
                       "(nothing was sent)");
     } else if (r == UC_ERR_UNREACHABLE) {
         /* Sent here, not kept: the store counts it, and a resume is told of the gap. */
-        snprintf(json, sizeof json, "{\"delivered\":%zu,\"seq\":null}", delivered);
-        respond_json(pc, 200, json);
+        respond_value(pc, 200, NULL,
+                      json_pack("{s:I,s:n}", "delivered", (json_int_t)delivered, "seq"));
     } else if (r != 0 || !seq) {
         respond_error(pc, 503, NULL, "the store did not take the message (nothing was sent)");
     } else {
-        snprintf(json, sizeof json, "{\"delivered\":%zu,\"seq\":%llu}", delivered,
-                 (unsigned long long)seq);
-        respond_json(pc, 200, json);
+        respond_value(
+            pc, 200, NULL,
+            json_pack("{s:I,s:I}", "delivered", (json_int_t)delivered, "seq", (json_int_t)seq));
     }
 }
 
@@ -286,9 +318,7 @@ static void handle_send(struct push_conn *pc, struct http_parser_url *u, int bro
         n = uc_send_uid(srv, uid, uid_len, data, pc->body_len, binary, NULL);
     else
         n = uc_send_group(srv, group, group_len, data, pc->body_len, binary, NULL);
-    char json[64];
-    snprintf(json, sizeof json, "{\"delivered\":%zu}", n);
-    respond_json(pc, 200, json);
+    respond_value(pc, 200, NULL, json_pack("{s:I}", "delivered", (json_int_t)n));
 }
 
 static void feed(struct push_conn *pc, const char *data, size_t len);
@@ -303,14 +333,13 @@ static void online_answered(void *arg, long long count, int partial)
         free(w);
         return;
     }
-    char json[64 + 6 * UC_UID_MAX];
-    size_t o = (size_t)snprintf(json, sizeof json, "{\"uid\":\"");
-    o += uc_json_escape(json + o, sizeof json - o - 64, w->uid, w->uid_len);
-    o += (size_t)snprintf(json + o, sizeof json - o, "\",\"online\":%s,\"connections\":%lld%s}",
-                          count ? "true" : "false", count, partial ? ",\"partial\":true" : "");
+    json_t *body = json_pack("{s:o,s:b,s:I}", "uid", uid_value(w->uid, w->uid_len), "online",
+                             count > 0, "connections", (json_int_t)count);
+    if (body && partial)
+        json_object_set_new(body, "partial", json_true());
     pc->waiting = NULL;
     free(w);
-    respond(pc, 200, NULL, "application/json", json, o);
+    respond_value(pc, 200, NULL, body);
     flush(pc); /* and, once the answers are out, what was read behind this request */
 }
 
@@ -359,13 +388,14 @@ static void command_answered(void *arg, long long count, int partial)
     pc->waiting = NULL;
     if (count < 0)
         return;
-    char json[96];
-    snprintf(json, sizeof json, "{\"%s\":%lld%s}",
-             op == UC_UID_DISCONNECT ? "disconnected"
-             : op == UC_UID_JOIN     ? "joined"
-                                     : "left",
-             count, partial ? ",\"partial\":true" : "");
-    respond_json(pc, 200, json);
+    json_t *body = json_pack("{s:I}",
+                             op == UC_UID_DISCONNECT ? "disconnected"
+                             : op == UC_UID_JOIN     ? "joined"
+                                                     : "left",
+                             (json_int_t)count);
+    if (body && partial)
+        json_object_set_new(body, "partial", json_true());
+    respond_value(pc, 200, NULL, body);
     flush(pc); /* and, once the answers are out, what was read behind this request */
 }
 
@@ -426,20 +456,21 @@ static void handle_stats(struct push_conn *pc)
     struct uc_stats s;
     struct uc_process_stats p;
     unsigned workers = uc_server_stats_all(pc->push->srv, &s, &p);
-    char json[2048];
-    size_t o = 0;
-    json[o++] = '{';
-    for (size_t i = 0; i < uc_stat_field_count; i++)
-        o += (size_t)snprintf(json + o, sizeof json - o, "\"%s\":%llu,", uc_stat_fields[i].name,
-                              uc_stat_value(&s, &uc_stat_fields[i]));
-    o += (size_t)snprintf(json + o, sizeof json - o,
-                          "\"uptime\":%.3f,\"workers\":%u,\"process_cpu_seconds_total\":%.2f,"
-                          "\"process_resident_memory_bytes\":%llu,\"process_open_fds\":%llu,"
-                          "\"process_max_fds\":%llu,\"process_start_time_seconds\":%.2f}",
-                          s.uptime, workers, p.cpu_seconds, (unsigned long long)p.resident_bytes,
-                          (unsigned long long)p.open_fds, (unsigned long long)p.max_fds,
-                          p.start_time);
-    respond_json(pc, 200, json);
+    json_t *body = json_object();
+    for (size_t i = 0; body && i < uc_stat_field_count; i++)
+        json_object_set_new(body, uc_stat_fields[i].name,
+                            json_integer((json_int_t)uc_stat_value(&s, &uc_stat_fields[i])));
+    json_t *process = json_pack("{s:f,s:i,s:f,s:I,s:I,s:I,s:f}", "uptime", s.uptime, "workers",
+                                (int)workers, "process_cpu_seconds_total", p.cpu_seconds,
+                                "process_resident_memory_bytes", (json_int_t)p.resident_bytes,
+                                "process_open_fds", (json_int_t)p.open_fds, "process_max_fds",
+                                (json_int_t)p.max_fds, "process_start_time_seconds", p.start_time);
+    if (body && (!process || json_object_update(body, process) != 0)) {
+        json_decref(body);
+        body = NULL;
+    }
+    json_decref(process);
+    respond_value(pc, 200, NULL, body);
 }
 
 static void handle_metrics(struct push_conn *pc)

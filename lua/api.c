@@ -428,5 +428,7 @@ static const luaL_Reg api[] = {
 int ucl_open_api(lua_State *L)
 {
     luaL_newlib(L, api);
+    ucl_open_json(L);
+    lua_setfield(L, -2, "json");
     return 1;
 }

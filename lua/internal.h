@@ -115,6 +115,8 @@ static inline const char *ucl_check_key(lua_State *L, int idx, const char *what,
 
 /* api.c */
 int ucl_open_api(lua_State *L);
+/* json.c: pushes the uidcast.json table (encode, decode, null, array_mt). */
+int ucl_open_json(lua_State *L);
 /* The state is closing: its waiting is_online callbacks will not be called. */
 void ucl_online_orphan(struct ucl_state *st);
 

@@ -194,3 +194,54 @@ describe("groups per connection", function()
     assert.equals(0, srv:stop())
   end)
 end)
+
+describe("scripts/json_chat.lua", function()
+  local srv
+
+  setup(function() srv = server.start { script = server.ROOT .. "/scripts/json_chat.lua" } end)
+  teardown(function() assert.equals(0, srv:stop()) end)
+
+  local function login(uid)
+    local c = assert(ws.connect(srv.port))
+    c:send(('{"type":"login","uid":"%s"}'):format(uid))
+    assert.equals(('{"type":"welcome","uid":"%s"}'):format(uid), (c:receive()))
+    return c
+  end
+
+  it("delivers a message to a uid as a JSON object and tells the sender how many got it", function()
+    local alice, bob = login("j-alice"), login("j-bob")
+    alice:send('{"type":"send","to":"j-bob","text":"hi \\"bob\\" \\u00e9"}')
+    assert.equals('{"delivered":1,"to":"j-bob","type":"sent"}', (alice:receive()))
+    assert.matches('^{"at":[%d.]+,"from":"j%-alice","text":"hi \\"bob\\" \u{e9}","to":"j%-bob","type":"message"}$',
+      (bob:receive()))
+    alice:close()
+    bob:close()
+  end)
+
+  it("sends to everyone logged in with to = \"*\"", function()
+    local a, b = login("j-a"), login("j-b")
+    a:send('{"type":"send","to":"*","text":"all"}')
+    local sent = a:receive()
+    assert.matches('"type":"message"', sent) -- the sender is logged in too, so it hears its own
+    assert.matches('^{"delivered":2,', (a:receive()))
+    assert.matches('"from":"j%-a","text":"all","to":"%*"', (b:receive()))
+    a:close()
+    b:close()
+  end)
+
+  it("answers bad JSON and bad messages with an error object and keeps the connection", function()
+    local c = assert(ws.connect(srv.port))
+    c:send('{"type":"login",')
+    assert.matches('^{"error":"uidcast.json.decode: .* at line 1, column %d+ %(byte %d+%)","type":"error"}$',
+      (c:receive()))
+    c:send('{"type":"send","to":"x","text":"early"}')
+    assert.equals('{"error":"log in first","type":"error"}', (c:receive()))
+    c:send('[1,2]')
+    assert.equals('{"error":"type must be \\"login\\" or \\"send\\"","type":"error"}', (c:receive()))
+    c:send('{"type":"login","uid":""}')
+    assert.matches('"error":"uid must be a string', (c:receive()))
+    c:send('{"type":"login","uid":"j-late"}')
+    assert.equals('{"type":"welcome","uid":"j-late"}', (c:receive()))
+    c:close()
+  end)
+end)

@@ -283,6 +283,61 @@ describe("Lua API", function()
     end)
   end)
 
+  describe("uidcast.json", function()
+    local c
+    before_each(function() c = open() end)
+    after_each(function() c:close() end)
+
+    it("encodes compactly with sorted keys, arrays for 1..n tables and null for json.null", function()
+      assert.equals([[ok {"a":[1,2,"x"],"b":{"c":true},"d":null,"e":0.5,"f":{}} nil]], eval(c,
+        [[return uidcast.json.encode({ e = 0.5, a = { 1, 2, "x" }, b = { c = true }, d = uidcast.json.null,
+          f = {} })]]))
+    end)
+
+    it("encodes an empty table as [] when it carries json.array_mt", function()
+      assert.equals("ok [] nil", eval(c, "return uidcast.json.encode(setmetatable({}, uidcast.json.array_mt))"))
+    end)
+
+    it("decodes objects, arrays, exact 64-bit integers, floats and null", function()
+      assert.equals("ok 9007199254740993 integer", eval(c,
+        [[local v = uidcast.json.decode('{"n":9007199254740993}') return v.n, math.type(v.n)]]))
+      assert.equals("ok 2.5 true", eval(c,
+        [[local v = uidcast.json.decode('[2.5,null,"s"]') return v[1], v[2] == uidcast.json.null and v[3] == "s"]]))
+    end)
+
+    it("round-trips what it decodes, empty arrays and NUL bytes included", function()
+      local text = [[{"a":[],"b":{},"c":"x\u0000y","d":[1,{"e":-3}]}]]
+      local code = ("return uidcast.json.encode(uidcast.json.decode(%q))"):format(text)
+      assert.equals("ok " .. text .. " nil", eval(c, code))
+    end)
+
+    it("raises an error that says where a text is wrong", function()
+      assert.matches("^err .*uidcast%.json%.decode: .* at line 2, column 6 %(byte %d+%)",
+        eval(c, [[return uidcast.json.decode('{"a":1,\n "b" 2}')]]))
+    end)
+
+    it("raises clear errors for values JSON cannot hold", function()
+      assert.matches("cannot encode a function value", eval(c, "return uidcast.json.encode({ f = print })"))
+      assert.matches("not valid UTF%-8", eval(c, [[return uidcast.json.encode("\255")]]))
+      assert.matches("JSON has no inf or nan", eval(c, "return uidcast.json.encode(1/0)"))
+      assert.matches("a key must be a string or an integer", eval(c, "return uidcast.json.encode({ [1.5] = 1 })"))
+      assert.matches("bad argument #1 to 'decode' %(string expected", eval(c, "return uidcast.json.decode()"))
+    end)
+
+    it("bounds nesting both ways, a table that contains itself included", function()
+      assert.matches("nested deeper than 128", eval(c, "local t = {} t.t = t return uidcast.json.encode(t)"))
+      assert.matches("nested deeper than 128",
+        eval(c, [[return uidcast.json.decode(string.rep("[", 200) .. string.rep("]", 200))]]))
+      assert.equals("ok 100 nil", eval(c, [[local v = uidcast.json.decode(string.rep("[", 100) .. string.rep("]", 100))
+        local d = 0 while v do d = d + 1 v = v[1] end return d]]))
+    end)
+
+    it("bounds the text it decodes", function()
+      assert.matches("more than the 16777216 allowed",
+        eval(c, [[return uidcast.json.decode(string.rep(" ", 16 * 1024 * 1024 + 1))]]))
+    end)
+  end)
+
   describe("on_close", function()
     it("runs once per closed connection with the code, reason and last uid", function()
       local watcher = open("/?uid=observer")

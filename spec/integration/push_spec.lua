@@ -115,6 +115,9 @@ describe("push API", function()
   it("GET /online escapes the uid as JSON", function()
     local _, _, body = push("GET", "/online?uid=a%22b%5C")
     assert.equals('{"uid":"a\\"b\\\\","online":false,"connections":0}', body)
+    -- A uid that is not UTF-8 is echoed byte by byte as U+0000..U+00FF: still valid JSON.
+    _, _, body = push("GET", "/online?uid=%FFz")
+    assert.equals('{"uid":"\195\191z","online":false,"connections":0}', body)
   end)
 
   it("GET /stats counts traffic as it flows", function()
