@@ -35,6 +35,11 @@
 #define BACKOFF_MIN 0.1
 #define BACKOFF_MAX 5.0
 #define NODES_KEY "uidcast:nodes"
+/* Roster questions go to every node on QUERY_CHANNEL; pages come back on ANSWER_PREFIX<node>. */
+#define QUERY_CHANNEL "uidcast:q"
+#define ANSWER_PREFIX "uidcast:r:"
+#define ROSTER_REQUEST 'Q'
+#define ROSTER_PAGE 'R'
 
 /* Sums ARGV[1]'s connections over the nodes in KEYS[1] whose presence hash still exists, and
  * forgets the nodes whose hash has expired (they died, or hold nobody and re-register). */
@@ -142,6 +147,28 @@ static void deliver_kept(struct uc_broker *b, const redisReply *chan, const redi
                            seq);
 }
 
+/* A roster question (every node answers it, the asker with an empty page: it collected its
+ * own uids directly, and the publication's receiver count included it), or a page for ours. */
+static void roster_message(struct uc_broker *b, const redisReply *chan, const redisReply *msg,
+                           char type)
+{
+    const char *payload = msg->str + NODE_ID_LEN + 1;
+    size_t len = msg->len - NODE_ID_LEN - 1;
+    int ours = memcmp(msg->str, b->node_id, NODE_ID_LEN) == 0;
+    if (type == ROSTER_PAGE) {
+        uc_server_roster_answer(b->srv, payload, len);
+    } else if (!uc_str_eq(chan->str, chan->len, UC_LIT(QUERY_CHANNEL))) {
+        return;
+    } else if (!ours) {
+        uc_server_roster_request(b->srv, msg->str, NODE_ID_LEN, payload, len);
+    } else if (len >= 16) { /* the page of a question id, not more, and no uid */
+        char empty[33];
+        memcpy(empty, payload, 16);
+        memset(empty + 16, '0', sizeof empty - 16);
+        uc_server_roster_answer(b->srv, empty, sizeof empty);
+    }
+}
+
 static void on_publication(redisAsyncContext *ac, void *r, void *privdata)
 {
     (void)ac;
@@ -162,6 +189,10 @@ static void on_publication(redisAsyncContext *ac, void *r, void *privdata)
     char type = msg->str[NODE_ID_LEN];
     if (type == UC_BROKER_KEPT_TEXT || type == UC_BROKER_KEPT_BINARY) {
         deliver_kept(b, chan, msg, type == UC_BROKER_KEPT_BINARY);
+        return;
+    }
+    if (type == ROSTER_REQUEST || type == ROSTER_PAGE) {
+        roster_message(b, chan, msg, type);
         return;
     }
     if (memcmp(msg->str, b->node_id, NODE_ID_LEN) == 0)
@@ -227,6 +258,10 @@ static void subscribe_group(const char *key, size_t len, size_t count, void *ctx
 
 static void subscribe_everything(struct uc_broker *b)
 {
+    char answers[sizeof ANSWER_PREFIX + NODE_ID_LEN];
+    int n = snprintf(answers, sizeof answers, ANSWER_PREFIX "%s", b->node_id);
+    subscribe_raw(b, answers, (size_t)n);
+    subscribe_raw(b, UC_LIT(QUERY_CHANNEL));
     subscribe_raw(b, UC_LIT("uidcast:a"));
     uc_server_each_key(b->srv, 'u', subscribe_uid, b);
     uc_server_each_key(b->srv, 'g', subscribe_group, b);
@@ -376,6 +411,65 @@ static int online(void *ctx, const char *uid, size_t uid_len,
         return -1;
     }
     return 0;
+}
+
+/* ---- rosters ---- */
+
+struct gather_wait {
+    void (*receivers)(void *arg, uint64_t id, long long n);
+    void *arg;
+    uint64_t id;
+};
+
+static void on_gathered(redisAsyncContext *ac, void *r, void *privdata)
+{
+    (void)ac;
+    struct gather_wait *g = privdata;
+    redisReply *reply = r;
+    g->receivers(g->arg, g->id, reply && reply->type == REDIS_REPLY_INTEGER ? reply->integer : -1);
+    free(g);
+}
+
+/* PUBLISHes "<node id><type><data>" on chan, answering fn(privdata) when given. */
+static int publish_roster(struct uc_broker *b, const char *chan, size_t chan_len, char type,
+                          const void *data, size_t len, redisCallbackFn *fn, void *privdata)
+{
+    char *msg = malloc(NODE_ID_LEN + 1 + len);
+    if (!msg)
+        return -1;
+    memcpy(msg, b->node_id, NODE_ID_LEN);
+    msg[NODE_ID_LEN] = type;
+    memcpy(msg + NODE_ID_LEN + 1, data, len);
+    int r = redisAsyncCommand(b->pub, fn, privdata, "PUBLISH %b %b", chan, chan_len, msg,
+                              NODE_ID_LEN + 1 + len);
+    free(msg);
+    return r == REDIS_OK ? 0 : -1;
+}
+
+static int gather(void *ctx, const void *req, size_t len,
+                  void (*receivers)(void *arg, uint64_t id, long long n), void *arg, uint64_t id)
+{
+    struct uc_broker *b = ctx;
+    struct gather_wait *g;
+    if (!b->pub_up || b->closing || !(g = malloc(sizeof *g)))
+        return -1;
+    *g = (struct gather_wait){.receivers = receivers, .arg = arg, .id = id};
+    if (publish_roster(b, UC_LIT(QUERY_CHANNEL), ROSTER_REQUEST, req, len, on_gathered, g) != 0) {
+        free(g);
+        return -1;
+    }
+    return 0;
+}
+
+static void answer(void *ctx, const char *node, size_t node_len, const void *page, size_t len)
+{
+    struct uc_broker *b = ctx;
+    char chan[sizeof ANSWER_PREFIX + NODE_ID_LEN];
+    if (!b->pub_up || b->closing || node_len != NODE_ID_LEN)
+        return; /* the asker times out and says its page is partial */
+    memcpy(chan, ANSWER_PREFIX, sizeof ANSWER_PREFIX - 1);
+    memcpy(chan + sizeof ANSWER_PREFIX - 1, node, NODE_ID_LEN);
+    publish_roster(b, chan, sizeof chan - 1, ROSTER_PAGE, page, len, NULL, NULL);
 }
 
 /* ---- publishing ---- */
@@ -743,7 +837,9 @@ struct uc_relay uc_broker_relay(struct uc_broker *b)
                              .command = command,
                              .key_count = key_count,
                              .subscribing = subscribing,
-                             .online = online};
+                             .online = online,
+                             .gather = gather,
+                             .answer = answer};
 }
 
 static void free_service(void *ctx) { uc_broker_free(ctx); }

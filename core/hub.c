@@ -447,3 +447,16 @@ void uc_hub_each(const struct uc_hub *h, const char *uid, size_t len,
     for (struct uc_umap_link *l = e ? e->head : NULL; l; l = l->next)
         fn(l->owner, ctx);
 }
+
+void uc_hub_each_group_uid(const struct uc_hub *h, const char *group, size_t len,
+                           void (*fn)(const char *uid, size_t len, size_t one, void *ctx),
+                           void *ctx)
+{
+    struct uc_umap_entry *e = uc_umap_find(&h->groups, group, len);
+    for (struct uc_umap_link *l = e ? e->head : NULL; l; l = l->next) {
+        const struct uc_umap_entry *uid =
+            container_of(l, struct uc_membership, link)->member->uid_link.entry;
+        if (uid)
+            fn(uid->name, uid->len, 1, ctx);
+    }
+}

@@ -124,6 +124,11 @@ int uc_hub_flush_broadcasts(struct uc_hub *h);
 
 /* Members bound to key (kind 'u' or 'g'). */
 size_t uc_hub_count(const struct uc_hub *h, int kind, const char *key, size_t key_len);
+/* Calls fn with the uid of each member of group that is bound to one: a uid once per
+ * connection of it in the group (fn must not bind, join, leave or close). */
+void uc_hub_each_group_uid(const struct uc_hub *h, const char *group, size_t len,
+                           void (*fn)(const char *uid, size_t len, size_t one, void *ctx),
+                           void *ctx);
 /* Calls fn with the owner of each member bound to uid (fn must not bind, unbind or close). */
 void uc_hub_each(const struct uc_hub *h, const char *uid, size_t len,
                  void (*fn)(void *owner, void *ctx), void *ctx);

@@ -51,7 +51,8 @@
 
 /* A request waiting for its answer: a GET /online for its count (uid is the one asked of), a
  * kept POST /send for its number (no uid), a command on a uid's connections (op UC_UID_*,
- * which runs when the count is in; arg after the uid). Owned by whoever answers; the
+ * which runs when the count is in; arg after the uid), a GET /uids or /members for its page
+ * (op 'u' or 'g', the group in uid). Owned by whoever answers; the
  * connection may be freed first, which only clears pc. */
 struct online_wait {
     struct push_conn *pc;
@@ -450,6 +451,84 @@ static void handle_uid_command(struct push_conn *pc, struct http_parser_url *u, 
     pc->waiting = w; /* on_message_complete pauses the parser */
 }
 
+static void page_answered(void *arg, const struct uc_roster_page *page)
+{
+    struct online_wait *w = arg;
+    struct push_conn *pc = w->pc;
+    if (!pc || !page) { /* the connection went away, or the server is stopping */
+        if (pc)
+            pc->waiting = NULL;
+        free(w);
+        return;
+    }
+    json_t *list = json_array();
+    for (size_t i = 0; list && i < page->n; i++) {
+        const struct uc_roster_entry *e = &page->entries[i];
+        if (json_array_append_new(list, json_pack("{s:o,s:I}", "uid", uid_value(e->uid, e->len),
+                                                  "connections", (json_int_t)e->connections)) !=
+            0) {
+            json_decref(list);
+            list = NULL;
+        }
+    }
+    char cursor[UC_ROSTER_CURSOR_LEN + 1];
+    uc_roster_cursor_format(&page->next, cursor);
+    json_t *body = json_pack("{s:o,s:s?}", w->op == 'u' ? "uids" : "members", list, "cursor",
+                             page->more ? cursor : NULL);
+    if (body && w->op == 'g')
+        json_object_set_new(body, "group", uid_value(w->uid, w->uid_len));
+    if (body && page->partial)
+        json_object_set_new(body, "partial", json_true());
+    pc->waiting = NULL;
+    free(w);
+    respond_value(pc, 200, NULL, body);
+    flush(pc); /* and, once the answers are out, what was read behind this request */
+}
+
+/* GET /uids[?cursor=C&limit=L], GET /members?group=G[&cursor=C&limit=L]. */
+static void handle_roster(struct push_conn *pc, struct http_parser_url *u, int kind)
+{
+    char group[UC_UID_MAX], text[24];
+    size_t group_len = 0, len = 0;
+    if (kind == 'g' &&
+        (query_value(u, pc->url, "group", group, sizeof group, &group_len) != 1 || !group_len)) {
+        respond_error(pc, 400, NULL, "GET /members needs ?group= (1 to 1024 bytes, %-encoded)");
+        return;
+    }
+    struct uc_roster_cursor cursor = {0};
+    int has = query_value(u, pc->url, "cursor", text, sizeof text, &len);
+    if (has < 0 || (has && uc_roster_cursor_parse(text, len, &cursor) != 0)) {
+        respond_error(pc, 400, NULL,
+                      "cursor must be the \"cursor\" of the page before (16 hex digits)");
+        return;
+    }
+    unsigned long limit = 100;
+    has = query_value(u, pc->url, "limit", text, sizeof text - 1, &len);
+    if (has) {
+        char *end;
+        text[has > 0 ? len : 0] = '\0';
+        limit = has > 0 ? strtoul(text, &end, 10) : 0;
+        if (has < 0 || !len || *end || text[0] == '-' || limit < 1 || limit > UC_ROSTER_LIMIT_MAX) {
+            respond_error(pc, 400, NULL, "limit must be 1 to 1000");
+            return;
+        }
+    }
+    struct online_wait *w = malloc(sizeof *w + group_len);
+    if (!w) {
+        respond_error(pc, 503, NULL, "out of memory");
+        return;
+    }
+    *w = (struct online_wait){.pc = pc, .op = kind, .uid_len = group_len};
+    memcpy(w->uid, group, group_len);
+    if (uc_members_query(pc->push->srv, kind, group, group_len, &cursor, limit, page_answered, w) !=
+        0) {
+        free(w);
+        respond_error(pc, 503, NULL, "out of memory");
+        return;
+    }
+    pc->waiting = w; /* on_message_complete pauses the parser */
+}
+
 /* Under --workers the counters are every worker's (see scoreboard.h), whichever one answers. */
 static void handle_stats(struct push_conn *pc)
 {
@@ -574,11 +653,13 @@ static void route(struct push_conn *pc)
                                IS("/disconnect") ? UC_UID_DISCONNECT
                                : IS("/join")     ? UC_UID_JOIN
                                                  : UC_UID_LEAVE);
-    } else if (IS("/online") || IS("/stats") || IS("/metrics")) {
+    } else if (IS("/online") || IS("/uids") || IS("/members") || IS("/stats") || IS("/metrics")) {
         if (method != HTTP_GET)
             respond_error(pc, 405, "Allow: GET\r\n", "use GET");
         else if (IS("/online"))
             handle_online(pc, &u);
+        else if (IS("/uids") || IS("/members"))
+            handle_roster(pc, &u, IS("/uids") ? 'u' : 'g');
         else if (IS("/stats"))
             handle_stats(pc);
         else
@@ -586,7 +667,7 @@ static void route(struct push_conn *pc)
     } else {
         respond_error(pc, 404, NULL,
                       "no such endpoint: try /send, /broadcast, /disconnect, /join, /leave, "
-                      "/online, /stats, /metrics");
+                      "/online, /uids, /members, /stats, /metrics");
     }
 #undef IS
 }

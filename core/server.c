@@ -116,6 +116,20 @@ static size_t local_count(void *ctx, const char *uid, size_t len)
     return uc_hub_count(&((struct uc_server *)ctx)->hub, 'u', uid, len);
 }
 
+/* The roster's walk: this node's uids with their connections, or a group's members' uids. */
+static void roster_walk(void *ctx, int kind, const char *key, size_t key_len,
+                        void (*fn)(const char *uid, size_t len, size_t connections, void *fn_ctx),
+                        void *fn_ctx)
+{
+    struct uc_server *srv = ctx;
+    if (kind == 'g') {
+        uc_hub_each_group_uid(&srv->hub, key, key_len, fn, fn_ctx);
+        return;
+    }
+    struct uc_umap_entry *e, *tmp;
+    HASH_ITER(hh, srv->hub.uids.table, e, tmp) fn(e->name, e->len, e->count, fn_ctx);
+}
+
 static void liveness_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
@@ -244,6 +258,7 @@ struct uc_server *uc_server_new(const struct uc_options *opts, const struct uc_h
     ev_prepare_start(srv->loop, &srv->prepare);
     ev_timer_init(&srv->drain_timer, drain_cb, 0., 0.);
     uc_presence_init(&srv->presence, srv->loop, &srv->relay, local_count, srv);
+    uc_roster_init(&srv->roster, srv->loop, &srv->relay, opts->redis_timeout, roster_walk, srv);
     /* One timer walks the connections oldest-heard first, instead of one per connection: it
      * pings, closes the idle, times out handshakes and releases parser state. Its period
      * bounds how late any of that may come. */
@@ -314,6 +329,7 @@ void uc_server_free(struct uc_server *srv)
             svc->free(svc->ctx);
     }
     uc_presence_cancel(&srv->presence);
+    uc_roster_cancel(&srv->roster);
     free(srv->held);
     uc_www_free(srv->www);
     uc_hub_free(&srv->hub);
@@ -367,6 +383,24 @@ int uc_online_query(struct uc_server *srv, const char *uid, size_t uid_len, uc_o
                     void *arg)
 {
     return uc_presence_query(&srv->presence, uid, uid_len, done, arg);
+}
+
+int uc_members_query(struct uc_server *srv, int kind, const char *group, size_t group_len,
+                     const struct uc_roster_cursor *cursor, size_t limit, uc_roster_fn *done,
+                     void *arg)
+{
+    return uc_roster_query(&srv->roster, kind, group, group_len, cursor, limit, done, arg);
+}
+
+void uc_server_roster_request(struct uc_server *srv, const char *node, size_t node_len,
+                              const void *req, size_t len)
+{
+    uc_roster_request(&srv->roster, node, node_len, req, len);
+}
+
+void uc_server_roster_answer(struct uc_server *srv, const void *page, size_t len)
+{
+    uc_roster_answer(&srv->roster, page, len);
 }
 
 void uc_server_each_key(const struct uc_server *srv, int kind,

@@ -158,6 +158,14 @@ struct uc_relay {
      * Returns -1 without calling done when the cluster cannot be asked now. */
     int (*online)(void *ctx, const char *uid, size_t uid_len,
                   void (*done)(void *arg, long long count), void *arg);
+    /* Hands a roster request (the roster's bytes) to every other node; later, receivers(arg,
+     * id, n) with how many nodes took it (n < 0: none could). Returns -1 without calling
+     * receivers when the cluster cannot be asked now. */
+    int (*gather)(void *ctx, const void *req, size_t len,
+                  void (*receivers)(void *arg, uint64_t id, long long n), void *arg, uint64_t id);
+    /* Sends the roster's page to the node that asked (named as uc_server_roster_request
+     * said). */
+    void (*answer)(void *ctx, const char *node, size_t node_len, const void *page, size_t len);
 };
 
 /* Installs the relay (copied). */
@@ -223,6 +231,13 @@ void uc_server_set_store(struct uc_server *srv, const struct uc_store *store);
 /* The cluster confirmed every subscription up to number seq (UINT64_MAX: it has none pending
  * any more): connections whose login waited for it may write. */
 void uc_server_subscribed(struct uc_server *srv, uint64_t seq);
+
+/* Another node asks for a page of this node's roster (req: its relay->gather bytes); the
+ * answer goes back through relay->answer to node. */
+void uc_server_roster_request(struct uc_server *srv, const char *node, size_t node_len,
+                              const void *req, size_t len);
+/* Another node's page for a roster question of this node (its relay->answer bytes). */
+void uc_server_roster_answer(struct uc_server *srv, const void *page, size_t len);
 
 /* Delivers a message another node published, to this node's connections only. kind as in
  * struct uc_relay. */
@@ -363,6 +378,77 @@ size_t uc_uid_count(const struct uc_server *srv, const char *uid, size_t uid_len
 typedef void uc_online_fn(void *arg, long long count, int partial);
 int uc_online_query(struct uc_server *srv, const char *uid, size_t uid_len, uc_online_fn *done,
                     void *arg);
+
+/* ---- rosters: the online uids, or a group's members, a page at a time ----
+ * Pages follow one order of uids (a 64-bit hash of the uid, the same on every node), so a
+ * page starts after the last position of the one before: a uid online (or a member) for the
+ * whole walk is listed exactly once, whoever comes and goes meanwhile, and no page costs more
+ * than a walk over this node's uids (or the group's members) and UC_ROSTER_LIMIT_MAX entries. */
+
+/* Where a page starts: at the beginning, or after the position a page ended at. As text (in
+ * the push API and Lua), 16 lower-case hex digits (uc_roster_cursor_format). */
+struct uc_roster_cursor {
+    int started;
+    uint64_t after;
+};
+#define UC_ROSTER_CURSOR_LEN 16
+#define UC_ROSTER_LIMIT_MAX 1000
+
+struct uc_roster_entry {
+    const char *uid;
+    size_t len;
+    uint64_t connections; /* on every node that answered */
+};
+
+struct uc_roster_page {
+    const struct uc_roster_entry *entries; /* in roster order */
+    size_t n;
+    int more;                     /* there may be more: next is where they start */
+    struct uc_roster_cursor next; /* valid when more */
+    int partial;                  /* some node did not answer in time: its uids are missing */
+};
+
+/* A page (borrowed for the call), or NULL: no answer (the server is being freed). */
+typedef void uc_roster_fn(void *arg, const struct uc_roster_page *page);
+
+/* Up to limit (1..UC_ROSTER_LIMIT_MAX; a few more when uids share a position) uids online
+ * (kind 'u', group ignored) or members of group (kind 'g'), with their connections: over every
+ * node in cluster mode (waiting at most --redis-timeout for the others; partial when one did
+ * not answer), else on this one. done runs once, from the loop, never inside this call.
+ * Returns 0, or UC_ERR_INVALID / UC_ERR_NOMEM without calling done. */
+int uc_members_query(struct uc_server *srv, int kind, const char *group, size_t group_len,
+                     const struct uc_roster_cursor *cursor, size_t limit, uc_roster_fn *done,
+                     void *arg);
+
+/* The cursor as text: 16 hex digits and a NUL into out. */
+static inline void uc_roster_cursor_format(const struct uc_roster_cursor *c,
+                                           char out[UC_ROSTER_CURSOR_LEN + 1])
+{
+    static const char digits[] = "0123456789abcdef";
+    for (int i = 0; i < UC_ROSTER_CURSOR_LEN; i++)
+        out[i] = digits[(c->after >> (60 - 4 * i)) & 15];
+    out[UC_ROSTER_CURSOR_LEN] = '\0';
+}
+
+/* Text as a cursor: empty for the beginning, else exactly 16 hex digits. Returns 0 or
+ * UC_ERR_PARSE. */
+static inline int uc_roster_cursor_parse(const char *text, size_t len, struct uc_roster_cursor *c)
+{
+    *c = (struct uc_roster_cursor){0};
+    if (len == 0)
+        return 0;
+    if (len != UC_ROSTER_CURSOR_LEN)
+        return UC_ERR_PARSE;
+    for (size_t i = 0; i < len; i++) {
+        char ch = text[i];
+        int v = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+        if (v < 0)
+            return UC_ERR_PARSE;
+        c->after = c->after << 4 | (uint64_t)v;
+    }
+    c->started = 1;
+    return 0;
+}
 
 /* Calls fn for each open connection bound to uid (fn must not bind, unbind or close). */
 void uc_uid_each(struct uc_server *srv, const char *uid, size_t uid_len,

@@ -12,6 +12,7 @@
 #include "hub.h"
 #include "liveness.h"
 #include "presence.h"
+#include "roster.h"
 #include "server.h"
 #include "ws.h"
 
@@ -50,6 +51,7 @@ struct uc_server {
     struct uc_service services[8]; /* attached by main: the store, the broker, the push API */
     unsigned nservices;
     struct uc_presence presence; /* presence questions not answered yet */
+    struct uc_roster roster;     /* roster pages not answered yet */
     /* Connections whose output waits for a subscription (cluster mode: a login is not
      * acknowledged before this node can receive its uid's messages), with the number of the
      * SUBSCRIBE each waits for. Short: only logins of the last few milliseconds. */

@@ -316,6 +316,102 @@ static int api_is_online(lua_State *L)
     return 1;
 }
 
+/* Runs (protected, on the handler thread) fn(list, cursor, partial) for a roster page given
+ * as a light userdata: the list is built here, where running out of memory is a Lua error. */
+static int call_with_page(lua_State *L)
+{
+    const struct uc_roster_page *page = lua_touserdata(L, 2);
+    lua_settop(L, 1);
+    lua_createtable(L, (int)page->n, 0);
+    for (size_t i = 0; i < page->n; i++) {
+        lua_createtable(L, 0, 2);
+        lua_pushlstring(L, page->entries[i].uid, page->entries[i].len);
+        lua_setfield(L, -2, "uid");
+        lua_pushinteger(L, (lua_Integer)page->entries[i].connections);
+        lua_setfield(L, -2, "connections");
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    if (page->more) {
+        char cursor[UC_ROSTER_CURSOR_LEN + 1];
+        uc_roster_cursor_format(&page->next, cursor);
+        lua_pushstring(L, cursor);
+    } else {
+        lua_pushnil(L);
+    }
+    lua_pushboolean(L, page->partial);
+    lua_call(L, 3, 0);
+    return 0;
+}
+
+static void page_answered(void *arg, const struct uc_roster_page *page)
+{
+    struct ucl_online *o = arg;
+    struct ucl_state *st = take_callback(o);
+    if (st) {
+        lua_State *L = st->L;
+        if (page) {
+            lua_pushcfunction(L, call_with_page);
+            lua_insert(L, -2);
+            lua_pushlightuserdata(L, (void *)page);
+            ucl_call(st, 2, 0, "a uids or members callback");
+        } else {
+            lua_pop(L, 1); /* the server is stopping: nobody to answer */
+        }
+    }
+    free(o);
+}
+
+/* uids(fn [, opts]) / members(group, fn [, opts]) -> true; later fn(list, cursor, partial):
+ * list = { {uid = , connections = }, ... }, cursor the next page's (nil after the last). */
+static int roster(lua_State *L, int kind)
+{
+    size_t group_len = 0, cursor_len = 0;
+    const char *group = kind == 'g' ? ucl_check_key(L, 1, "group", &group_len) : NULL;
+    int fn = kind == 'g' ? 2 : 1, opts = fn + 1;
+    luaL_checktype(L, fn, LUA_TFUNCTION);
+    struct uc_roster_cursor cursor = {0};
+    lua_Integer limit = 100;
+    if (!lua_isnoneornil(L, opts)) {
+        luaL_checktype(L, opts, LUA_TTABLE);
+        lua_getfield(L, opts, "cursor");
+        const char *text = lua_tolstring(L, -1, &cursor_len);
+        if (!lua_isnil(L, -1) && (!text || uc_roster_cursor_parse(text, cursor_len, &cursor) != 0))
+            luaL_argerror(L, opts, "cursor must be a cursor a page gave (16 hex digits)");
+        lua_getfield(L, opts, "limit");
+        if (!lua_isnil(L, -1)) {
+            int ok;
+            limit = lua_tointegerx(L, -1, &ok);
+            if (!ok || limit < 1 || limit > UC_ROSTER_LIMIT_MAX)
+                luaL_argerror(L, opts, "limit must be an integer from 1 to 1000");
+        }
+        lua_pop(L, 2);
+    }
+    struct uc_server *srv = server_of(L);
+    struct ucl_state *st = ucl_state_of(L);
+    /* A page waits in C with up to limit uids per node: charged like is_online's query. */
+    size_t cost = sizeof(struct ucl_online) + ONLINE_QUERY_COST + group_len;
+    if (st->mem_used + cost > st->mem_limit)
+        return luaL_error(L, "not enough memory");
+    struct ucl_online *o = malloc(sizeof *o);
+    if (!o)
+        return luaL_error(L, "out of memory");
+    lua_pushvalue(L, fn);
+    *o = (struct ucl_online){.st = st, .fn_ref = luaL_ref(L, LUA_REGISTRYINDEX), .cost = cost};
+    if (uc_members_query(srv, kind, group, group_len, &cursor, (size_t)limit, page_answered, o) !=
+        0) {
+        luaL_unref(L, LUA_REGISTRYINDEX, o->fn_ref);
+        free(o);
+        return luaL_error(L, "out of memory");
+    }
+    DL_PREPEND(st->online, o);
+    st->mem_used += cost;
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int api_uids(lua_State *L) { return roster(L, 'u'); }
+static int api_members(lua_State *L) { return roster(L, 'g'); }
+
 struct collect {
     lua_State *L;
     lua_Integer n;
@@ -417,6 +513,8 @@ static const luaL_Reg api[] = {
     {"timer", ucl_api_timer},
     {"every", ucl_api_every},
     {"is_online", api_is_online},
+    {"uids", api_uids},
+    {"members", api_members},
     {"connections", api_connections},
     {"stats", api_stats},
     {"log", api_log},

@@ -1,6 +1,7 @@
 -- spec/support/http.lua -- a raw HTTP/1.1 client for the push API specs: keep-alive and
 -- pipelining on one socket, exact bytes when a spec needs to send something odd.
 local ws = require "ws"
+local dkjson = require "dkjson"
 
 local http = {}
 http.__index = http
@@ -39,38 +40,15 @@ function http.request1(port, method, target, opts)
   return status, headers, body
 end
 
--- Decodes the few JSON shapes the push API answers with (flat objects of strings, numbers,
--- booleans): enough for specs, and strict enough to fail on malformed output.
+-- Decodes a JSON object (the push API's answers) with dkjson, a decoder independent of the
+-- server's own; null becomes http.null, so that a field that is there but null can be told
+-- from one that is missing.
+http.null = dkjson.null
 function http.json(text)
-  assert(type(text) == "string" and text:match("^{.*}$"), "not a JSON object: " .. tostring(text))
-  local t = {}
-  local rest = text:sub(2, -2)
-  local pos = 1
-  while pos <= #rest do
-    local key, after = rest:match('^"([^"]*)":()', pos)
-    assert(key, "bad JSON near: " .. rest:sub(pos))
-    pos = after
-    local value
-    if rest:sub(pos, pos) == '"' then
-      local s, e = pos + 1, pos + 1
-      while rest:sub(e, e) ~= '"' do
-        if rest:sub(e, e) == "\\" then e = e + 1 end
-        e = e + 1
-        assert(e <= #rest, "unterminated string")
-      end
-      value = rest:sub(s, e - 1):gsub('\\(.)', '%1')
-      pos = e + 1
-    else
-      local raw, after2 = rest:match("^([^,]+)()", pos)
-      if raw == "true" then value = true
-      elseif raw == "false" then value = false
-      else value = assert(tonumber(raw), "bad JSON value " .. tostring(raw)) end
-      pos = after2
-    end
-    t[key] = value
-    if rest:sub(pos, pos) == "," then pos = pos + 1 end
-  end
-  return t
+  assert(type(text) == "string", "not a JSON text: " .. tostring(text))
+  local value, _, err = dkjson.decode(text, 1, dkjson.null)
+  assert(type(value) == "table", "not a JSON object: " .. tostring(err or text))
+  return value
 end
 
 return http
