@@ -17,6 +17,7 @@
 #include <hiredis/adapters/libev.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
+#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -824,6 +825,41 @@ int uc_broker_command(struct uc_broker *b, void (*fn)(struct redisAsyncContext *
     if (!b->pub_up || b->closing)
         return -1;
     return redisAsyncCommandArgv(b->pub, fn, privdata, argc, argv, argvlen) == REDIS_OK ? 0 : -1;
+}
+
+void uc_broker_scripts_init(struct uc_broker_scripts *s, const char *const *texts, size_t n)
+{
+    *s = (struct uc_broker_scripts){.n = n < UC_BROKER_MAX_SCRIPTS ? n : UC_BROKER_MAX_SCRIPTS,
+                                    .texts = texts};
+    for (size_t i = 0; i < s->n; i++) {
+        unsigned char md[SHA_DIGEST_LENGTH];
+        SHA1((const unsigned char *)texts[i], strlen(texts[i]), md);
+        for (int j = 0; j < SHA_DIGEST_LENGTH; j++)
+            snprintf(s->sha[i] + 2 * j, 3, "%02x", md[j]);
+    }
+}
+
+int uc_broker_run(struct uc_broker *b, struct uc_broker_scripts *s,
+                  void (*fn)(struct redisAsyncContext *, void *, void *), void *privdata, int argc,
+                  const char **argv, const size_t *argvlen)
+{
+    uint64_t conn = uc_broker_connection(b);
+    if (conn && s->loaded != conn) {
+        for (size_t i = 0; i < s->n; i++) {
+            const char *load[] = {"SCRIPT", "LOAD", s->texts[i]};
+            size_t load_len[] = {6, 4, strlen(s->texts[i])};
+            if (uc_broker_command(b, NULL, NULL, 3, load, load_len) != 0)
+                return -1;
+        }
+        s->loaded = conn;
+    }
+    return uc_broker_command(b, fn, privdata, argc, argv, argvlen);
+}
+
+void uc_broker_scripts_check(struct uc_broker_scripts *s, const struct redisReply *reply)
+{
+    if (reply && reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "NOSCRIPT", 8) == 0)
+        s->loaded = 0;
 }
 
 const char *uc_broker_node_id(const struct uc_broker *b) { return b->node_id; }

@@ -34,6 +34,24 @@ struct uc_service uc_broker_service(struct uc_broker *b);
 struct redisAsyncContext;
 int uc_broker_command(struct uc_broker *b, void (*fn)(struct redisAsyncContext *, void *, void *),
                       void *privdata, int argc, const char **argv, const size_t *argvlen);
+/* Lua scripts a user of the broker runs by their SHA1 (EVALSHA <sha> ...), loaded once per
+ * connection to Redis (SCRIPT LOAD, pipelined ahead of the first use): Redis forgets them
+ * when it restarts, and a NOSCRIPT answer (SCRIPT FLUSH) makes the next run load them again. */
+#define UC_BROKER_MAX_SCRIPTS 8
+struct uc_broker_scripts {
+    size_t n;
+    const char *const *texts;
+    char sha[UC_BROKER_MAX_SCRIPTS][41]; /* each script's SHA1, hex: argv[1] of an EVALSHA */
+    uint64_t loaded;                     /* the connection they were loaded on, 0: none */
+};
+void uc_broker_scripts_init(struct uc_broker_scripts *s, const char *const *texts, size_t n);
+/* uc_broker_command, loading the scripts first on a connection they are not loaded on. */
+int uc_broker_run(struct uc_broker *b, struct uc_broker_scripts *s,
+                  void (*fn)(struct redisAsyncContext *, void *, void *), void *privdata, int argc,
+                  const char **argv, const size_t *argvlen);
+/* Looks at a script's reply: NOSCRIPT means loading them again before the next run. */
+struct redisReply;
+void uc_broker_scripts_check(struct uc_broker_scripts *s, const struct redisReply *reply);
 /* Which connection to Redis commands go on now: a number that changes with each reconnect,
  * 0 while there is none (what Redis holds per connection, loaded scripts, must be redone). */
 uint64_t uc_broker_connection(const struct uc_broker *b);

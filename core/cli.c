@@ -58,6 +58,9 @@ static const struct row rows[] = {
      "cluster mode: publications waiting for Redis beyond this\nare dropped and counted"},
     {"presence-ttl", 0, K_SECONDS, AT(opt.presence_ttl), 1, 0, "S", "15",
      "cluster mode: a node that stops heart-beating is offline\nfor the others after S seconds"},
+    {"offline-grace", 0, K_SECONDS, AT(opt.offline_grace), 0, 0, "S", "5",
+     "a uid whose last connection closed is offline (on_offline,\n"
+     "webhook) only when none came back within S seconds"},
     {"workers", 0, K_COUNT, AT(opt.workers), 1, 256, "N", "1",
      "N processes share the listeners (SO_REUSEPORT); a\n"
      "supervisor restarts any that dies; N > 1 needs --redis"},

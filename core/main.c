@@ -11,6 +11,7 @@
 #include "../lua/policy.h"
 #include "broker.h"
 #include "cli.h"
+#include "events.h"
 #include "log.h"
 #include "mailbox.h"
 #include "push.h"
@@ -74,6 +75,16 @@ static int attach_services(struct uc_server *srv, const struct uc_cli *cli,
         uc_server_set_relay(srv, &relay);
         uc_server_attach(srv, &svc);
     }
+    struct uc_events *events = uc_events_new(uc_server_loop(srv), opt->offline_grace,
+                                             handlers->on_presence, handlers->user_data);
+    if (!events) {
+        snprintf(err, err_size, "out of memory");
+        return -1;
+    }
+    struct uc_tracker tracker = uc_events_tracker(events);
+    struct uc_service events_svc = uc_events_service(events);
+    uc_server_set_tracker(srv, &tracker);
+    uc_server_attach(srv, &events_svc);
     if (strcmp(opt->push, "off") != 0) {
         struct uc_push *push = uc_push_new(srv, opt->push, opt->push_token, err, err_size);
         if (!push)

@@ -189,11 +189,15 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
     begin_shutdown(srv, w->signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
-/* The maps tell the cluster which channels this node needs and what it holds. */
+/* The maps tell the cluster which channels this node needs and what it holds, and the
+ * tracker which uids arrived and left. */
 static void uid_count_changed(const char *key, size_t len, size_t count, int added, void *ctx)
 {
     struct uc_server *srv = ctx;
-    srv->relay.key_count(srv->relay.ctx, 'u', key, len, count, added);
+    if (srv->relay.key_count)
+        srv->relay.key_count(srv->relay.ctx, 'u', key, len, count, added);
+    if (srv->tracker.changed && (count == 0 || (count == 1 && added)))
+        srv->tracker.changed(srv->tracker.ctx, key, len, count > 0);
 }
 static void group_count_changed(const char *key, size_t len, size_t count, int added, void *ctx)
 {
@@ -206,13 +210,24 @@ void uc_server_set_store(struct uc_server *srv, const struct uc_store *store)
     srv->store = *store;
 }
 
+static void watch_counts(struct uc_server *srv)
+{
+    srv->hub.uids.on_count =
+        srv->relay.key_count || srv->tracker.changed ? uid_count_changed : NULL;
+    srv->hub.groups.on_count = srv->relay.key_count ? group_count_changed : NULL;
+    srv->hub.uids.ctx = srv->hub.groups.ctx = srv;
+}
+
 void uc_server_set_relay(struct uc_server *srv, const struct uc_relay *relay)
 {
     srv->relay = *relay;
-    int on = relay->key_count != NULL;
-    srv->hub.uids.on_count = on ? uid_count_changed : NULL;
-    srv->hub.groups.on_count = on ? group_count_changed : NULL;
-    srv->hub.uids.ctx = srv->hub.groups.ctx = srv;
+    watch_counts(srv);
+}
+
+void uc_server_set_tracker(struct uc_server *srv, const struct uc_tracker *tracker)
+{
+    srv->tracker = *tracker;
+    watch_counts(srv);
 }
 
 int uc_server_attach(struct uc_server *srv, const struct uc_service *svc)

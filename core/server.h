@@ -38,6 +38,7 @@ struct uc_options {
     unsigned n_allow_origins;
     const char *redis;        /* redis://HOST:PORT for cluster mode, or NULL */
     double presence_ttl;      /* seconds a silent node's presence outlives it in Redis */
+    double offline_grace;     /* seconds a uid without connections waits before offline */
     double redis_timeout;     /* seconds Redis may take to answer before it counts as down */
     size_t redis_max_pending; /* bytes of publications waiting for Redis before dropping */
     unsigned workers;         /* processes sharing the listeners (SO_REUSEPORT); 1 = just this */
@@ -90,6 +91,10 @@ struct uc_handlers {
     /* Cluster mode: the subscriptions were lost and are now restored; publications of other
      * nodes made in between may never have arrived (counted in cluster_gaps). */
     void (*on_cluster_gap)(void *user_data);
+    /* A uid came online or went offline (see uc_presence_event_fn): what main hands the
+     * tracker, with the webhook's part. */
+    void (*on_presence)(const char *uid, size_t uid_len, int online, uint64_t version,
+                        void *user_data);
 };
 
 struct uc_stats {
@@ -221,6 +226,24 @@ struct uc_store {
 
 /* Installs the store (copied). */
 void uc_server_set_store(struct uc_server *srv, const struct uc_store *store);
+
+/* A uid came online (its first connection anywhere) or went offline (its last one gone
+ * everywhere, for the grace period), as the tracker decides: once per transition in the
+ * whole cluster, on one node, with a version that grows with each event of the uid. Called
+ * from the loop, never inside a bind or a close. */
+typedef void uc_presence_event_fn(const char *uid, size_t uid_len, int online, uint64_t version,
+                                  void *arg);
+
+/* Who decides online and offline events: main sets the node's own (core/events.c) or, in
+ * cluster mode, the cluster's (core/cluster_events.c). The server tells it each uid whose
+ * connections on this node went from none to one (here = 1) or from one to none (here = 0). */
+struct uc_tracker {
+    void *ctx;
+    void (*changed)(void *ctx, const char *uid, size_t uid_len, int here);
+};
+
+/* Installs the tracker (copied). */
+void uc_server_set_tracker(struct uc_server *srv, const struct uc_tracker *tracker);
 
 /* The subprotocol of numbered messages and resume (README, "Kept messages"). */
 #define UC_PROTOCOL_V1 "uidcast.v1"

@@ -46,6 +46,7 @@ struct uc_server {
     struct uc_hub hub;             /* uids, groups, the broadcast log, delivery */
     struct uc_relay relay;         /* the cluster (--redis); all NULL when alone */
     struct uc_store store;         /* kept messages; all NULL when none was set */
+    struct uc_tracker tracker;     /* online/offline events; all NULL when none was set */
     struct uc_resume *resumes;     /* replays asked of the store, not answered yet (conn.c) */
     struct uc_www *www;            /* --www: static files for plain GETs, or NULL */
     struct uc_service services[8]; /* attached by main: the store, the broker, the push API */

@@ -25,7 +25,6 @@
 #include <ev.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
-#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,8 +127,7 @@ static const char burn_script[] =
     "end\n"
     "redis.call('PEXPIRE', KEYS[1], 2592000000)\n";
 
-/* The scripts run by their SHA1 (EVALSHA): loaded once per connection to Redis (SCRIPT
- * LOAD, pipelined ahead of the first use), not sent with every message. */
+/* The scripts, run by their SHA1 (uc_broker_run), not sent with every message. */
 enum { SCRIPT_KEEP, SCRIPT_REPLAY, SCRIPT_BURN, SCRIPT_MARK, SCRIPT_SWEEP, NSCRIPTS };
 static const char *const scripts[NSCRIPTS] = {keep_script, replay_script, burn_script, mark_script,
                                               sweep_script};
@@ -163,38 +161,12 @@ struct uc_streams {
     ev_timer sweep_timer; /* claims expired messages, for on_undelivered */
     uc_undelivered_fn *undelivered;
     void *arg;
-    char sha[NSCRIPTS][41]; /* each script's SHA1, hex */
-    uint64_t loaded;        /* the broker connection they were loaded on, 0: none */
-    struct uc_stats stats;  /* the mailbox_* fields only */
+    struct uc_broker_scripts scripts;
+    struct uc_stats stats; /* the mailbox_* fields only */
 };
 
 #define MARK_EVERY 0.05
 #define SWEEP_EVERY 1.0
-
-/* Runs a command on the broker's connection, loading the scripts first on a new connection
- * (Redis forgets them when it restarts; a NOSCRIPT answer makes the next call load again). */
-static int run(struct uc_streams *st, void (*fn)(struct redisAsyncContext *, void *, void *),
-               void *privdata, int argc, const char **argv, const size_t *argl)
-{
-    uint64_t conn = uc_broker_connection(st->broker);
-    if (conn && st->loaded != conn) {
-        for (int i = 0; i < NSCRIPTS; i++) {
-            const char *load[] = {"SCRIPT", "LOAD", scripts[i]};
-            size_t load_len[] = {6, 4, strlen(scripts[i])};
-            if (uc_broker_command(st->broker, NULL, NULL, 3, load, load_len) != 0)
-                return -1;
-        }
-        st->loaded = conn;
-    }
-    return uc_broker_command(st->broker, fn, privdata, argc, argv, argl);
-}
-
-/* Redis lost the scripts without a reconnect (SCRIPT FLUSH): load them again next time. */
-static void check_noscript(struct uc_streams *st, const redisReply *reply)
-{
-    if (reply && reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "NOSCRIPT", 8) == 0)
-        st->loaded = 0;
-}
 
 static int key_name(char *out, size_t cap, const char *prefix, const char *uid, size_t len)
 {
@@ -214,11 +186,11 @@ static void flush_burns(struct uc_streams *st)
     {
         char key[UC_UID_MAX + 16], count[24];
         int n = key_name(key, sizeof key, "uidcast:seq:", bn->uid, bn->uid_len);
-        const char *argv[] = {"EVALSHA", st->sha[SCRIPT_BURN], "1", key, count};
+        const char *argv[] = {"EVALSHA", st->scripts.sha[SCRIPT_BURN], "1", key, count};
         size_t argl[] = {
             7, 40, 1, (size_t)n,
             (size_t)snprintf(count, sizeof count, "%llu", (unsigned long long)bn->count)};
-        if (run(st, NULL, NULL, 5, argv, argl) != 0)
+        if (uc_broker_run(st->broker, &st->scripts, NULL, NULL, 5, argv, argl) != 0)
             return; /* down again: kept for the next time */
         HASH_DEL(st->burns, bn);
         st->nburns--;
@@ -253,7 +225,7 @@ static void on_kept(struct redisAsyncContext *ac, void *r, void *privdata)
     (void)ac;
     struct keeping *k = privdata;
     redisReply *reply = r;
-    check_noscript(k->st, reply);
+    uc_broker_scripts_check(&k->st->scripts, reply);
     uint64_t seq = 0;
     if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer > 0)
         seq = (uint64_t)reply->integer;
@@ -283,7 +255,7 @@ static int keep(void *ctx, const char *uid, size_t uid_len, const void *data, si
     if (k && nseq > 0 && nstream > 0 && nchan > 0 && nbytes > 0) {
         flush_burns(st);
         *k = (struct keeping){st, done, arg};
-        const char *argv[] = {"EVALSHA", st->sha[SCRIPT_KEEP],
+        const char *argv[] = {"EVALSHA", st->scripts.sha[SCRIPT_KEEP],
                               "3",       seq_key,
                               stream,    bytes_key,
                               chan,      head,
@@ -304,7 +276,7 @@ static int keep(void *ctx, const char *uid, size_t uid_len, const void *data, si
                          1,
                          uid_len,
                          (size_t)snprintf(maxbytes, sizeof maxbytes, "%zu", st->max_bytes)};
-        if (run(st, on_kept, k, 14, argv, argl) == 0)
+        if (uc_broker_run(st->broker, &st->scripts, on_kept, k, 14, argv, argl) == 0)
             return 0;
     }
     free(k);
@@ -353,10 +325,10 @@ static void mark_cb(struct ev_loop *loop, ev_timer *w, int revents)
     {
         char key[UC_UID_MAX + 16], seq[24];
         int n = key_name(key, sizeof key, "uidcast:d:", m->uid, m->uid_len);
-        const char *argv[] = {"EVALSHA", st->sha[SCRIPT_MARK], "1", key, seq};
+        const char *argv[] = {"EVALSHA", st->scripts.sha[SCRIPT_MARK], "1", key, seq};
         size_t argl[] = {7, 40, 1, (size_t)n,
                          (size_t)snprintf(seq, sizeof seq, "%llu", (unsigned long long)m->seq)};
-        if (n > 0 && run(st, NULL, NULL, 5, argv, argl) != 0) {
+        if (n > 0 && uc_broker_run(st->broker, &st->scripts, NULL, NULL, 5, argv, argl) != 0) {
             ev_timer_start(st->loop, w); /* Redis is away: again later */
             return;
         }
@@ -370,7 +342,7 @@ static void on_swept(struct redisAsyncContext *ac, void *r, void *privdata)
     (void)ac;
     struct uc_streams *st = privdata;
     redisReply *reply = r;
-    check_noscript(st, reply);
+    uc_broker_scripts_check(&st->scripts, reply);
     if (!reply || reply->type != REDIS_REPLY_ARRAY)
         return;
     for (size_t i = 0; i + 4 < reply->elements; i += 5) {
@@ -392,9 +364,9 @@ static void sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     struct uc_streams *st = w->data;
-    const char *argv[] = {"EVALSHA", st->sha[SCRIPT_SWEEP], "0"};
+    const char *argv[] = {"EVALSHA", st->scripts.sha[SCRIPT_SWEEP], "0"};
     size_t argl[] = {7, 40, 1};
-    run(st, on_swept, st, 3, argv, argl); /* down: next tick */
+    uc_broker_run(st->broker, &st->scripts, on_swept, st, 3, argv, argl); /* down: next tick */
 }
 
 /* ---- replaying ---- */
@@ -450,7 +422,7 @@ static void on_replay(struct redisAsyncContext *ac, void *r, void *privdata)
     (void)ac;
     struct replaying *rp = privdata;
     redisReply *reply = r;
-    check_noscript(rp->st, reply);
+    uc_broker_scripts_check(&rp->st->scripts, reply);
     int result = UC_REPLAY_UNAVAILABLE;
     uint64_t last = 0;
     if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements >= 2 &&
@@ -475,8 +447,8 @@ static void replay(void *ctx, const char *uid, size_t uid_len, uint64_t since, s
         flush_burns(st); /* a gap this node knows of is in Redis before the question */
         *rp = (struct replaying){*sink, st, since, uid_len};
         memcpy(rp->uid, uid, uid_len);
-        const char *argv[] = {"EVALSHA", st->sha[SCRIPT_REPLAY], "2", seq_key, stream, start,
-                              budget};
+        const char *argv[] = {
+            "EVALSHA", st->scripts.sha[SCRIPT_REPLAY], "2", seq_key, stream, start, budget};
         size_t argl[] = {
             7,
             40,
@@ -485,7 +457,7 @@ static void replay(void *ctx, const char *uid, size_t uid_len, uint64_t since, s
             (size_t)nstream,
             (size_t)snprintf(start, sizeof start, "%llu-0", (unsigned long long)since + 1),
             (size_t)snprintf(budget, sizeof budget, "%zu", max_bytes)};
-        if (run(st, on_replay, rp, 7, argv, argl) == 0)
+        if (uc_broker_run(st->broker, &st->scripts, on_replay, rp, 7, argv, argl) == 0)
             return;
     }
     free(rp);
@@ -515,12 +487,7 @@ struct uc_streams *uc_streams_new(struct ev_loop *loop, struct uc_broker *broker
     st->max_bytes = max_bytes;
     st->undelivered = undelivered;
     st->arg = arg;
-    for (int i = 0; i < NSCRIPTS; i++) {
-        unsigned char md[SHA_DIGEST_LENGTH];
-        SHA1((const unsigned char *)scripts[i], strlen(scripts[i]), md);
-        for (int j = 0; j < SHA_DIGEST_LENGTH; j++)
-            snprintf(st->sha[i] + 2 * j, 3, "%02x", md[j]);
-    }
+    uc_broker_scripts_init(&st->scripts, scripts, NSCRIPTS);
     ev_timer_init(&st->mark_timer, mark_cb, MARK_EVERY, 0.);
     st->mark_timer.data = st;
     ev_timer_init(&st->sweep_timer, sweep_cb, SWEEP_EVERY, SWEEP_EVERY);

@@ -19,6 +19,8 @@ enum ucl_hook {
     UCL_ON_STOP,
     UCL_ON_CLUSTER_GAP,
     UCL_ON_UNDELIVERED,
+    UCL_ON_ONLINE,
+    UCL_ON_OFFLINE,
     UCL_HOOK_COUNT
 };
 

@@ -216,6 +216,18 @@ static void on_undelivered(const char *uid, size_t uid_len, uint64_t seq, const 
     ucl_call(st, 5, 0, "on_undelivered");
 }
 
+static void on_presence(const char *uid, size_t uid_len, int online, uint64_t version,
+                        void *user_data)
+{
+    struct ucl_policy *p = user_data;
+    struct ucl_state *st = p->st;
+    if (!ucl_push_hook(st, online ? UCL_ON_ONLINE : UCL_ON_OFFLINE))
+        return;
+    lua_pushlstring(st->L, uid, uid_len);
+    lua_pushinteger(st->L, (lua_Integer)version);
+    ucl_call(st, 2, 0, online ? "on_online" : "on_offline");
+}
+
 static size_t memory_used(void *user_data)
 {
     struct ucl_policy *p = user_data;
@@ -240,5 +252,6 @@ void ucl_policy_handlers(struct ucl_policy *p, struct uc_handlers *out)
         .memory_used = memory_used,
         .on_cluster_gap = on_cluster_gap,
         .on_undelivered = on_undelivered,
+        .on_presence = on_presence,
     };
 }

@@ -22,8 +22,8 @@ static const char *const allowed_os[] = {"time", "clock", "date", NULL};
 static const char *const removed_globals[] = {"dofile", "loadfile", NULL};
 
 const char *const ucl_hook_names[UCL_HOOK_COUNT] = {
-    "on_open",   "on_message", "on_close",       "on_start",
-    "on_reload", "on_stop",    "on_cluster_gap", "on_undelivered",
+    "on_open", "on_message",     "on_close",       "on_start",  "on_reload",
+    "on_stop", "on_cluster_gap", "on_undelivered", "on_online", "on_offline",
 };
 
 /* Fails allocations beyond the state's limit while a handler runs: the handler gets a "not
