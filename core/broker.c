@@ -58,12 +58,13 @@ struct uc_broker {
     struct uc_server *srv;
     struct ev_loop *loop;
     uint64_t published, received, dropped, gaps; /* the cluster_* counters */
-    uint64_t connects;   /* publishing connections made, for uc_broker_connection */
-    double timeout;      /* --redis-timeout */
-    size_t max_pending;  /* --redis-max-pending */
-    size_t pending;      /* bytes of publications sent, not yet answered */
-    ev_timer watchdog;   /* pings Redis; a missed answer means it is down */
-    ev_tstamp ping_sent; /* when the unanswered PING went out, or 0 */
+    uint64_t connects;        /* publishing connections made, for uc_broker_connection */
+    uint64_t presence_writes; /* whole rewrites of this node's presence hash */
+    double timeout;           /* --redis-timeout */
+    size_t max_pending;       /* --redis-max-pending */
+    size_t pending;           /* bytes of publications sent, not yet answered */
+    ev_timer watchdog;        /* pings Redis; a missed answer means it is down */
+    ev_tstamp ping_sent;      /* when the unanswered PING went out, or 0 */
     /* SUBSCRIBE commands sent and confirmed since the subscriber connected: a login on this
      * node is acknowledged only once its subscription is confirmed (uc_broker_subscribing). */
     uint64_t sub_sent, sub_confirmed;
@@ -277,8 +278,6 @@ static void register_node(struct uc_broker *b, redisCallbackFn *expire_cb)
     redisAsyncCommand(b->pub, expire_cb, b, "EXPIRE %s %d", b->presence_key, b->ttl);
 }
 
-/* Writes this node's whole presence hash again: after a (re)connect, when Redis may have lost
- * it or missed changes. HSET takes many pairs per command, so this is one command per chunk. */
 /* HSET pairs gathered for write_presence: one command per CHUNK uids. */
 enum { CHUNK = 256 };
 struct presence_batch {
@@ -312,6 +311,7 @@ static void batch_add(const char *uid, size_t len, size_t count, void *ctx)
  * it or missed changes. HSET takes many pairs per command, so this is one command per chunk. */
 static void write_presence(struct uc_broker *b)
 {
+    b->presence_writes++;
     struct presence_batch *pb = malloc(sizeof *pb);
     redisAsyncCommand(b->pub, NULL, NULL, "DEL %s", b->presence_key);
     if (pb) {
@@ -865,6 +865,8 @@ void uc_broker_scripts_check(struct uc_broker_scripts *s, const struct redisRepl
 const char *uc_broker_node_id(const struct uc_broker *b) { return b->node_id; }
 
 uint64_t uc_broker_connection(const struct uc_broker *b) { return b->pub_up ? b->connects : 0; }
+
+uint64_t uc_broker_presence_epoch(const struct uc_broker *b) { return b->presence_writes; }
 
 struct uc_relay uc_broker_relay(struct uc_broker *b)
 {

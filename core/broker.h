@@ -34,6 +34,9 @@ struct uc_service uc_broker_service(struct uc_broker *b);
 struct redisAsyncContext;
 int uc_broker_command(struct uc_broker *b, void (*fn)(struct redisAsyncContext *, void *, void *),
                       void *privdata, int argc, const char **argv, const size_t *argvlen);
+/* How many times this node's presence was written to Redis whole (each connect, and when Redis
+ * had lost it): what depends on it (online/offline bookkeeping) is resynchronised then. */
+uint64_t uc_broker_presence_epoch(const struct uc_broker *b);
 /* Lua scripts a user of the broker runs by their SHA1 (EVALSHA <sha> ...), loaded once per
  * connection to Redis (SCRIPT LOAD, pipelined ahead of the first use): Redis forgets them
  * when it restarts, and a NOSCRIPT answer (SCRIPT FLUSH) makes the next run load them again. */

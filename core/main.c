@@ -11,6 +11,7 @@
 #include "../lua/policy.h"
 #include "broker.h"
 #include "cli.h"
+#include "cluster_events.h"
 #include "events.h"
 #include "log.h"
 #include "mailbox.h"
@@ -69,22 +70,38 @@ static int attach_services(struct uc_server *srv, const struct uc_cli *cli,
      * teardown) still reach the store. */
     uc_server_set_store(srv, &store);
     uc_server_attach(srv, &store_svc);
+    /* Online/offline events: decided in Redis in cluster mode (attached before the broker for
+     * the same reason as the store), else by this node. */
+    struct uc_tracker tracker;
+    struct uc_service events_svc;
+    if (broker) {
+        struct uc_cluster_events *ce = uc_cluster_events_new(
+            srv, broker, opt->offline_grace, handlers->on_presence, handlers->user_data);
+        if (!ce) {
+            uc_broker_free(broker);
+            snprintf(err, err_size, "out of memory");
+            return -1;
+        }
+        tracker = uc_cluster_events_tracker(ce);
+        events_svc = uc_cluster_events_service(ce);
+    } else {
+        struct uc_events *events = uc_events_new(uc_server_loop(srv), opt->offline_grace,
+                                                 handlers->on_presence, handlers->user_data);
+        if (!events) {
+            snprintf(err, err_size, "out of memory");
+            return -1;
+        }
+        tracker = uc_events_tracker(events);
+        events_svc = uc_events_service(events);
+    }
+    uc_server_set_tracker(srv, &tracker);
+    uc_server_attach(srv, &events_svc);
     if (broker) {
         struct uc_relay relay = uc_broker_relay(broker);
         struct uc_service svc = uc_broker_service(broker);
         uc_server_set_relay(srv, &relay);
         uc_server_attach(srv, &svc);
     }
-    struct uc_events *events = uc_events_new(uc_server_loop(srv), opt->offline_grace,
-                                             handlers->on_presence, handlers->user_data);
-    if (!events) {
-        snprintf(err, err_size, "out of memory");
-        return -1;
-    }
-    struct uc_tracker tracker = uc_events_tracker(events);
-    struct uc_service events_svc = uc_events_service(events);
-    uc_server_set_tracker(srv, &tracker);
-    uc_server_attach(srv, &events_svc);
     if (strcmp(opt->push, "off") != 0) {
         struct uc_push *push = uc_push_new(srv, opt->push, opt->push_token, err, err_size);
         if (!push)

@@ -117,3 +117,122 @@ describe("online and offline events on one node", function()
     c:close()
   end)
 end)
+
+describe("online and offline events across a cluster", function()
+  local cluster = require "cluster"
+  local r, nodes
+
+  local LOGGER = [[
+local uidcast = require "uidcast"
+return {
+  on_online = function(uid, version) uidcast.log("info", "event online " .. uid .. " " .. version) end,
+  on_offline = function(uid, version) uidcast.log("info", "event offline " .. uid .. " " .. version) end,
+  on_open = function(conn, req) if req.query.uid then conn:bind(req.query.uid) end end,
+  on_message = function() end,
+}
+]]
+
+  setup(function()
+    local a, b, c
+    r, a, b, c = cluster.start(3, { script = server.script(LOGGER),
+                                    args = { "--offline-grace", "0.5", "--presence-ttl", "1" } })
+    nodes = { a, b, c }
+  end)
+  teardown(function()
+    local alive = {}
+    for _, n in ipairs(nodes) do if n:running() then alive[#alive + 1] = n end end
+    cluster.stop(r, table.unpack(alive))
+  end)
+
+  -- Every event of uid (prefix match when pattern) logged by any node, in version order.
+  local function events_of(uid)
+    local out = {}
+    for _, n in ipairs(nodes) do
+      for kind, who, v in n:log():gmatch("event (%a+) (%S+) (%d+)") do
+        if who == uid then out[#out + 1] = { kind = kind, version = tonumber(v) } end
+      end
+    end
+    table.sort(out, function(x, y) return x.version < y.version end)
+    return out
+  end
+
+  local function kinds(list)
+    local k = {}
+    for _, e in ipairs(list) do k[#k + 1] = e.kind end
+    return table.concat(k, ",")
+  end
+
+  local function open(node, uid) return assert(ws.connect(node.port, { path = "/?uid=" .. uid })) end
+
+  it("makes one online and one offline event for a uid on two nodes, on one node each", function()
+    local tab1 = open(nodes[1], "c-alice")
+    local tab2 = open(nodes[2], "c-alice")
+    assert(server.eventually(function() return #events_of("c-alice") == 1 end))
+    tab1:close()
+    tab2:close()
+    assert(server.eventually(function() return #events_of("c-alice") == 2 end, 5))
+    socket.sleep(1)
+    assert.equals("online,offline", kinds(events_of("c-alice")))
+  end)
+
+  it("makes no event when the uid comes back on another node within the grace", function()
+    local c = open(nodes[1], "c-reload")
+    assert(server.eventually(function() return #events_of("c-reload") == 1 end))
+    c:close()
+    socket.sleep(0.1)
+    c = open(nodes[3], "c-reload")
+    socket.sleep(1.2)
+    assert.equals("online", kinds(events_of("c-reload")))
+    c:close()
+    assert(server.eventually(function() return #events_of("c-reload") == 2 end, 5))
+  end)
+
+  it("makes the uids of a killed node offline once, after its presence expires", function()
+    local victim = nodes[3]
+    local c = open(victim, "c-victim")
+    local kept = open(nodes[1], "c-shared")
+    local shared = open(victim, "c-shared")
+    assert(server.eventually(function()
+      return #events_of("c-victim") == 1 and #events_of("c-shared") == 1
+    end))
+    assert(victim:signal("KILL"))
+    victim:wait(5)
+    assert(server.eventually(function() return #events_of("c-victim") == 2 end, 6))
+    socket.sleep(1)
+    assert.equals("online,offline", kinds(events_of("c-victim")))
+    assert.equals("online", kinds(events_of("c-shared"))) -- still on node 1
+    c:close()
+    shared:close()
+    kept:close()
+  end)
+
+  it("keeps each flapping uid's events alternating with growing versions, ending as /online says", function()
+    local live = { nodes[1], nodes[2] }
+    local conns = {}
+    local N = 300
+    for round = 1, 4 do
+      for i = 1, N do
+        local uid = "flap" .. i
+        if conns[uid] then
+          conns[uid]:close()
+          conns[uid] = nil
+        end
+        if (i + round) % 3 ~= 0 then conns[uid] = open(live[(i + round) % 2 + 1], uid) end
+      end
+      socket.sleep(0.3)
+    end
+    socket.sleep(2) -- every grace over, every sweep done
+    for i = 1, N do
+      local uid = "flap" .. i
+      local list = events_of(uid)
+      for j, e in ipairs(list) do
+        assert.equals(j % 2 == 1 and "online" or "offline", e.kind, uid .. ": " .. kinds(list))
+        if j > 1 then assert.is_true(e.version > list[j - 1].version) end
+      end
+      local online = cluster.online(live[1], uid).online
+      assert.equals(online, #list % 2 == 1, uid .. ": " .. kinds(list))
+      assert.equals(conns[uid] ~= nil, online, uid)
+    end
+    for _, c in pairs(conns) do c:close() end
+  end)
+end)
