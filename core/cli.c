@@ -25,7 +25,8 @@ enum kind {
     K_COUNT,           /* a whole number into an unsigned */
     K_LEVEL,           /* error, warn, info or debug */
     K_LOG_FORMAT,      /* text or json, into an int (1: json) */
-    K_TOKEN_FILE,      /* a file whose first line is the push token */
+    K_TOKEN_FILE,      /* a file whose first line is a secret (the push token, the webhook's) */
+    K_HTTP_URL,        /* an http:// or https:// URL */
     K_ORIGIN,          /* one more allowed Origin (repeatable) */
     K_FLAG,            /* no value: sets an int to 1 */
     K_HELP,
@@ -105,6 +106,17 @@ static const struct row rows[] = {
      "payload bytes of kept messages one uid may have; the\noldest go first"},
     {"mailbox-memory", 0, K_BYTES, AT(mailbox_memory), 64 * 1024, 0, "BYTES", "64m",
      "memory every kept message together may take; the oldest\ngo first"},
+    {"webhook", 0, K_HTTP_URL, AT(webhook), 0, 0, "URL", NULL,
+     "POST each online/offline event and undelivered kept message\n"
+     "to URL as JSON, signed with the webhook secret"},
+    {"webhook-secret-file", 0, K_TOKEN_FILE, AT(webhook_secret), 0, 0, "FILE", NULL,
+     "the HMAC-SHA256 key of the X-Uidcast-Signature header, from\n"
+     "FILE's first line (default: env UIDCAST_WEBHOOK_SECRET)"},
+    {"webhook-timeout", 0, K_SECONDS, AT(webhook_timeout), 0.1, 0, "S", "5",
+     "an attempt the receiver has not answered in S seconds fails"},
+    {"webhook-retry-for", 0, K_SECONDS, AT(webhook_retry_for), 0, 0, "S", "60",
+     "a failed event is retried with back-off for S seconds, then\n"
+     "given up (counted in webhook_failed)"},
     {"lua-memory", 0, K_BYTES, AT(lua_memory), 1024 * 1024, 0, "BYTES", "256m",
      "memory the Lua state may use"},
     {"lua-budget", 0, K_COUNT, AT(lua_budget), 10000, 0, "N", "5000000",
@@ -267,14 +279,16 @@ static const char *apply(const struct row *r, const char *value, struct uc_cli *
         *(int *)field = strcmp(value, "json") == 0;
         return NULL;
     case K_TOKEN_FILE: {
-        /* Kept for the life of the process, like the strings of argv the other options keep. */
-        static char token[1024];
+        /* Kept for the life of the process, like the strings of argv the other options keep:
+         * one buffer for each option of this kind. */
+        static char tokens[2][1024];
+        char *token = tokens[field == (void *)&cli->opt.push_token ? 0 : 1];
         FILE *f = fopen(value, "r");
         if (!f) {
             snprintf(why, why_size, "a readable file (%s)", strerror(errno));
             return why;
         }
-        int ok = fgets(token, sizeof token, f) != NULL;
+        int ok = fgets(token, sizeof tokens[0], f) != NULL;
         fclose(f);
         token[ok ? strcspn(token, "\r\n") : 0] = '\0';
         if (!token[0])
@@ -282,6 +296,12 @@ static const char *apply(const struct row *r, const char *value, struct uc_cli *
         *(const char **)field = token;
         return NULL;
     }
+    case K_HTTP_URL:
+        if ((strncmp(value, "http://", 7) != 0 || !value[7]) &&
+            (strncmp(value, "https://", 8) != 0 || !value[8]))
+            return "an http:// or https:// URL";
+        *(const char **)field = value;
+        return NULL;
     case K_ORIGIN:
         if (!value[0])
             return "an origin such as https://example.com";
@@ -307,6 +327,7 @@ enum uc_cli_result uc_cli_parse(int argc, char **argv, struct uc_cli *cli, char 
             abort(); /* a default the table cannot read is a bug in the table */
     cli->script = UC_DEFAULT_SCRIPT;
     cli->opt.push_token = getenv("UIDCAST_PUSH_TOKEN");
+    cli->webhook_secret = getenv("UIDCAST_WEBHOOK_SECRET");
 
     struct option longs[NROWS + 1];
     char shorts[2 * NROWS + 2] = ":";

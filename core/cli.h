@@ -21,6 +21,10 @@ struct uc_cli {
     unsigned mailbox_max_messages; /* --mailbox-max-messages: kept messages per uid */
     size_t mailbox_max_bytes;      /* --mailbox-max-bytes: kept payload bytes per uid */
     size_t mailbox_memory;         /* --mailbox-memory: bytes every kept message may take */
+    const char *webhook;           /* --webhook: URL events are POSTed to, or NULL */
+    const char *webhook_secret;    /* --webhook-secret-file, env UIDCAST_WEBHOOK_SECRET */
+    double webhook_timeout;        /* --webhook-timeout: seconds per attempt */
+    double webhook_retry_for;      /* --webhook-retry-for: seconds an event is retried */
 };
 
 enum uc_cli_result {

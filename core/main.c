@@ -19,6 +19,7 @@
 #include "streams.h"
 #include "supervisor.h"
 #include "version.h"
+#include "webhook.h"
 #include <wslay/wslayver.h>
 
 static struct ucl_limits limits_of(const struct uc_cli *cli)
@@ -29,71 +30,97 @@ static struct ucl_limits limits_of(const struct uc_cli *cli)
                                .lua_path = cli->lua_path};
 }
 
-/* The services around the core, composed here and nowhere else: the store of kept messages,
- * the cluster broker (the server's relay to the other nodes) and the push API, all freed with
- * the server. */
+/* Where the events of the services go: the policy's handlers, and the webhook when there is
+ * one. Set once by attach_services; the handlers outlive the server. */
+static struct {
+    const struct uc_handlers *policy;
+    struct uc_webhook *webhook;
+} events_out;
+
+static void presence_out(const char *uid, size_t uid_len, int online, uint64_t version, void *arg)
+{
+    (void)arg;
+    if (events_out.webhook)
+        uc_webhook_presence(events_out.webhook, uid, uid_len, online, version);
+    events_out.policy->on_presence(uid, uid_len, online, version, events_out.policy->user_data);
+}
+
+static void undelivered_out(const char *uid, size_t uid_len, uint64_t seq, const void *data,
+                            size_t len, int binary, const char *reason, void *arg)
+{
+    (void)arg;
+    if (events_out.webhook)
+        uc_webhook_undelivered(events_out.webhook, uid, uid_len, seq, data, len, binary, reason);
+    events_out.policy->on_undelivered(uid, uid_len, seq, data, len, binary, reason,
+                                      events_out.policy->user_data);
+}
+
+/* The services around the core, composed here and nowhere else: the webhook, the store of
+ * kept messages, the online/offline tracker, the cluster broker (the server's relay to the
+ * other nodes) and the push API, all freed with the server in reverse order: what answers
+ * last (the broker, at its teardown) is freed first. */
 static int attach_services(struct uc_server *srv, const struct uc_cli *cli,
                            const struct uc_handlers *handlers, char *err, size_t err_size)
 {
     const struct uc_options *opt = &cli->opt;
-    struct uc_store store;
-    struct uc_service store_svc;
+    struct ev_loop *loop = uc_server_loop(srv);
     struct uc_broker *broker = NULL;
-    if (opt->redis) {
-        /* Kept messages live in Redis Streams, reached through the broker's connection. */
-        if (!(broker = uc_broker_new(srv, opt->redis, err, err_size)))
+    if (opt->redis && !(broker = uc_broker_new(srv, opt->redis, err, err_size)))
+        return -1;
+    events_out.policy = handlers;
+    if (cli->webhook) {
+        struct uc_webhook_options wo = {.url = cli->webhook,
+                                        .secret = cli->webhook_secret,
+                                        .timeout = cli->webhook_timeout,
+                                        .retry_for = cli->webhook_retry_for,
+                                        .node_id = broker ? uc_broker_node_id(broker) : NULL};
+        if (!(events_out.webhook = uc_webhook_new(loop, &wo, err, err_size))) {
+            uc_broker_free(broker);
             return -1;
-        struct uc_streams *streams =
-            uc_streams_new(uc_server_loop(srv), broker, cli->mailbox_max_messages,
-                           cli->mailbox_max_bytes, handlers->on_undelivered, handlers->user_data);
-        if (!streams) {
+        }
+        struct uc_service svc = uc_webhook_service(events_out.webhook);
+        uc_server_attach(srv, &svc);
+    }
+    struct uc_store store;
+    struct uc_service store_svc, events_svc;
+    struct uc_tracker tracker;
+    if (broker) {
+        /* Kept messages live in Redis Streams, and online/offline is decided in Redis, both
+         * reached through the broker's connection. */
+        struct uc_streams *streams = uc_streams_new(loop, broker, cli->mailbox_max_messages,
+                                                    cli->mailbox_max_bytes, undelivered_out, NULL);
+        struct uc_cluster_events *ce =
+            uc_cluster_events_new(srv, broker, opt->offline_grace, presence_out, NULL);
+        if (!streams || !ce) {
+            uc_streams_free(streams);
+            uc_cluster_events_free(ce);
             uc_broker_free(broker);
             snprintf(err, err_size, "out of memory");
             return -1;
         }
         store = uc_streams_store(streams);
         store_svc = uc_streams_service(streams);
+        tracker = uc_cluster_events_tracker(ce);
+        events_svc = uc_cluster_events_service(ce);
     } else {
         struct uc_mailbox_limits limits = {.max_messages = cli->mailbox_max_messages,
                                            .max_bytes = cli->mailbox_max_bytes,
                                            .memory = cli->mailbox_memory};
-        struct uc_mailbox *mailbox = uc_mailbox_new(uc_server_loop(srv), &limits,
-                                                    handlers->on_undelivered, handlers->user_data);
-        if (!mailbox) {
+        struct uc_mailbox *mailbox = uc_mailbox_new(loop, &limits, undelivered_out, NULL);
+        struct uc_events *events = uc_events_new(loop, opt->offline_grace, presence_out, NULL);
+        if (!mailbox || !events) {
+            uc_mailbox_free(mailbox);
+            uc_events_free(events);
             snprintf(err, err_size, "out of memory");
             return -1;
         }
         store = uc_mailbox_store(mailbox);
         store_svc = uc_mailbox_service(mailbox);
-    }
-    /* The store first: services are freed in reverse, and the broker's last answers (at its
-     * teardown) still reach the store. */
-    uc_server_set_store(srv, &store);
-    uc_server_attach(srv, &store_svc);
-    /* Online/offline events: decided in Redis in cluster mode (attached before the broker for
-     * the same reason as the store), else by this node. */
-    struct uc_tracker tracker;
-    struct uc_service events_svc;
-    if (broker) {
-        struct uc_cluster_events *ce = uc_cluster_events_new(
-            srv, broker, opt->offline_grace, handlers->on_presence, handlers->user_data);
-        if (!ce) {
-            uc_broker_free(broker);
-            snprintf(err, err_size, "out of memory");
-            return -1;
-        }
-        tracker = uc_cluster_events_tracker(ce);
-        events_svc = uc_cluster_events_service(ce);
-    } else {
-        struct uc_events *events = uc_events_new(uc_server_loop(srv), opt->offline_grace,
-                                                 handlers->on_presence, handlers->user_data);
-        if (!events) {
-            snprintf(err, err_size, "out of memory");
-            return -1;
-        }
         tracker = uc_events_tracker(events);
         events_svc = uc_events_service(events);
     }
+    uc_server_set_store(srv, &store);
+    uc_server_attach(srv, &store_svc);
     uc_server_set_tracker(srv, &tracker);
     uc_server_attach(srv, &events_svc);
     if (broker) {

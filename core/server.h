@@ -125,6 +125,9 @@ struct uc_stats {
     uint64_t mailbox_replayed;    /* kept messages replayed to resuming connections */
     uint64_t mailbox_gaps;        /* resumes told that messages they asked for are gone */
     uint64_t mailbox_unkept;      /* kept sends the cluster's store did not take (Redis down) */
+    uint64_t webhook_sent;        /* events the webhook's receiver took (2xx) */
+    uint64_t webhook_retried;     /* attempts that failed and were tried again */
+    uint64_t webhook_failed;      /* events given up after --webhook-retry-for, or dropped */
     double uptime;                /* seconds */
 };
 

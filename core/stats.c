@@ -40,6 +40,9 @@ const struct uc_stat_field uc_stat_fields[] = {
     F(mailbox_replayed, 1, "Kept messages replayed to resuming connections."),
     F(mailbox_gaps, 1, "Gaps announced to resuming connections (messages no longer kept)."),
     F(mailbox_unkept, 1, "Kept sends Redis did not store (sent to this node only, if at all)."),
+    F(webhook_sent, 1, "Events the webhook's receiver took (a 2xx answer)."),
+    F(webhook_retried, 1, "Webhook attempts that failed and were tried again."),
+    F(webhook_failed, 1, "Webhook events given up (past --webhook-retry-for) or dropped."),
 };
 
 const size_t uc_stat_field_count = sizeof uc_stat_fields / sizeof uc_stat_fields[0];

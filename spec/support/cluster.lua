@@ -16,7 +16,7 @@ function cluster.wait_connected(nodes, workers)
 end
 
 -- Starts a redis-server and n uidcast nodes on it (opts.args: more words for every node;
--- opts.script), waits until they are connected; returns redis and the nodes.
+-- opts.script, opts.env), waits until they are connected; returns redis and the nodes.
 function cluster.start(n, opts)
   opts = opts or {}
   local redis = require "redis"
@@ -25,7 +25,7 @@ function cluster.start(n, opts)
   for i = 1, n do
     local args = { "--redis", r.url }
     for _, a in ipairs(opts.args or {}) do args[#args + 1] = a end
-    nodes[i] = server.start { args = args, script = opts.script }
+    nodes[i] = server.start { args = args, script = opts.script, env = opts.env }
   end
   cluster.wait_connected(nodes)
   return r, table.unpack(nodes)
