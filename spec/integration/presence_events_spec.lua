@@ -120,7 +120,8 @@ end)
 
 describe("online and offline events across a cluster", function()
   local cluster = require "cluster"
-  local r, nodes
+  local receivers = require "webhook_receiver"
+  local r, nodes, receiver
 
   local LOGGER = [[
 local uidcast = require "uidcast"
@@ -134,14 +135,18 @@ return {
 
   setup(function()
     local a, b, c
+    receiver = receivers.start(0)
     r, a, b, c = cluster.start(3, { script = server.script(LOGGER),
-                                    args = { "--offline-grace", "0.5", "--presence-ttl", "1" } })
+                                    args = { "--offline-grace", "0.5", "--presence-ttl", "1",
+                                             "--webhook", receiver.url },
+                                    env = { UIDCAST_WEBHOOK_SECRET = receivers.SECRET } })
     nodes = { a, b, c }
   end)
   teardown(function()
     local alive = {}
     for _, n in ipairs(nodes) do if n:running() then alive[#alive + 1] = n end end
     cluster.stop(r, table.unpack(alive))
+    receiver.stop()
   end)
 
   -- Every event of uid (prefix match when pattern) logged by any node, in version order.
@@ -209,7 +214,7 @@ return {
   it("keeps each flapping uid's events alternating with growing versions, ending as /online says", function()
     local live = { nodes[1], nodes[2] }
     local conns = {}
-    local N = 300
+    local N = 1000
     for round = 1, 4 do
       for i = 1, N do
         local uid = "flap" .. i
@@ -232,6 +237,19 @@ return {
       local online = cluster.online(live[1], uid).online
       assert.equals(online, #list % 2 == 1, uid .. ": " .. kinds(list))
       assert.equals(conns[uid] ~= nil, online, uid)
+    end
+    -- The webhook got the same events, each signed, none twice.
+    local hooked = {}
+    for _, e in ipairs(receiver.events()) do
+      assert.is_true(e.signature_ok)
+      local key = e.event.uid .. " " .. e.event.event .. " " .. string.format("%d", e.event.version)
+      assert.is_nil(hooked[key], key)
+      hooked[key] = true
+    end
+    for i = 1, N do
+      for _, e in ipairs(events_of("flap" .. i)) do
+        assert.is_true(hooked[("flap%d %s %d"):format(i, e.kind, e.version)])
+      end
     end
     for _, c in pairs(conns) do c:close() end
   end)
