@@ -5,14 +5,15 @@ BUILD    ?= build
 CFLAGS   ?= -O2 -g
 # The flags the code needs; CFLAGS (optimisation, sanitizers) may be overridden on the command line.
 ALL_CFLAGS = $(CFLAGS) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror \
-             $(shell pkg-config --cflags lua5.4 2>/dev/null)
-CORE_LIBS := -lev -lwslay -lhttp_parser -lhiredis -lcurl -lcrypto -ljansson -lm
+             $(shell pkg-config --cflags lua5.4 2>/dev/null) \
+             $(if $(CONFIG_FILE),-DUC_DEFAULT_CONFIG='"$(CONFIG_FILE)"')
+CORE_LIBS := -lev -lwslay -lhttp_parser -lhiredis -lcurl -lcrypto -ljansson -linih -lm
 LDLIBS   += $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4) $(CORE_LIBS)
 
 # Debian packages: what building and running need (make run), and what the suites add
 # (make test): the test tools, a redis-server for the cluster specs, the interop clients.
 RUN_PACKAGES  := gcc make pkg-config libc6-dev liblua5.4-dev libev-dev libwslay-dev \
-                 libhttp-parser-dev libssl-dev uthash-dev libhiredis-dev libjansson-dev libcurl4-openssl-dev curl
+                 libhttp-parser-dev libssl-dev uthash-dev libhiredis-dev libjansson-dev libcurl4-openssl-dev libinih-dev curl
 TEST_PACKAGES := lua5.4 lua-busted lua-socket python3 python3-websockets valgrind clang \
                  libclang-rt-14-dev redis-server openssl procps util-linux php-cli \
                  clang-format cppcheck lua-check help2man nodejs chromium lua-dkjson
@@ -173,26 +174,34 @@ profile: test-deps
 	@$(MAKE) --no-print-directory all $(BUILD)/loadgen
 	@bash bench/profile.sh
 
-# make install [PREFIX=/usr/local] [DESTDIR=]: the binary, the scripts, a man page made from
-# --help by help2man, the systemd unit and the README; make uninstall takes them away.
-PREFIX  ?= /usr/local
+# make install [PREFIX=/usr/local] [SYSCONFDIR=/etc] [DESTDIR=]: the binary (built to read
+# SYSCONFDIR/uidcast/uidcast.conf when it exists), the scripts, a man page made from --help by
+# help2man, the systemd unit, the README and the example config, which also becomes
+# SYSCONFDIR/uidcast/uidcast.conf unless there is one; make uninstall takes away all but that.
+PREFIX    ?= /usr/local
+SYSCONFDIR ?= /etc
 INSTALLED := bin/uidcast share/man/man1/uidcast.1 lib/systemd/system/uidcast.service \
-             share/doc/uidcast/README.md $(patsubst %,share/uidcast/%,$(wildcard scripts/*.lua))
+             share/doc/uidcast/README.md share/doc/uidcast/uidcast.conf \
+             $(patsubst %,share/uidcast/%,$(wildcard scripts/*.lua))
 $(BUILD)/uidcast.1: $(BUILD)/uidcast
 	help2man --no-info --name "WebSocket server that delivers messages to users by uid" \
 	  --version-option=--version ./$(BUILD)/uidcast > $@
 install: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory BUILD=$(BUILD)/install CONFIG_FILE=$(SYSCONFDIR)/uidcast/uidcast.conf \
+	  $(BUILD)/install/uidcast
 	@$(call install_packages,help2man)
 	@$(MAKE) --no-print-directory $(BUILD)/uidcast.1
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/uidcast/scripts \
 	  $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/lib/systemd/system \
-	  $(DESTDIR)$(PREFIX)/share/doc/uidcast
-	install -m 755 $(BUILD)/uidcast $(DESTDIR)$(PREFIX)/bin/uidcast
+	  $(DESTDIR)$(PREFIX)/share/doc/uidcast $(DESTDIR)$(SYSCONFDIR)/uidcast
+	install -m 755 $(BUILD)/install/uidcast $(DESTDIR)$(PREFIX)/bin/uidcast
 	install -m 644 scripts/*.lua $(DESTDIR)$(PREFIX)/share/uidcast/scripts/
 	install -m 644 $(BUILD)/uidcast.1 $(DESTDIR)$(PREFIX)/share/man/man1/uidcast.1
 	sed 's|@PREFIX@|$(PREFIX)|g' dist/uidcast.service > $(DESTDIR)$(PREFIX)/lib/systemd/system/uidcast.service
 	install -m 644 README.md $(DESTDIR)$(PREFIX)/share/doc/uidcast/README.md
+	sed 's|/usr/share/uidcast|$(PREFIX)/share/uidcast|' dist/uidcast.conf > $(DESTDIR)$(PREFIX)/share/doc/uidcast/uidcast.conf
+	[ -e $(DESTDIR)$(SYSCONFDIR)/uidcast/uidcast.conf ] || \
+	  install -m 644 $(DESTDIR)$(PREFIX)/share/doc/uidcast/uidcast.conf $(DESTDIR)$(SYSCONFDIR)/uidcast/uidcast.conf
 uninstall:
 	rm -f $(addprefix $(DESTDIR)$(PREFIX)/,$(INSTALLED))
 	-rmdir $(DESTDIR)$(PREFIX)/share/uidcast/scripts $(DESTDIR)$(PREFIX)/share/uidcast \

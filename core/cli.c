@@ -11,8 +11,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include <ini.h>
 
 #include "net.h"
+
+/* Where an installed uidcast reads its options when no --config is given and the file exists
+ * (make install and the Debian package define UC_DEFAULT_CONFIG); a build run from the source
+ * tree reads none unless told. */
+#ifdef UC_DEFAULT_CONFIG
+#define UC_DEFAULT_CONFIG_HELP UC_DEFAULT_CONFIG
+#else
+#define UC_DEFAULT_CONFIG_HELP NULL
+#endif
 
 enum kind {
     K_HOSTPORT,        /* HOST:PORT into a char array */
@@ -29,6 +41,7 @@ enum kind {
     K_HTTP_URL,        /* an http:// or https:// URL */
     K_ORIGIN,          /* one more allowed Origin (repeatable) */
     K_FLAG,            /* no value: sets an int to 1 */
+    K_CONFIG,          /* the config file: read before the other options (see uc_cli_parse) */
     K_HELP,
     K_VERSION,
 };
@@ -128,7 +141,11 @@ static const struct row rows[] = {
     {"log-level", 0, K_LEVEL, AT(log_level), 0, 0, "LEVEL", "info", "error, warn, info or debug"},
     {"log-format", 0, K_LOG_FORMAT, AT(log_json), 0, 0, "FORMAT", "text",
      "text, or json: one object per line (time, level, pid, msg)"},
-    {"check", 0, K_FLAG, AT(check), 0, 0, NULL, NULL, "load SCRIPT, report any error, exit 0 or 1"},
+    {"check", 0, K_FLAG, AT(check), 0, 0, NULL, NULL,
+     "load SCRIPT (and the config file), report any error, exit\n0 or 1"},
+    {"config", 'c', K_CONFIG, AT(config), 0, 0, "FILE", UC_DEFAULT_CONFIG_HELP,
+     "read options from FILE, one \"name = value\" per line (names\n"
+     "as the long options, script = SCRIPT); the command line\noverrides it"},
     {"help", 'h', K_HELP, 0, 0, 0, 0, NULL, NULL, "this text"},
     {"version", 'V', K_VERSION, 0, 0, 0, 0, NULL, NULL, "the version"},
 };
@@ -311,10 +328,114 @@ static const char *apply(const struct row *r, const char *value, struct uc_cli *
         cli->opt.allow_origins[cli->opt.n_allow_origins++] = value;
         return NULL;
     case K_FLAG: *(int *)field = 1; return NULL;
+    case K_CONFIG: return NULL; /* read first, by uc_cli_parse */
     case K_HELP:
     case K_VERSION: return NULL;
     }
     return NULL;
+}
+
+/* ---- the config file ---- */
+
+struct config_read {
+    struct uc_cli *cli;
+    char message[512]; /* the first bad line's complaint */
+};
+
+/* Keeps a value of the file for the life of cli (options point into it). */
+static const char *keep_value(struct uc_cli *cli, const char *value)
+{
+    char **more = realloc(cli->config_values, (cli->n_config_values + 1) * sizeof *more);
+    char *copy = more ? strdup(value) : NULL;
+    if (more)
+        cli->config_values = more;
+    if (!copy)
+        return NULL;
+    cli->config_values[cli->n_config_values++] = copy;
+    return copy;
+}
+
+/* One "name = value" line (inih's handler): 1 taken, 0 refused (the message says why). */
+static int config_line(void *user, const char *section, const char *name, const char *value)
+{
+    struct config_read *cr = user;
+    char *msg = cr->message;
+    size_t cap = sizeof cr->message;
+    if (msg[0])
+        return 1; /* only the first bad line is told */
+    if (section[0]) {
+        snprintf(msg, cap, "sections are not used (\"[%s]\"): one \"name = value\" per line",
+                 section);
+        return 0;
+    }
+    const char *kept = keep_value(cr->cli, value);
+    if (!kept) {
+        snprintf(msg, cap, "out of memory");
+        return 0;
+    }
+    if (strcmp(name, "script") == 0) {
+        cr->cli->script = kept;
+        return 1;
+    }
+    const struct row *r = NULL;
+    for (size_t i = 0; i < NROWS && !r; i++)
+        if (strcmp(rows[i].name, name) == 0)
+            r = &rows[i];
+    if (!r) {
+        snprintf(msg, cap, "unknown option '%s' (names are the long options without --)", name);
+        return 0;
+    }
+    if (r->kind == K_HELP || r->kind == K_VERSION || r->kind == K_CONFIG || r->kind == K_FLAG) {
+        snprintf(msg, cap, "%s is for the command line only", name);
+        return 0;
+    }
+    char why[256];
+    const char *bad = apply(r, kept, cr->cli, why, sizeof why);
+    if (bad && (r->kind == K_HOSTPORT || r->kind == K_HOSTPORT_OR_OFF))
+        snprintf(msg, cap, "%s", bad);
+    else if (bad)
+        snprintf(msg, cap, "%s takes %s, not '%s'", name, bad, value);
+    return !bad;
+}
+
+/* The --config FILE (or --config=FILE, -c FILE) of argv, or NULL. */
+static const char *config_argument(int argc, char **argv)
+{
+    const char *found = NULL;
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+        if ((strcmp(argv[i], "--config") == 0 || strcmp(argv[i], "-c") == 0) && i + 1 < argc)
+            found = argv[++i];
+        else if (strncmp(argv[i], "--config=", 9) == 0)
+            found = argv[i] + 9;
+    }
+    return found;
+}
+
+/* Reads path into cli. Returns 0, or -1 with "PATH:LINE: why" in err. */
+static int read_config(const char *path, struct uc_cli *cli, char *err, size_t err_size)
+{
+    struct config_read cr = {.cli = cli};
+    int line = ini_parse(path, config_line, &cr);
+    if (line == -1) {
+        snprintf(err, err_size, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (line != 0) {
+        snprintf(err, err_size, "%s:%d: %s", path, line,
+                 cr.message[0] ? cr.message : "expected \"name = value\"");
+        return -1;
+    }
+    cli->config = path;
+    return 0;
+}
+
+void uc_cli_free(struct uc_cli *cli)
+{
+    for (size_t i = 0; i < cli->n_config_values; i++)
+        free(cli->config_values[i]);
+    free(cli->config_values);
+    cli->config_values = NULL;
+    cli->n_config_values = 0;
 }
 
 enum uc_cli_result uc_cli_parse(int argc, char **argv, struct uc_cli *cli, char *err,
@@ -328,6 +449,13 @@ enum uc_cli_result uc_cli_parse(int argc, char **argv, struct uc_cli *cli, char 
     cli->script = UC_DEFAULT_SCRIPT;
     cli->opt.push_token = getenv("UIDCAST_PUSH_TOKEN");
     cli->webhook_secret = getenv("UIDCAST_WEBHOOK_SECRET");
+    const char *config = config_argument(argc, argv);
+#ifdef UC_DEFAULT_CONFIG
+    if (!config && access(UC_DEFAULT_CONFIG, F_OK) == 0)
+        config = UC_DEFAULT_CONFIG;
+#endif
+    if (config && read_config(config, cli, err, err_size) != 0)
+        return UC_CLI_USAGE;
 
     struct option longs[NROWS + 1];
     char shorts[2 * NROWS + 2] = ":";

@@ -25,6 +25,9 @@ struct uc_cli {
     const char *webhook_secret;    /* --webhook-secret-file, env UIDCAST_WEBHOOK_SECRET */
     double webhook_timeout;        /* --webhook-timeout: seconds per attempt */
     double webhook_retry_for;      /* --webhook-retry-for: seconds an event is retried */
+    const char *config;            /* --config: the file read, or NULL */
+    char **config_values;          /* the file's values, which options point into: owned */
+    size_t n_config_values;
 };
 
 enum uc_cli_result {
@@ -34,9 +37,13 @@ enum uc_cli_result {
     UC_CLI_USAGE,   /* a bad option or value; the message is in err */
 };
 
-/* Fills cli from argv (defaults first). Writes a one-line message to err on UC_CLI_USAGE and
- * prints --help/--version itself to stdout. */
+/* Fills cli: the defaults, the environment (UIDCAST_PUSH_TOKEN, UIDCAST_WEBHOOK_SECRET), the
+ * config file (--config, or UC_DEFAULT_CONFIG when it exists), then argv. Writes a one-line
+ * message to err on UC_CLI_USAGE ("FILE:LINE: ..." for a bad line of the file) and prints
+ * --help/--version itself to stdout. Free with uc_cli_free whatever it returns. */
 enum uc_cli_result uc_cli_parse(int argc, char **argv, struct uc_cli *cli, char *err,
                                 size_t err_size);
+/* Frees what the config file's values took (the options pointing into them go with it). */
+void uc_cli_free(struct uc_cli *cli);
 
 #endif

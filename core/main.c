@@ -180,43 +180,55 @@ static void print_version(void)
            jansson_version_str(), OpenSSL_version(OPENSSL_VERSION));
 }
 
-int main(int argc, char **argv)
+/* What the command line asked for, once parsed. Returns the exit status. */
+static int run(struct uc_cli *cli)
 {
-    struct uc_cli cli;
     char err[1024];
-    switch (uc_cli_parse(argc, argv, &cli, err, sizeof err)) {
-    case UC_CLI_EXIT_OK: return 0;
-    case UC_CLI_VERSION: print_version(); return 0;
-    case UC_CLI_USAGE:
-        fprintf(stderr, "uidcast: %s\nTry 'uidcast --help' for the options.\n", err);
-        return 2;
-    case UC_CLI_RUN: break;
-    }
-    uc_log_threshold = cli.log_level;
-    uc_log_json = cli.log_json;
-
-    if (cli.check) {
-        struct ucl_limits limits = limits_of(&cli);
-        struct ucl_policy *policy = ucl_policy_new(cli.script, &limits, err, sizeof err);
+    uc_log_threshold = cli->log_level;
+    uc_log_json = cli->log_json;
+    if (cli->check) {
+        struct ucl_limits limits = limits_of(cli);
+        struct ucl_policy *policy = ucl_policy_new(cli->script, &limits, err, sizeof err);
         if (!policy) {
             fprintf(stderr, "uidcast: %s\n", err);
             return 1;
         }
-        printf("uidcast: %s is OK\n", cli.script);
+        if (cli->config)
+            printf("uidcast: %s and %s are OK\n", cli->config, cli->script);
+        else
+            printf("uidcast: %s is OK\n", cli->script);
         ucl_policy_free(policy);
         return 0;
     }
-    if (cli.opt.workers > 1) {
+    if (cli->opt.workers > 1) {
         /* A script that cannot load would only make every worker die at start, over and over:
          * refuse it here, once, as a single process would. */
-        struct ucl_limits limits = limits_of(&cli);
-        struct ucl_policy *policy = ucl_policy_new(cli.script, &limits, err, sizeof err);
+        struct ucl_limits limits = limits_of(cli);
+        struct ucl_policy *policy = ucl_policy_new(cli->script, &limits, err, sizeof err);
         if (!policy) {
             uc_error("cannot load script: %s", err);
             return 1;
         }
         ucl_policy_free(policy);
-        return uc_supervise(&cli, serve);
+        return uc_supervise(cli, serve);
     }
-    return serve(&cli);
+    return serve(cli);
+}
+
+int main(int argc, char **argv)
+{
+    struct uc_cli cli;
+    char err[1024];
+    int status = 0;
+    switch (uc_cli_parse(argc, argv, &cli, err, sizeof err)) {
+    case UC_CLI_EXIT_OK: break;
+    case UC_CLI_VERSION: print_version(); break;
+    case UC_CLI_USAGE:
+        fprintf(stderr, "uidcast: %s\nTry 'uidcast --help' for the options.\n", err);
+        status = 2;
+        break;
+    case UC_CLI_RUN: status = run(&cli); break;
+    }
+    uc_cli_free(&cli);
+    return status;
 }

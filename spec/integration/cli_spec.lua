@@ -230,3 +230,84 @@ describe("signals", function()
     a.sock:close()
   end)
 end)
+
+describe("uidcast --config", function()
+  local function config(text)
+    local path = os.tmpname()
+    server.write_file(path, text)
+    return path
+  end
+
+  it("reads options from the file, the command line overriding them", function()
+    local path = config("# chat\nmax-message = 2k\n\nallow-origin = https://a.example\n")
+    local srv = server.start { args = { "--config", path } }
+    local function login()
+      local c = assert(ws.connect(srv.port, { headers = { "Origin: https://a.example" } }))
+      c:send("cfg")
+      assert.equals("login success, your uid is cfg", c:receive())
+      return c
+    end
+    local c = login()
+    c:send("cfg:" .. string.rep("x", 3000))
+    assert.equals(1009, c:expect_close())
+    local refused = { ws.connect(srv.port, { headers = { "Origin: https://b.example" } }) }
+    assert.equals(403, refused[2])
+    assert.equals(0, srv:stop())
+    srv = server.start { args = { "--config", path, "--max-message", "4k" } }
+    c = login()
+    c:send("cfg:" .. string.rep("x", 3000))
+    assert.equals(string.rep("x", 3000), c:receive())
+    c:close()
+    assert.equals(0, srv:stop())
+    os.remove(path)
+  end)
+
+  it("names the file and line of a bad line, and --check checks the file too", function()
+    local path = config("listen = 127.0.0.1:0\n\nmax-message = lots\n")
+    local code, _, err = run("--config " .. path .. " --check")
+    assert.equals(2, code)
+    assert.matches(path:gsub("%p", "%%%0") .. ":3: max%-message takes a byte count", err)
+    for text, why in pairs {
+      ["bogus = 1\n"] = ":1: unknown option 'bogus'",
+      ["check = 1\n"] = ":1: check is for the command line only",
+      ["just words\n"] = ':1: expected "name = value"',
+      ["[section]\nlisten = x\n"] = "sections are not used",
+    } do
+      local bad = config(text)
+      code, _, err = run("-c " .. bad)
+      assert.equals(2, code)
+      assert.truthy(err:find(why, 1, true), err)
+      os.remove(bad)
+    end
+    code, _, err = run("--config /nonexistent/uidcast.conf")
+    assert.equals(2, code)
+    assert.matches("/nonexistent/uidcast.conf: No such file", err)
+    local good = config("script = " .. server.ROOT .. "/scripts/rooms.lua\n")
+    local out
+    code, out = run("--config=" .. good .. " --check")
+    assert.equals(0, code)
+    assert.matches("rooms.lua are OK", out)
+    os.remove(path)
+    os.remove(good)
+  end)
+
+  it("ships dist/uidcast.conf naming every option of --help, each default valid", function()
+    local _, help = run("--help")
+    local example = server.read_file(server.ROOT .. "/dist/uidcast.conf")
+    for name in help:gmatch("\n  [%-%a, ]-%-%-([%a%-]+)") do
+      if name ~= "help" and name ~= "version" and name ~= "check" and name ~= "config" then
+        assert.truthy(example:find("\n# " .. name .. " = ", 1, true), name .. " missing from dist/uidcast.conf")
+      end
+    end
+    -- Uncommented, the lines that show a default make a file uidcast accepts.
+    local lines = {}
+    for name, value in example:gmatch("\n# ([%a%-]+) = ([^\n]*)") do
+      if not value:match("^[A-Z]") and name ~= "script" then lines[#lines + 1] = name .. " = " .. value end
+    end
+    local path = config(table.concat(lines, "\n") .. "\n")
+    local code, out, err = run("--config " .. path .. " --check " .. server.ROOT .. "/scripts/default.lua")
+    assert.equals(0, code, err)
+    assert.matches("are OK", out)
+    os.remove(path)
+  end)
+end)
