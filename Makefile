@@ -6,7 +6,8 @@ CFLAGS   ?= -O2 -g
 # The flags the code needs; CFLAGS (optimisation, sanitizers) may be overridden on the command line.
 ALL_CFLAGS = $(CFLAGS) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror \
              $(shell pkg-config --cflags lua5.4 2>/dev/null) \
-             $(if $(CONFIG_FILE),-DUC_DEFAULT_CONFIG='"$(CONFIG_FILE)"')
+             $(if $(CONFIG_FILE),-DUC_DEFAULT_CONFIG='"$(CONFIG_FILE)"') \
+             $(if $(SCRIPT_DIR),-DUC_DEFAULT_SCRIPT='"$(SCRIPT_DIR)/default.lua"')
 CORE_LIBS := -lev -lwslay -lhttp_parser -lhiredis -lcurl -lcrypto -ljansson -linih -lm
 LDLIBS   += $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4) $(CORE_LIBS)
 
@@ -16,7 +17,8 @@ RUN_PACKAGES  := gcc make pkg-config libc6-dev liblua5.4-dev libev-dev libwslay-
                  libhttp-parser-dev libssl-dev uthash-dev libhiredis-dev libjansson-dev libcurl4-openssl-dev libinih-dev curl
 TEST_PACKAGES := lua5.4 lua-busted lua-socket python3 python3-websockets valgrind clang \
                  libclang-rt-14-dev redis-server openssl procps util-linux php-cli \
-                 clang-format cppcheck lua-check help2man nodejs chromium lua-dkjson
+                 clang-format cppcheck lua-check help2man nodejs chromium lua-dkjson \
+                 debhelper dpkg-dev lintian
 
 CORE_SRC := core/procstat.c core/scoreboard.c core/mailbox.c core/hub.c core/liveness.c core/buf.c core/outq.c core/http.c core/umap.c core/ws.c core/conn.c \
             core/net.c core/server.c core/log.c core/cli.c \
@@ -31,7 +33,7 @@ TEST_OBJ := $(filter-out $(BUILD)/obj/core/main.o,$(OBJ))
 
 BUSTED   := lua5.4 /usr/bin/busted
 
-.PHONY: all deps test-deps run test install uninstall check format lint ctests spec-harness sanitize-build fuzz-build fuzz memcheck sanitize bench bench-deps profile clean
+.PHONY: all deps test-deps run test install install-files uninstall check format lint ctests spec-harness sanitize-build fuzz-build fuzz memcheck sanitize bench bench-deps profile clean
 
 all: $(BUILD)/uidcast
 
@@ -187,16 +189,18 @@ $(BUILD)/uidcast.1: $(BUILD)/uidcast
 	help2man --no-info --name "WebSocket server that delivers messages to users by uid" \
 	  --version-option=--version ./$(BUILD)/uidcast > $@
 install: deps
-	@$(MAKE) --no-print-directory BUILD=$(BUILD)/install CONFIG_FILE=$(SYSCONFDIR)/uidcast/uidcast.conf \
-	  $(BUILD)/install/uidcast
 	@$(call install_packages,help2man)
-	@$(MAKE) --no-print-directory $(BUILD)/uidcast.1
+	@$(MAKE) --no-print-directory install-files
+# install without the package step: for debian/rules, whose build dependencies are installed.
+install-files:
+	@$(MAKE) --no-print-directory BUILD=$(BUILD)/install CONFIG_FILE=$(SYSCONFDIR)/uidcast/uidcast.conf \
+	  SCRIPT_DIR=$(PREFIX)/share/uidcast/scripts $(BUILD)/install/uidcast $(BUILD)/install/uidcast.1
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/uidcast/scripts \
 	  $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/lib/systemd/system \
 	  $(DESTDIR)$(PREFIX)/share/doc/uidcast $(DESTDIR)$(SYSCONFDIR)/uidcast
 	install -m 755 $(BUILD)/install/uidcast $(DESTDIR)$(PREFIX)/bin/uidcast
 	install -m 644 scripts/*.lua $(DESTDIR)$(PREFIX)/share/uidcast/scripts/
-	install -m 644 $(BUILD)/uidcast.1 $(DESTDIR)$(PREFIX)/share/man/man1/uidcast.1
+	install -m 644 $(BUILD)/install/uidcast.1 $(DESTDIR)$(PREFIX)/share/man/man1/uidcast.1
 	sed 's|@PREFIX@|$(PREFIX)|g' dist/uidcast.service > $(DESTDIR)$(PREFIX)/lib/systemd/system/uidcast.service
 	install -m 644 README.md $(DESTDIR)$(PREFIX)/share/doc/uidcast/README.md
 	sed 's|/usr/share/uidcast|$(PREFIX)/share/uidcast|' dist/uidcast.conf > $(DESTDIR)$(PREFIX)/share/doc/uidcast/uidcast.conf

@@ -6,7 +6,10 @@
 #include "server.h"
 
 #define UC_VERSION "0.1.0"
+/* An installed build is told where its scripts are (make install, the Debian package). */
+#ifndef UC_DEFAULT_SCRIPT
 #define UC_DEFAULT_SCRIPT "scripts/default.lua"
+#endif
 
 struct uc_cli {
     struct uc_options opt;

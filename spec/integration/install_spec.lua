@@ -29,10 +29,12 @@ describe("make install #no_memcheck", function()
     end
   end)
 
-  it("gives a binary that runs the installed default script", function()
+  it("gives a binary that runs the installed default script, and defaults to its final path", function()
     local ok, out = sh(("%s/usr/bin/uidcast --check %s/usr/share/uidcast/scripts/default.lua"):format(dest, dest))
     assert.truthy(ok, out)
     assert.matches("is OK", out)
+    local _, help = sh(dest .. "/usr/bin/uidcast --help")
+    assert.matches("%(default /usr/share/uidcast/scripts/default%.lua%)", help)
   end)
 
   it("writes a man page that documents every option, the signals and the exit status", function()
@@ -48,7 +50,7 @@ describe("make install #no_memcheck", function()
 
   it("ships a unit that runs the installed paths and keeps secrets in an environment file", function()
     local unit = server.read_file(dest .. "/usr/lib/systemd/system/uidcast.service")
-    assert.matches("ExecStart=/usr/bin/uidcast %$UIDCAST_OPTS /usr/share/uidcast/scripts/default%.lua", unit)
+    assert.matches("ExecStart=/usr/bin/uidcast %$UIDCAST_OPTS\n", unit)
     assert.matches("EnvironmentFile=%-/etc/uidcast/uidcast%.env", unit)
     assert.falsy(unit:find("Environment=UIDCAST_PUSH_TOKEN", 1, true))
     assert.falsy(unit:find("@PREFIX@", 1, true))
