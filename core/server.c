@@ -180,8 +180,11 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
     if (w->signum == SIGHUP) {
         struct uc_server *srv = container_of(w, struct uc_server, sighup);
         uc_info("SIGHUP: reloading");
+        /* systemd (Type=notify) waits for READY=1 before it calls the reload done. */
+        uc_notify("RELOADING=1");
         if (srv->handlers.on_reload)
             srv->handlers.on_reload(srv, srv->handlers.user_data);
+        uc_notify("READY=1");
         return;
     }
     struct uc_server *srv = w->signum == SIGTERM ? container_of(w, struct uc_server, sigterm)

@@ -4,13 +4,16 @@ local server = require "server"
 local unix = require "socket.unix"
 
 describe("sd_notify", function()
-  it("sends READY=1 once it listens and STOPPING=1 when a graceful stop begins", function()
+  it("sends READY=1 once it listens, RELOADING=1 and READY=1 around a reload, STOPPING=1 at a stop", function()
     local path = os.tmpname()
     os.remove(path)
     local sock = assert(unix.dgram())
     assert(sock:bind(path))
     sock:settimeout(5 * server.slowdown)
     local srv = server.start { env = { NOTIFY_SOCKET = path } }
+    assert.equals("READY=1", sock:receive())
+    srv:signal("HUP")
+    assert.equals("RELOADING=1", sock:receive())
     assert.equals("READY=1", sock:receive())
     srv:signal("TERM")
     assert.equals("STOPPING=1", sock:receive())
