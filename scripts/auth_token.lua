@@ -1,10 +1,18 @@
--- auth_token.lua -- login at the handshake with a signed token, so nobody can claim any uid.
+-- auth_token.lua -- login at the handshake with a signed, expiring token, so nobody can claim
+-- any uid, and a token that leaked stops working.
 --
--- Clients connect to  ws://host:1234/?uid=alice&token=<hex HMAC-SHA256(secret, "alice")>
--- The web application that knows the user computes the token with the same secret, e.g. PHP:
---   $token = hash_hmac('sha256', $uid, getenv('UIDCAST_SECRET'));
--- The secret comes from the environment variable UIDCAST_SECRET; without it the script
--- refuses to load. After the upgrade the seed's routing applies: "uid:message", "all:message".
+-- Clients connect to  ws://host:1234/?uid=alice&token=<EXP>.<hex HMAC-SHA256(secret, "alice.<EXP>")>
+-- where EXP is when the token expires, in Unix seconds. The web application that knows the
+-- user mints it with the same secret; in PHP:
+--   $exp = time() + 3600;
+--   $token = $exp . '.' . hash_hmac('sha256', $uid . '.' . $exp, getenv('UIDCAST_SECRET'));
+-- in Python:
+--   exp = int(time.time()) + 3600
+--   token = f"{exp}." + hmac.new(secret, f"{uid}.{exp}".encode(), hashlib.sha256).hexdigest()
+-- A token is checked when the connection opens: an open connection outlives its token (mint
+-- one that lasts as long as a page may stay open between reconnects). The secret comes from
+-- the environment variable UIDCAST_SECRET; without it the script refuses to load. After the
+-- upgrade the seed's routing applies: "uid:message", "all:message".
 local uidcast = require "uidcast"
 
 local SECRET = uidcast.env("UIDCAST_SECRET")
@@ -25,9 +33,13 @@ function M.on_open(conn, req)
   if not uid or uid == "" or #uid > 128 or uid:find(":", 1, true) or uid == "all" then
     return false, 400, "give ?uid= (1 to 128 bytes, no ':', not 'all') and ?token="
   end
-  if not token or not same(token:lower(), uidcast.hmac_sha256(SECRET, uid)) then
+  local exp, mac = (token or ""):match("^(%d+)%.(%x+)$")
+  if not exp or not same(mac:lower(), uidcast.hmac_sha256(SECRET, uid .. "." .. exp)) then
     uidcast.log("warn", "bad token for uid", uid, "from", req.remote_addr)
     return false, 401, "bad token"
+  end
+  if tonumber(exp) < os.time() then
+    return false, 401, "token expired"
   end
   conn:bind(uid)
 end

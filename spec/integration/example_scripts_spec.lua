@@ -53,16 +53,18 @@ describe("scripts/auth_token.lua", function()
   end)
   teardown(function() assert.equals(0, srv:stop()) end)
 
-  -- The token a web application would compute, with OpenSSL's command line as the reference.
-  local function token(uid)
-    local p = io.popen(("printf %%s %s | openssl dgst -sha256 -hmac %s -r")
-      :format(server.shell_quote(uid), server.shell_quote(SECRET)))
+  -- The token a web application would mint, with PHP's hash_hmac as the reference (the
+  -- script's own comment).
+  local function token(uid, exp)
+    exp = exp or os.time() + 3600
+    local p = io.popen(("php -r %s"):format(server.shell_quote(
+      ("echo %d . '.' . hash_hmac('sha256', %q . '.' . %d, %q);"):format(exp, uid, exp, SECRET))))
     local out = p:read("a")
     p:close()
-    return out:match("^(%x+)")
+    return out
   end
 
-  it("accepts a connection whose token is the HMAC-SHA256 of its uid", function()
+  it("accepts a connection whose token is the HMAC-SHA256 of its uid and expiry", function()
     local a = assert(ws.connect(srv.port, { path = "/?uid=alice&token=" .. token("alice") }))
     local b = assert(ws.connect(srv.port, { path = "/?uid=bob&token=" .. token("bob") }))
     a:send("bob:signed and delivered")
@@ -76,6 +78,13 @@ describe("scripts/auth_token.lua", function()
     assert.is_nil(c)
     assert.equals(401, status)
     assert.equals("bad token", body)
+  end)
+
+  it("refuses an expired token with 401", function()
+    local c, status, _, body = ws.connect(srv.port, { path = "/?uid=alice&token=" .. token("alice", os.time() - 5) })
+    assert.is_nil(c)
+    assert.equals(401, status)
+    assert.equals("token expired", body)
   end)
 
   it("refuses a missing uid with 400", function()

@@ -88,6 +88,11 @@ except RuntimeError as e:
     assert.matches("proxy_set_header X%-Forwarded%-For %$remote_addr;", nginx)
     local timeout = tonumber(nginx:match("proxy_read_timeout (%d+)s"))
     assert.is_true(timeout > 60, "proxy_read_timeout must exceed --ping-interval and --idle-timeout")
+    -- Its access log leaves the query string (the login token) out.
+    local format = assert(nginx:match("log_format uidcast ('[^']*');"))
+    assert.is_nil(format:find("$request ", 1, true) or format:find("$request_uri", 1, true)
+      or format:find("$args", 1, true) or format:find("$query_string", 1, true), format)
+    assert.matches("access_log %S+ uidcast;", nginx)
   end)
 
   it("its keep example answers the number the message is kept under", function()

@@ -12,6 +12,12 @@ describe("auth_token script", function()
   end)
   after_each(function() h:stop() end)
 
+  -- A token for uid that expires at exp (default: in an hour), as the web application mints it.
+  local function mint(uid, exp)
+    exp = exp or os.time() + 3600
+    return exp .. "." .. policy.hmac(SECRET, uid .. "." .. exp)
+  end
+
   local function open(uid, token)
     local q = {}
     if uid then q[#q + 1] = "uid=" .. uid end
@@ -24,23 +30,38 @@ describe("auth_token script", function()
     assert.has_error(function() policy.start("scripts/auth_token.lua", {}, { UIDCAST_SECRET = "short" }) end)
   end)
 
-  it("binds the uid when the token is the HMAC of the uid", function()
-    local alice = assert(open("alice", policy.hmac(SECRET, "alice")))
-    local bob = assert(open("bob", policy.hmac(SECRET, "bob")))
+  it("binds the uid when the token is the HMAC of the uid and its expiry, not yet passed", function()
+    local alice = assert(open("alice", mint("alice")))
+    local bob = assert(open("bob", mint("bob")))
     bob:send("alice:hi")
     assert.equals("hi", alice:receive())
   end)
 
   it("takes the token in upper case too", function()
-    assert(open("alice", policy.hmac(SECRET, "alice"):upper()))
+    assert(open("alice", mint("alice"):upper()))
   end)
 
   it("refuses a wrong token with 401 and logs it", function()
-    local c, status, body = open("alice", policy.hmac(SECRET, "mallory"))
+    local c, status, body = open("alice", mint("mallory"))
     assert.is_nil(c)
     assert.equals(401, status)
     assert.equals("bad token", body)
     assert.truthy(h:log():find("bad token for uid alice", 1, true))
+  end)
+
+  it("refuses an expired token with 401, and one whose expiry was changed", function()
+    local c, status, body = open("alice", mint("alice", os.time() - 1))
+    assert.is_nil(c)
+    assert.equals(401, status)
+    assert.equals("token expired", body)
+    local forged = mint("alice", os.time() - 1):gsub("^%d+", tostring(os.time() + 86400))
+    c, status, body = open("alice", forged)
+    assert.is_nil(c)
+    assert.equals("bad token", body)
+    for _, bad in ipairs { policy.hmac(SECRET, "alice"), "x.y", ".abc", "12." } do
+      c, status = open("alice", bad)
+      assert.equals(401, status)
+    end
   end)
 
   it("refuses a missing token with 401 and a missing or bad uid with 400", function()
@@ -48,13 +69,13 @@ describe("auth_token script", function()
     assert.equals(401, status)
     _, status = open(nil, "x")
     assert.equals(400, status)
-    _, status = open("all", policy.hmac(SECRET, "all"))
+    _, status = open("all", mint("all"))
     assert.equals(400, status)
   end)
 
   it("routes uid:message after the handshake", function()
-    local a = assert(open("alice", policy.hmac(SECRET, "alice")))
-    local b = assert(open("bob", policy.hmac(SECRET, "bob")))
+    local a = assert(open("alice", mint("alice")))
+    local b = assert(open("bob", mint("bob")))
     a:send("bob:hi: there")
     assert.equals("hi: there", b:receive())
     a:send("all:x")
