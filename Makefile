@@ -18,7 +18,7 @@ RUN_PACKAGES  := gcc make pkg-config libc6-dev liblua5.4-dev libev-dev libwslay-
 TEST_PACKAGES := lua5.4 lua-busted lua-socket python3 python3-websockets valgrind clang \
                  libclang-rt-14-dev redis-server openssl procps util-linux php-cli \
                  clang-format cppcheck lua-check help2man nodejs chromium lua-dkjson \
-                 debhelper dpkg-dev lintian
+                 debhelper dpkg-dev lintian debootstrap
 
 CORE_SRC := core/procstat.c core/scoreboard.c core/mailbox.c core/hub.c core/liveness.c core/buf.c core/outq.c core/http.c core/umap.c core/ws.c core/conn.c \
             core/net.c core/server.c core/log.c core/cli.c \
