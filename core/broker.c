@@ -17,6 +17,7 @@
 #include <hiredis/adapters/libev.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
+#include <jansson.h>
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -603,7 +604,9 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     }
     if (b->closing)
         return;
-    uc_warn("cluster: lost redis %s:%d; local delivery goes on, reconnecting", b->host, b->port);
+    uc_log_event(
+        UC_LOG_WARN, "cluster.lost", json_pack("{s:s,s:i}", "host", b->host, "port", b->port),
+        "cluster: lost redis %s:%d; local delivery goes on, reconnecting", b->host, b->port);
     schedule_retry(b);
 }
 
@@ -639,7 +642,10 @@ static void on_ready(redisAsyncContext *ac, void *r, void *privdata)
         b->sub_ready = 1;
     if (b->pub_ready && b->sub_ready) {
         b->backoff = BACKOFF_MIN;
-        uc_info("cluster: connected to redis %s:%d as node %s", b->host, b->port, b->node_id);
+        uc_log_event(
+            UC_LOG_INFO, "cluster.connected",
+            json_pack("{s:s,s:i,s:s}", "host", b->host, "port", b->port, "node", b->node_id),
+            "cluster: connected to redis %s:%d as node %s", b->host, b->port, b->node_id);
     }
 }
 

@@ -5,6 +5,7 @@
  * reap list; uc_conn_run_deferred(), called from the loop's prepare watcher, calls on_close
  * and frees it once nothing up the stack can still be holding it. */
 #include <errno.h>
+#include <jansson.h>
 #include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -321,8 +322,11 @@ static int queue_now(struct uc_conn *c, struct uc_buf *buf)
     if (!uc_outq_empty(&c->outq) &&
         uc_outq_cost(&c->outq) + buf->len + UC_OUTQ_ENTRY_COST > srv->opt.max_send_buffer) {
         srv->stats.slow_readers_closed++;
-        uc_warn("conn %llu (%s): send buffer over %zu bytes, closing slow reader",
-                (unsigned long long)c->id, c->remote_addr, srv->opt.max_send_buffer);
+        uc_log_event(UC_LOG_WARN, "conn.slow_reader",
+                     json_pack("{s:I,s:s,s:I}", "conn", (json_int_t)c->id, "remote", c->remote_addr,
+                               "max_send_buffer", (json_int_t)srv->opt.max_send_buffer),
+                     "conn %llu (%s): send buffer over %zu bytes, closing slow reader",
+                     (unsigned long long)c->id, c->remote_addr, srv->opt.max_send_buffer);
         uc_conn_abort(c, 1008, "send buffer overflow");
         return UC_ERR_OVERFLOW;
     }

@@ -1,6 +1,7 @@
 /* log.c -- leveled logging to stderr with a UTC timestamp, one line per call. */
 #include "log.h"
 
+#include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -27,10 +28,22 @@ int uc_log_parse_level(const char *name, enum uc_log_level *out)
     return -1;
 }
 
-void uc_log(enum uc_log_level level, const char *fmt, ...)
+/* "core/broker.c" -> "broker": the event of a line that names none. */
+static void source_name(const char *source, char *out, size_t cap)
 {
-    if (!uc_log_enabled(level))
+    const char *base = strrchr(source, '/');
+    base = base ? base + 1 : source;
+    size_t n = strcspn(base, ".");
+    snprintf(out, cap, "%.*s", (int)n, base);
+}
+
+void uc_log_at(enum uc_log_level level, const char *source, const char *event,
+               struct json_t *fields, const char *fmt, ...)
+{
+    if (!uc_log_enabled(level)) {
+        json_decref(fields);
         return;
+    }
     struct timeval tv;
     gettimeofday(&tv, NULL);
     struct tm tm;
@@ -50,12 +63,25 @@ void uc_log(enum uc_log_level level, const char *fmt, ...)
     char line[2048 * 6 + 128];
     size_t len;
     if (uc_log_json) {
+        char from[64];
+        if (!event)
+            source_name(source, from, sizeof from);
         len = (size_t)snprintf(line, sizeof line,
-                               "{\"time\":\"%s\",\"level\":\"%s\",\"pid\":%d,\"msg\":\"", stamp,
-                               level_names[level], (int)getpid());
-        len += uc_json_escape(line + len, sizeof line - len - 4, msg, msg_len);
-        memcpy(line + len, "\"}", 2);
-        len += 2;
+                               "{\"time\":\"%s\",\"level\":\"%s\",\"pid\":%d,\"event\":\"%s\","
+                               "\"msg\":\"",
+                               stamp, level_names[level], (int)getpid(), event ? event : from);
+        len += uc_json_escape(line + len, sizeof line - len - 4096, msg, msg_len);
+        line[len++] = '"';
+        if (fields) {
+            static const char key[] = ",\"fields\":";
+            size_t room = sizeof line - len - sizeof key - 2;
+            size_t n = json_dumpb(fields, line + len + sizeof key - 1, room, JSON_COMPACT);
+            if (n && n <= room) {
+                memcpy(line + len, key, sizeof key - 1);
+                len += sizeof key - 1 + n;
+            }
+        }
+        line[len++] = '}';
     } else {
         len = (size_t)snprintf(line, sizeof line, "%s [%d] %-5s %.*s", stamp, (int)getpid(),
                                level_names[level], (int)msg_len, msg);
@@ -63,10 +89,11 @@ void uc_log(enum uc_log_level level, const char *fmt, ...)
             len = sizeof line - 2;
     }
     line[len++] = '\n';
-    if (uc_log_sink) {
+    if (uc_log_sink)
         uc_log_sink(line, len);
-        return;
+    else {
+        ssize_t ignored = write(STDERR_FILENO, line, len);
+        (void)ignored;
     }
-    ssize_t ignored = write(STDERR_FILENO, line, len);
-    (void)ignored;
+    json_decref(fields);
 }

@@ -158,13 +158,16 @@ static int serve(struct uc_cli *cli)
         ucl_policy_free(policy);
         return 1;
     }
-    uc_info("uidcast " UC_VERSION " running %s", cli->script);
+    uc_log_event(UC_LOG_INFO, "server.started",
+                 json_pack("{s:s,s:s,s:s?}", "version", UC_VERSION, "script", cli->script, "config",
+                           cli->config),
+                 "uidcast " UC_VERSION " running %s", cli->script);
     ucl_policy_start(policy, srv);
     uc_server_run(srv);
     /* The policy first: closing its Lua state stops its timers, which needs the loop alive. */
     ucl_policy_free(policy);
     uc_server_free(srv);
-    uc_info("stopped");
+    uc_log_event(UC_LOG_INFO, "server.stopped", NULL, "stopped");
     return 0;
 }
 

@@ -1046,7 +1046,9 @@ struct uc_push *uc_push_new(struct uc_server *srv, const char *spec, const char 
     ev_io_init(&push->io, accept_cb, push->fd, EV_READ);
     ev_io_start(uc_server_loop(srv), &push->io);
     ev_timer_init(&push->retry, retry_cb, 0.1, 0.);
-    uc_info("push API on http://%s/", push->addr);
+    uc_log_event(UC_LOG_INFO, "push.listening",
+                 json_pack("{s:s++}", "url", "http://", push->addr, "/"), "push API on http://%s/",
+                 push->addr);
     return push;
 }
 

@@ -2,6 +2,7 @@
  * uids and to everyone, and the counters. */
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -160,7 +161,9 @@ static void begin_shutdown(struct uc_server *srv, const char *why)
     }
     srv->stopping = 1;
     uc_notify("STOPPING=1");
-    uc_info("%s: closing %zu connections with 1001 and stopping", why, srv->nopen);
+    uc_log_event(UC_LOG_INFO, "server.stopping",
+                 json_pack("{s:s,s:I}", "signal", why, "connections", (json_int_t)srv->nopen),
+                 "%s: closing %zu connections with 1001 and stopping", why, srv->nopen);
     ev_io_stop(srv->loop, &srv->listen_io);
     ev_timer_stop(srv->loop, &srv->accept_retry);
     for (unsigned i = 0; i < srv->nservices; i++)
@@ -179,7 +182,7 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
     (void)revents;
     if (w->signum == SIGHUP) {
         struct uc_server *srv = container_of(w, struct uc_server, sighup);
-        uc_info("SIGHUP: reloading");
+        uc_log_event(UC_LOG_INFO, "server.reloading", NULL, "SIGHUP: reloading");
         /* systemd (Type=notify) waits for READY=1 before it calls the reload done. */
         uc_notify("RELOADING=1");
         if (srv->handlers.on_reload)
@@ -327,7 +330,9 @@ void uc_server_adopt(struct uc_server *srv, int fd, const char *remote_addr)
 int uc_server_run(struct uc_server *srv)
 {
     /* The WebSocket line last: tools (and the specs) take it to mean "ready". */
-    uc_info("listening on ws://%s/", srv->listen_addr);
+    uc_log_event(UC_LOG_INFO, "server.listening",
+                 json_pack("{s:s++}", "url", "ws://", srv->listen_addr, "/"),
+                 "listening on ws://%s/", srv->listen_addr);
     uc_notify("READY=1"); /* Type=notify: systemd starts what depends on us only now */
     ev_run(srv->loop, 0);
     return 0;

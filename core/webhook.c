@@ -92,7 +92,9 @@ static void log_failure(struct uc_webhook *wh, int lost, const char *what)
     if (wh->last_log[lost] && now - wh->last_log[lost] < 10)
         return;
     wh->last_log[lost] = now;
-    uc_warn("webhook %s: %s", wh->opt.url, what);
+    uc_log_event(UC_LOG_WARN, lost ? "webhook.given_up" : "webhook.failed",
+                 json_pack("{s:s,s:s}", "url", wh->opt.url, "error", what), "webhook %s: %s",
+                 wh->opt.url, what);
 }
 
 static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)

@@ -467,7 +467,7 @@ static int api_log(lua_State *L)
         luaL_addvalue(&b);
     }
     luaL_pushresult(&b);
-    uc_log((enum uc_log_level)level, "[lua] %s", lua_tostring(L, -1));
+    uc_log_event((enum uc_log_level)level, "lua.log", NULL, "[lua] %s", lua_tostring(L, -1));
     return 0;
 }
 

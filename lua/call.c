@@ -6,6 +6,7 @@
  * yield is impossible (inside a C function such as table.sort's comparator) the hook raises
  * an error instead, and the guarded pcall/xpcall/coroutine.resume rethrow it while the state
  * is aborting, so it still reaches the top. */
+#include <jansson.h>
 #include <string.h>
 #include <time.h>
 
@@ -190,7 +191,9 @@ static void log_error(struct ucl_policy *p, const char *what, const char *err)
         r->logged = r->suppressed = 0;
     }
     if (r->logged++ < UCL_ERROR_LINES_PER_SECOND)
-        uc_error("lua error in %s: %s", what, err);
+        uc_log_event(UC_LOG_ERROR, "lua.error",
+                     json_pack("{s:s,s:s}", "handler", what, "error", err), "lua error in %s: %s",
+                     what, err);
     else
         r->suppressed++;
 }

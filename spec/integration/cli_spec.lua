@@ -62,12 +62,17 @@ describe("uidcast command line", function()
     end
   end)
 
-  it("--log-format json writes one valid JSON object per line, whatever the message holds", function()
+  it("--log-format json writes one JSON object per line: time, level, pid, event, msg, fields", function()
     local srv = server.start {
       args = { "--log-format", "json" },
       script = server.script([[local uidcast = require "uidcast"
-        return { on_start = function() uidcast.log("warn", 'say "hi"\n\\ \255 done') end }]]),
+        return { on_start = function() uidcast.log("warn", 'say "hi"\n\\ \255 done') end,
+                 on_message = function() error("boom") end }]]),
     }
+    local c = assert(ws.connect(srv.port))
+    c:send("x")
+    assert(server.eventually(function() return srv:log():find("lua.error", 1, true) end))
+    c:close()
     local log = srv:log()
     assert.equals(0, srv:stop())
     local path = os.tmpname()
@@ -77,8 +82,15 @@ describe("uidcast command line", function()
     local ok = os.execute(("python3 -c %s < %s"):format(server.shell_quote([[
 import json, sys
 lines = [json.loads(l) for l in sys.stdin if l.strip()]
-assert all(set(l) == {"time", "level", "pid", "msg"} for l in lines), lines
+keys = {"time", "level", "pid", "event", "msg"}
+assert all(keys <= set(l) <= keys | {"fields"} for l in lines), lines
 assert any(l["msg"] == '[lua] say "hi"\n\\ \u00ff done' and l["level"] == "warn" for l in lines), lines
+events = {l["event"]: l.get("fields") for l in lines}
+assert events["server.listening"]["url"].startswith("ws://127.0.0.1:"), events
+assert events["server.started"]["version"] and events["server.started"]["script"], events
+assert "boom" in events["lua.error"]["error"] and events["lua.error"]["handler"] == "on_message", events
+assert events["server.stopping"]["signal"] == "SIGTERM", events
+assert "server.stopped" in events, events
 ]]), path))
     os.remove(path)
     assert.truthy(ok, log)
