@@ -183,7 +183,7 @@ profile: test-deps
 PREFIX    ?= /usr/local
 SYSCONFDIR ?= /etc
 INSTALLED := bin/uidcast share/man/man1/uidcast.1 lib/systemd/system/uidcast.service \
-             share/doc/uidcast/README.md share/doc/uidcast/uidcast.conf \
+             share/doc/uidcast/README.md share/doc/uidcast/uidcast.conf share/doc/uidcast/cluster.conf \
              $(patsubst %,share/uidcast/%,$(wildcard scripts/*.lua))
 $(BUILD)/uidcast.1: $(BUILD)/uidcast
 	help2man --no-info --name "WebSocket server that delivers messages to users by uid" \
@@ -203,6 +203,7 @@ install-files:
 	install -m 644 $(BUILD)/install/uidcast.1 $(DESTDIR)$(PREFIX)/share/man/man1/uidcast.1
 	sed 's|@PREFIX@|$(PREFIX)|g' dist/uidcast.service > $(DESTDIR)$(PREFIX)/lib/systemd/system/uidcast.service
 	install -m 644 README.md $(DESTDIR)$(PREFIX)/share/doc/uidcast/README.md
+	install -m 644 dist/uidcast.service.d/cluster.conf $(DESTDIR)$(PREFIX)/share/doc/uidcast/cluster.conf
 	sed 's|/usr/share/uidcast|$(PREFIX)/share/uidcast|' dist/uidcast.conf > $(DESTDIR)$(PREFIX)/share/doc/uidcast/uidcast.conf
 	[ -e $(DESTDIR)$(SYSCONFDIR)/uidcast/uidcast.conf ] || \
 	  install -m 644 $(DESTDIR)$(PREFIX)/share/doc/uidcast/uidcast.conf $(DESTDIR)$(SYSCONFDIR)/uidcast/uidcast.conf

@@ -22,8 +22,10 @@
  * tree reads none unless told. */
 #ifdef UC_DEFAULT_CONFIG
 #define UC_DEFAULT_CONFIG_HELP UC_DEFAULT_CONFIG
+#define UC_CONFIG_FILES UC_DEFAULT_CONFIG " (options, read when present), SCRIPT."
 #else
 #define UC_DEFAULT_CONFIG_HELP NULL
+#define UC_CONFIG_FILES "the --config FILE (options), SCRIPT."
 #endif
 
 enum kind {
@@ -140,7 +142,7 @@ static const struct row rows[] = {
      "directory require() loads modules from (default: none)"},
     {"log-level", 0, K_LEVEL, AT(log_level), 0, 0, "LEVEL", "info", "error, warn, info or debug"},
     {"log-format", 0, K_LOG_FORMAT, AT(log_json), 0, 0, "FORMAT", "text",
-     "text, or json: one object per line (time, level, pid, msg)"},
+     "text, or json: one object per line (time, level, pid,\nevent, msg, fields)"},
     {"check", 0, K_FLAG, AT(check), 0, 0, NULL, NULL,
      "load SCRIPT (and the config file), report any error, exit\n0 or 1"},
     {"config", 'c', K_CONFIG, AT(config), 0, 0, "FILE", UC_DEFAULT_CONFIG_HELP,
@@ -210,7 +212,12 @@ static void print_usage(FILE *f)
     fputs("\nSignals: SIGHUP reloads SCRIPT without dropping connections; SIGTERM/SIGINT close "
           "every\n"
           "connection with 1001 and exit 0.\n"
-          "Exit status: 0 on success, 1 on a start-up error, 2 on a bad command line.\n",
+          "Exit status: 0 on success, 1 on a start-up error, 2 on a bad command line or\n"
+          "config file.\n"
+          "Environment: UIDCAST_PUSH_TOKEN (the push token), UIDCAST_WEBHOOK_SECRET (the\n"
+          "webhook's key), UIDCAST_* (readable by scripts through uidcast.env), NOTIFY_SOCKET\n"
+          "(systemd's: READY=1, RELOADING=1, STOPPING=1 are sent there).\n"
+          "Files: " UC_CONFIG_FILES "\n",
           f);
 }
 

@@ -54,6 +54,10 @@ describe("make install #no_memcheck", function()
     assert.matches("EnvironmentFile=%-/etc/uidcast/uidcast%.env", unit)
     assert.falsy(unit:find("Environment=UIDCAST_PUSH_TOKEN", 1, true))
     assert.falsy(unit:find("@PREFIX@", 1, true))
+    -- Ordered after a local Redis only in the cluster variant, a drop-in shipped as an example.
+    assert.falsy(unit:find("redis", 1, true))
+    local dropin = server.read_file(dest .. "/usr/share/doc/uidcast/cluster.conf")
+    assert.matches("\n%[Unit%]\nWants=redis%-server%.service\nAfter=redis%-server%.service\n", dropin)
   end)
 
   it("ships a unit that systemd-analyze verifies and rates as well confined", function()
