@@ -26,6 +26,7 @@
 
 #include <ev.h>
 
+#include "acceptor.h"
 #include "buf.h"
 #include "container.h"
 #include "http.h"
@@ -98,8 +99,7 @@ struct uc_push {
     uint64_t requests;       /* push_requests */
     uint8_t rbuf[64 * 1024]; /* one read buffer for every push connection */
     int fd;
-    ev_io io;
-    ev_timer retry; /* resumes accepting after EMFILE */
+    struct uc_acceptor acceptor;
     char *token;
     size_t token_len;
     char addr[300];
@@ -986,33 +986,10 @@ void uc_push_adopt(struct uc_push *push, int fd)
     DL_PREPEND(push->conns, pc);
 }
 
-static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+static void accepted(void *ctx, int fd, const struct sockaddr *addr)
 {
-    (void)revents;
-    struct uc_push *push = container_of(w, struct uc_push, io);
-    for (int i = 0; i < 16; i++) {
-        int fd = accept4(push->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd >= 0) {
-            uc_push_adopt(push, fd);
-            continue;
-        }
-        if (errno == EMFILE || errno == ENFILE) {
-            /* The pending connection would wake a level-triggered listener forever: pause
-             * accepting until descriptors may have been freed. */
-            uc_warn("push API: out of file descriptors, pausing accept for 100 ms");
-            ev_io_stop(loop, &push->io);
-            ev_timer_start(loop, &push->retry);
-        }
-        return;
-    }
-}
-
-static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    (void)revents;
-    struct uc_push *push = container_of(w, struct uc_push, retry);
-    if (push->fd >= 0)
-        ev_io_start(loop, &push->io);
+    (void)addr;
+    uc_push_adopt(ctx, fd);
 }
 
 static int is_loopback(const char *addr)
@@ -1043,9 +1020,9 @@ struct uc_push *uc_push_new(struct uc_server *srv, const char *spec, const char 
         uc_warn("WARNING: the push API on %s has no --push-token: anyone who can reach it can "
                 "send to every user. Set --push-token or UIDCAST_PUSH_TOKEN.",
                 push->addr);
-    ev_io_init(&push->io, accept_cb, push->fd, EV_READ);
-    ev_io_start(uc_server_loop(srv), &push->io);
-    ev_timer_init(&push->retry, retry_cb, 0.1, 0.);
+    uc_acceptor_init(&push->acceptor, uc_server_loop(srv), push->fd, 16, "push API", accepted,
+                     push);
+    uc_acceptor_start(&push->acceptor);
     uc_log_event(UC_LOG_INFO, "push.listening",
                  json_pack("{s:s++}", "url", "http://", push->addr, "/"), "push API on http://%s/",
                  push->addr);
@@ -1054,9 +1031,8 @@ struct uc_push *uc_push_new(struct uc_server *srv, const char *spec, const char 
 
 void uc_push_stop(struct uc_push *push)
 {
-    ev_timer_stop(uc_server_loop(push->srv), &push->retry);
     if (push->fd >= 0) {
-        ev_io_stop(uc_server_loop(push->srv), &push->io);
+        uc_acceptor_free(&push->acceptor);
         close(push->fd);
         push->fd = -1;
     }

@@ -19,38 +19,6 @@
 #include "str.h"
 #include "www.h"
 
-static void open_reserve(struct uc_server *srv)
-{
-    if (srv->reserve_fd < 0)
-        srv->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-}
-
-/* Out of descriptors: the pending connection would make the listener fire forever. Give up
- * the spare descriptor, accept the connection and close it at once, then take the spare back
- * (libev's documentation recommends exactly this), and log once per burst. */
-static void shed_one(struct uc_server *srv)
-{
-    static ev_tstamp last_log;
-    ev_tstamp now = ev_now(srv->loop);
-    if (now - last_log >= 1.0) {
-        uc_warn("out of file descriptors (%zu connections): refusing new connections", srv->nconns);
-        last_log = now;
-    }
-    if (srv->reserve_fd >= 0) {
-        close(srv->reserve_fd);
-        srv->reserve_fd = -1;
-        int fd = accept(srv->listen_fd, NULL, NULL);
-        if (fd >= 0)
-            close(fd);
-        open_reserve(srv);
-    }
-    /* Without a spare, pause accepting briefly instead of spinning on EMFILE. */
-    if (srv->reserve_fd < 0) {
-        ev_io_stop(srv->loop, &srv->listen_io);
-        ev_timer_start(srv->loop, &srv->accept_retry);
-    }
-}
-
 static void refuse_busy(int fd)
 {
     static const char body[] = "too many connections";
@@ -64,43 +32,18 @@ static void refuse_busy(int fd)
     close(fd);
 }
 
-static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+/* A connection the acceptor took: refused when --max-connections are open, else served. */
+static void accepted(void *ctx, int fd, const struct sockaddr *addr)
 {
-    (void)loop;
-    (void)revents;
-    struct uc_server *srv = container_of(w, struct uc_server, listen_io);
-    /* A bounded batch per wake-up keeps one busy listener from starving established clients. */
-    for (int i = 0; i < 64; i++) {
-        struct sockaddr_storage ss;
-        socklen_t len = sizeof ss;
-        int fd =
-            accept4(srv->listen_fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE)
-                shed_one(srv);
-            else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
-                     errno != ECONNABORTED)
-                uc_warn("accept: %s", strerror(errno));
-            return;
-        }
-        if (srv->opt.max_connections && srv->nconns >= srv->opt.max_connections) {
-            srv->stats.handshakes_refused++;
-            refuse_busy(fd);
-            continue;
-        }
-        char addr[64];
-        uc_net_format_addr((struct sockaddr *)&ss, addr, sizeof addr);
-        uc_conn_accept(srv, fd, addr);
+    struct uc_server *srv = ctx;
+    if (srv->opt.max_connections && srv->nconns >= srv->opt.max_connections) {
+        srv->stats.handshakes_refused++;
+        refuse_busy(fd);
+        return;
     }
-}
-
-static void accept_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    (void)revents;
-    struct uc_server *srv = container_of(w, struct uc_server, accept_retry);
-    open_reserve(srv);
-    if (!srv->stopping)
-        ev_io_start(loop, &srv->listen_io);
+    char text[64];
+    uc_net_format_addr(addr, text, sizeof text);
+    uc_conn_accept(srv, fd, text);
 }
 
 static void prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
@@ -164,8 +107,7 @@ static void begin_shutdown(struct uc_server *srv, const char *why)
     uc_log_event(UC_LOG_INFO, "server.stopping",
                  json_pack("{s:s,s:I}", "signal", why, "connections", (json_int_t)srv->nopen),
                  "%s: closing %zu connections with 1001 and stopping", why, srv->nopen);
-    ev_io_stop(srv->loop, &srv->listen_io);
-    ev_timer_stop(srv->loop, &srv->accept_retry);
+    uc_acceptor_stop(&srv->acceptor);
     for (unsigned i = 0; i < srv->nservices; i++)
         if (srv->services[i].stop)
             srv->services[i].stop(srv->services[i].ctx);
@@ -256,7 +198,6 @@ struct uc_server *uc_server_new(const struct uc_options *opts, const struct uc_h
     }
     srv->opt = *opts;
     srv->handlers = *handlers;
-    srv->reserve_fd = -1;
     if (opts->www && !(srv->www = uc_www_open(opts->www, err, err_size))) {
         free(srv);
         return NULL;
@@ -269,12 +210,11 @@ struct uc_server *uc_server_new(const struct uc_options *opts, const struct uc_h
     }
     srv->loop = ev_default_loop(EVFLAG_AUTO);
     uc_net_local_addr(srv->listen_fd, srv->listen_addr, sizeof srv->listen_addr);
-    open_reserve(srv);
     signal(SIGPIPE, SIG_IGN);
 
-    ev_io_init(&srv->listen_io, accept_cb, srv->listen_fd, EV_READ);
-    ev_io_start(srv->loop, &srv->listen_io);
-    ev_timer_init(&srv->accept_retry, accept_retry_cb, 0.1, 0.);
+    /* A bounded batch per wake-up keeps one busy listener from starving established clients. */
+    uc_acceptor_init(&srv->acceptor, srv->loop, srv->listen_fd, 64, "WebSocket", accepted, srv);
+    uc_acceptor_start(&srv->acceptor);
     ev_prepare_init(&srv->prepare, prepare_cb);
     ev_prepare_start(srv->loop, &srv->prepare);
     ev_timer_init(&srv->drain_timer, drain_cb, 0., 0.);
@@ -362,16 +302,13 @@ void uc_server_free(struct uc_server *srv)
     ev_signal_stop(srv->loop, &srv->sigterm);
     ev_signal_stop(srv->loop, &srv->sigint);
     ev_signal_stop(srv->loop, &srv->sighup);
-    ev_io_stop(srv->loop, &srv->listen_io);
-    ev_timer_stop(srv->loop, &srv->accept_retry);
+    uc_acceptor_free(&srv->acceptor);
     ev_timer_stop(srv->loop, &srv->drain_timer);
     ev_prepare_stop(srv->loop, &srv->prepare);
     ev_ref(srv->loop);
     ev_timer_stop(srv->loop, &srv->liveness);
     uc_buf_unref(srv->ping_frame);
     close(srv->listen_fd);
-    if (srv->reserve_fd >= 0)
-        close(srv->reserve_fd);
     ev_loop_destroy(srv->loop);
     uc_outq_release_pool();
     free(srv);

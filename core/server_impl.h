@@ -7,6 +7,7 @@
 #include <ev.h>
 #include <stdint.h>
 
+#include "acceptor.h"
 #include "conn.h"
 #include "container.h"
 #include "hub.h"
@@ -24,9 +25,7 @@ struct uc_server {
     struct uc_options opt;
     struct uc_handlers handlers;
     int listen_fd;
-    int reserve_fd; /* spare descriptor, released to shed a connection when out of files */
-    ev_io listen_io;
-    ev_timer accept_retry;
+    struct uc_acceptor acceptor;
     ev_prepare prepare;
     ev_signal sigterm, sigint, sighup;
     ev_timer drain_timer;
