@@ -117,6 +117,13 @@ void uc_httpd_respond(struct uc_httpd_conn *c, int status, const char *extra, co
                       const void *body, size_t len)
 {
     int keep = !c->closing && http_should_keep_alive(&c->parser);
+    /* An HTTP/1.0 client keeps the connection only when told so (ab -k, old proxies): without
+     * the header it would wait for a close that never comes. */
+    char headers[256];
+    if (keep && c->parser.http_major == 1 && c->parser.http_minor == 0 &&
+        (size_t)snprintf(headers, sizeof headers, "Connection: keep-alive\r\n%s",
+                         extra ? extra : "") < sizeof headers)
+        extra = headers;
     struct uc_buf *b = uc_http_response(status, extra, type, body, len, keep);
     if (!keep)
         c->closing = 1;

@@ -168,6 +168,21 @@ describe("push API", function()
     c:close()
   end)
 
+  it("keeps an HTTP/1.0 client's connection when it asks, and tells it so", function()
+    local conn = http.open(srv.push_port)
+    for _ = 1, 3 do
+      conn:send_raw("POST /send?uid=nobody HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\nx")
+      local status, headers = conn:read()
+      assert.equals(200, status)
+      assert.equals("keep-alive", headers["connection"])
+    end
+    conn:send_raw("POST /send?uid=nobody HTTP/1.0\r\nContent-Length: 1\r\n\r\nx")
+    local status, headers = conn:read()
+    assert.equals(200, status)
+    assert.equals("close", headers["connection"])
+    conn:close()
+  end)
+
   it("serves many requests over one keep-alive connection, pipelined too", function()
     local c = ws.login(srv.port, "ka")
     local conn = http.open(srv.push_port)
