@@ -593,12 +593,14 @@ static long upgrade(struct uc_conn *c, char *head, size_t avail)
     int numbered = wants_v1(&req);
     if (numbered) {
         char digits[24];
-        long n = uc_http_query_param(req.query, req.query_len, "since", digits, sizeof digits);
-        if (n != -1 && parse_seq(digits, n, &c->since) != 0) {
+        size_t len = 0;
+        int has =
+            uc_http_query_param(req.query, req.query_len, "since", digits, sizeof digits, &len);
+        if (has && (has < 0 || parse_seq(digits, (long)len, &c->since) != 0)) {
             refuse(c, 400, NULL, "since must be a number, the last one the client saw");
             return -1;
         }
-        if (n != -1)
+        if (has)
             c->flags |= CONN_SINCE;
     }
     struct uc_buf *resp = uc_http_response_101(accept, numbered ? UC_PROTOCOL_V1 : NULL);

@@ -323,14 +323,14 @@ long uc_http_url_decode(const char *src, size_t src_len, char *dst, size_t cap)
     size_t o = 0;
     for (size_t i = 0; i < src_len; i++, o++) {
         if (o == cap)
-            return -2;
+            return UC_ERR_OVERFLOW;
         if (src[i] == '%') {
             if (i + 2 >= src_len)
-                return -1;
+                return UC_ERR_PARSE;
             int hi = hex_value((unsigned char)src[i + 1]);
             int lo = hex_value((unsigned char)src[i + 2]);
             if (hi < 0 || lo < 0)
-                return -1;
+                return UC_ERR_PARSE;
             dst[o] = (char)(hi << 4 | lo);
             i += 2;
         } else {
@@ -360,16 +360,19 @@ int uc_http_query_next(const char *query, size_t query_len, size_t *pos, const c
     return 0;
 }
 
-long uc_http_query_param(const char *query, size_t query_len, const char *name, char *dst,
-                         size_t cap)
+int uc_http_query_param(const char *query, size_t query_len, const char *name, char *dst,
+                        size_t cap, size_t *len)
 {
     size_t want = strlen(name), pos = 0, name_len, value_len;
     const char *n, *v;
     while (uc_http_query_next(query, query_len, &pos, &n, &name_len, &v, &value_len)) {
         if (name_len == want && memcmp(n, name, want) == 0) {
-            long len = uc_http_url_decode(v, value_len, dst, cap);
-            return len < 0 ? -2 : len;
+            long decoded = uc_http_url_decode(v, value_len, dst, cap);
+            if (decoded < 0)
+                return (int)decoded;
+            *len = (size_t)decoded;
+            return 1;
         }
     }
-    return -1;
+    return 0;
 }

@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 #include "buf.h"
+#include "err.h"
 
 /* A request head larger than this is refused with 431. */
 #define UC_HTTP_MAX_HEAD 8192
@@ -76,7 +77,8 @@ struct uc_buf *uc_http_response_sized(int status, const char *extra_headers,
                                       size_t body_len, int keep_alive);
 
 /* Decodes a %-escaped query component (also '+' as space) from src into dst (capacity cap).
- * Returns the decoded length, -1 for a malformed escape, -2 when it does not fit in cap. */
+ * Returns the decoded length, UC_ERR_PARSE for a malformed escape, or UC_ERR_OVERFLOW when it
+ * does not fit in cap. */
 long uc_http_url_decode(const char *src, size_t src_len, char *dst, size_t cap);
 
 /* Iterates the name=value pairs of a raw query string: *pos starts at 0; each call returns 1
@@ -85,9 +87,10 @@ long uc_http_url_decode(const char *src, size_t src_len, char *dst, size_t cap);
 int uc_http_query_next(const char *query, size_t query_len, size_t *pos, const char **name,
                        size_t *name_len, const char **value, size_t *value_len);
 
-/* Finds parameter name in a raw query string and decodes its value into dst (capacity cap).
- * Returns the value's length, -1 when absent, -2 when malformed or longer than cap. */
-long uc_http_query_param(const char *query, size_t query_len, const char *name, char *dst,
-                         size_t cap);
+/* Finds parameter name in a raw query string and decodes its value into dst (capacity cap),
+ * its length into *len. Returns 1 found, 0 absent, UC_ERR_PARSE (a malformed escape) or
+ * UC_ERR_OVERFLOW (longer than cap). */
+int uc_http_query_param(const char *query, size_t query_len, const char *name, char *dst,
+                        size_t cap, size_t *len);
 
 #endif

@@ -130,14 +130,9 @@ static int query_value(const struct request *r, const char *name, char *out, siz
     const struct http_parser_url *u = &r->u;
     if (!(u->field_set & (1 << UF_QUERY)))
         return 0;
-    long n = uc_http_query_param(r->req->url + u->field_data[UF_QUERY].off,
-                                 u->field_data[UF_QUERY].len, name, out, cap);
-    if (n == -1)
-        return 0;
-    if (n < 0)
-        return -1;
-    *len = (size_t)n;
-    return 1;
+    int found = uc_http_query_param(r->req->url + u->field_data[UF_QUERY].off,
+                                    u->field_data[UF_QUERY].len, name, out, cap, len);
+    return found < 0 ? -1 : found;
 }
 
 static int query_flag(const struct request *r, const char *name)

@@ -20,7 +20,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         char accept[29];
         uc_http_check_upgrade(&req, accept);
         char value[64];
-        uc_http_query_param(req.query, req.query_len, "uid", value, sizeof value);
+        size_t len = 0;
+        if (uc_http_query_param(req.query, req.query_len, "uid", value, sizeof value, &len) == 1 &&
+            len > sizeof value)
+            abort(); /* a decoded value never passes its buffer */
     }
     free(buf);
     return 0;

@@ -124,12 +124,15 @@ TEST(decodes_query_parameters)
 {
     const char *q = "a=1&uid=al%69ce+x&bad=%zz&empty=";
     char out[32];
-    CHECK_EQ_INT(uc_http_query_param(q, strlen(q), "uid", out, sizeof out), 7);
+    size_t len = 0;
+    CHECK_EQ_INT(uc_http_query_param(q, strlen(q), "uid", out, sizeof out, &len), 1);
+    CHECK_EQ_INT(len, 7);
     CHECK(memcmp(out, "alice x", 7) == 0);
-    CHECK_EQ_INT(uc_http_query_param(q, strlen(q), "missing", out, sizeof out), -1);
-    CHECK_EQ_INT(uc_http_query_param(q, strlen(q), "bad", out, sizeof out), -2);
-    CHECK_EQ_INT(uc_http_query_param(q, strlen(q), "empty", out, sizeof out), 0);
-    CHECK_EQ_INT(uc_http_query_param(q, strlen(q), "uid", out, 3), -2);
+    CHECK_EQ_INT(uc_http_query_param(q, strlen(q), "missing", out, sizeof out, &len), 0);
+    CHECK_EQ_INT(uc_http_query_param(q, strlen(q), "bad", out, sizeof out, &len), UC_ERR_PARSE);
+    CHECK_EQ_INT(uc_http_query_param(q, strlen(q), "empty", out, sizeof out, &len), 1);
+    CHECK_EQ_INT(len, 0);
+    CHECK_EQ_INT(uc_http_query_param(q, strlen(q), "uid", out, 3, &len), UC_ERR_OVERFLOW);
 }
 
 TEST(iterates_query_pairs_skipping_empty_ones)
@@ -151,8 +154,8 @@ TEST(iterates_query_pairs_skipping_empty_ones)
 TEST(refuses_a_truncated_escape)
 {
     char out[8];
-    CHECK_EQ_INT(uc_http_url_decode("ab%4", 4, out, sizeof out), -1);
-    CHECK_EQ_INT(uc_http_url_decode("%", 1, out, sizeof out), -1);
+    CHECK_EQ_INT(uc_http_url_decode("ab%4", 4, out, sizeof out), UC_ERR_PARSE);
+    CHECK_EQ_INT(uc_http_url_decode("%", 1, out, sizeof out), UC_ERR_PARSE);
 }
 
 TEST(builds_a_response_with_length_and_connection_close)
