@@ -281,6 +281,37 @@ static void online_answered(void *arg, long long count, int partial)
     free(o);
 }
 
+/* A callback (the function at fn) to wait for the core's answer, charged cost bytes against
+ * --lua-memory like the script's own memory (so a loop of calls is bounded); raises when the
+ * state has no room. Hand it to the core, then to wait_asked. */
+static struct ucl_online *wait_new(lua_State *L, int fn, size_t cost)
+{
+    struct ucl_state *st = ucl_state_of(L);
+    if (st->mem_used + cost > st->mem_limit)
+        luaL_error(L, "not enough memory");
+    struct ucl_online *o = malloc(sizeof *o);
+    if (!o)
+        luaL_error(L, "out of memory");
+    lua_pushvalue(L, fn);
+    *o = (struct ucl_online){.st = st, .fn_ref = luaL_ref(L, LUA_REGISTRYINDEX), .cost = cost};
+    return o;
+}
+
+/* What the core said to the wait (asked: 0 taken, else not, which raises): a taken wait is
+ * listed until answered. Returns the Lua function's result, true. */
+static int wait_asked(lua_State *L, struct ucl_online *o, int asked)
+{
+    if (asked != 0) {
+        luaL_unref(L, LUA_REGISTRYINDEX, o->fn_ref);
+        free(o);
+        return luaL_error(L, "out of memory");
+    }
+    DL_PREPEND(o->st->online, o);
+    o->st->mem_used += o->cost;
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 /* is_online(uid) -> whether uid has a connection on this node, at once.
  * is_online(uid, fn) -> true; later fn(online, connections) with the count over every node in
  * cluster mode (this node's alone without --redis, or while Redis is unreachable). */
@@ -294,26 +325,10 @@ static int api_is_online(lua_State *L)
         return 1;
     }
     luaL_checktype(L, 2, LUA_TFUNCTION);
-    struct ucl_state *st = ucl_state_of(L);
-    /* What waits in C (this callback, the core's query, the Redis command) counts against
-     * --lua-memory like the script's own memory: a loop of is_online calls is bounded. */
-    size_t cost = sizeof(struct ucl_online) + ONLINE_QUERY_COST + 2 * uid_len;
-    if (st->mem_used + cost > st->mem_limit)
-        return luaL_error(L, "not enough memory");
-    struct ucl_online *o = malloc(sizeof *o);
-    if (!o)
-        return luaL_error(L, "out of memory");
-    lua_pushvalue(L, 2);
-    *o = (struct ucl_online){.st = st, .fn_ref = luaL_ref(L, LUA_REGISTRYINDEX), .cost = cost};
-    if (uc_online_query(srv, uid, uid_len, online_answered, o) != 0) {
-        luaL_unref(L, LUA_REGISTRYINDEX, o->fn_ref);
-        free(o);
-        return luaL_error(L, "out of memory");
-    }
-    DL_PREPEND(st->online, o);
-    st->mem_used += cost;
-    lua_pushboolean(L, 1);
-    return 1;
+    /* What waits in C: this callback, the core's query, the Redis command. */
+    struct ucl_online *o =
+        wait_new(L, 2, sizeof(struct ucl_online) + ONLINE_QUERY_COST + 2 * uid_len);
+    return wait_asked(L, o, uc_online_query(srv, uid, uid_len, online_answered, o));
 }
 
 /* Runs (protected, on the handler thread) fn(list, cursor, partial) for a roster page given
@@ -387,26 +402,12 @@ static int roster(lua_State *L, int kind)
         lua_pop(L, 2);
     }
     struct uc_server *srv = server_of(L);
-    struct ucl_state *st = ucl_state_of(L);
-    /* A page waits in C with up to limit uids per node: charged like is_online's query. */
-    size_t cost = sizeof(struct ucl_online) + ONLINE_QUERY_COST + group_len;
-    if (st->mem_used + cost > st->mem_limit)
-        return luaL_error(L, "not enough memory");
-    struct ucl_online *o = malloc(sizeof *o);
-    if (!o)
-        return luaL_error(L, "out of memory");
-    lua_pushvalue(L, fn);
-    *o = (struct ucl_online){.st = st, .fn_ref = luaL_ref(L, LUA_REGISTRYINDEX), .cost = cost};
-    if (uc_members_query(srv, kind, group, group_len, &cursor, (size_t)limit, page_answered, o) !=
-        0) {
-        luaL_unref(L, LUA_REGISTRYINDEX, o->fn_ref);
-        free(o);
-        return luaL_error(L, "out of memory");
-    }
-    DL_PREPEND(st->online, o);
-    st->mem_used += cost;
-    lua_pushboolean(L, 1);
-    return 1;
+    /* A page waits in C: charged like is_online's query. */
+    struct ucl_online *o =
+        wait_new(L, fn, sizeof(struct ucl_online) + ONLINE_QUERY_COST + group_len);
+    return wait_asked(
+        L, o,
+        uc_members_query(srv, kind, group, group_len, &cursor, (size_t)limit, page_answered, o));
 }
 
 static int api_uids(lua_State *L) { return roster(L, 'u'); }

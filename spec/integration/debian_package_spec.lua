@@ -4,13 +4,7 @@
 local ws = require "ws"
 local server = require "server"
 
-local function sh(cmd)
-  local out = os.tmpname()
-  local ok = os.execute(cmd .. " >" .. out .. " 2>&1")
-  local text = server.read_file(out) or ""
-  os.remove(out)
-  return ok, text
-end
+local sh = server.sh
 
 describe("the Debian package #no_memcheck", function()
   local dir, deb, version

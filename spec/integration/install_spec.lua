@@ -1,13 +1,7 @@
 -- make install and make uninstall: what a packager or an operator gets, in a scratch DESTDIR.
 local server = require "server"
 
-local function sh(cmd)
-  local out = os.tmpname()
-  local ok = os.execute(cmd .. " >" .. out .. " 2>&1")
-  local text = server.read_file(out) or ""
-  os.remove(out)
-  return ok, text
-end
+local sh = server.sh
 
 describe("make install #no_memcheck", function()
   local dest

@@ -5,13 +5,7 @@ local ws = require "ws"
 local server = require "server"
 local socket = require "socket"
 
-local function sh(cmd)
-  local out = os.tmpname()
-  local ok = os.execute(cmd .. " >" .. out .. " 2>&1")
-  local text = server.read_file(out) or ""
-  os.remove(out)
-  return ok, text
-end
+local sh = server.sh
 
 -- The processes whose root is the chroot: the ones this spec started there.
 local function pids_in(root)

@@ -106,6 +106,15 @@ function server:stop()
   return status
 end
 
+-- Runs a shell command; returns whether it succeeded and what it printed (stdout and stderr).
+function server.sh(cmd)
+  local out = os.tmpname()
+  local ok = os.execute(cmd .. " >" .. out .. " 2>&1")
+  local text = read_file(out) or ""
+  os.remove(out)
+  return ok, text
+end
+
 -- Polls fn until it returns a truthy value or the timeout passes; returns that value.
 function server.eventually(fn, timeout)
   local deadline = socket.gettime() + (timeout or 3) * server.slowdown
