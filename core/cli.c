@@ -419,9 +419,38 @@ static const char *config_argument(int argc, char **argv)
 }
 
 /* Reads path into cli. Returns 0, or -1 with "PATH:LINE: why" in err. */
+/* inih reads a line in INI_MAX_LINE - 1 bytes and takes the rest for the next line: a
+ * longer line is refused here, by number, rather than cut. Returns 0 or -1 (err says). */
+static int check_line_lengths(const char *path, char *err, size_t err_size)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0; /* ini_parse says why */
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    int number = 0, bad = 0;
+    while (!bad && (n = getline(&line, &cap, f)) >= 0) {
+        number++;
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+            n--;
+        bad = n > INI_MAX_LINE - 2;
+    }
+    free(line);
+    fclose(f);
+    if (bad)
+        snprintf(err, err_size,
+                 "%s:%d: a line longer than %d bytes (put long values, such as "
+                 "secrets, in a file option)",
+                 path, number, INI_MAX_LINE - 2);
+    return bad ? -1 : 0;
+}
+
 static int read_config(const char *path, struct uc_cli *cli, char *err, size_t err_size)
 {
     struct config_read cr = {.cli = cli};
+    if (check_line_lengths(path, err, err_size) != 0)
+        return -1;
     int line = ini_parse(path, config_line, &cr);
     if (line == -1) {
         snprintf(err, err_size, "%s: %s", path, strerror(errno));

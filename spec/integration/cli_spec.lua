@@ -284,6 +284,7 @@ describe("uidcast --config", function()
       ["check = 1\n"] = ":1: check is for the command line only",
       ["just words\n"] = ':1: expected "name = value"',
       ["[section]\nlisten = x\n"] = "sections are not used",
+      ["# long\nlua-path = /" .. string.rep("a", 300) .. "\n"] = ":2: a line longer than 198 bytes",
     } do
       local bad = config(text)
       code, _, err = run("-c " .. bad)
