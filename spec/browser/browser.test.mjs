@@ -101,6 +101,26 @@ test("the README's console snippet, pasted as one block, prints the three promis
   await page.close();
 });
 
+test("uidcast.js works as a plain <script>: classic scripts after it use Uidcast", async () => {
+  const page = await browser.newPage();
+  await page.goto(`http://127.0.0.1:${port}/uidcast.js`); // same origin as the server
+  await page.setContent(`<!doctype html><ul id="got"></ul>
+    <script src="http://127.0.0.1:${port}/uidcast.js"></script>
+    <script>
+      const client = new Uidcast("ws://127.0.0.1:${port}/", { uid: "classic" });
+      client.on("message", (text) => {
+        const li = document.createElement("li");
+        li.textContent = text;
+        document.getElementById("got").append(li);
+      });
+      client.send("classic:from a plain script");
+    </script>`);
+  await until(async () => (await page.$$eval("#got li", (l) => l.map((x) => x.textContent)))
+    .includes("from a plain script"), 5000, "the message to itself");
+  assert.equal(await page.evaluate(() => typeof HEADER_MAX), "undefined");
+  await page.close();
+});
+
 test("the demo page chats both ways, and a reload keeps the uid and shows what came meanwhile", async () => {
   const ctxA = await browser.newContext(), ctxB = await browser.newContext();
   const alice = await demo(ctxA, "alice");
@@ -188,7 +208,7 @@ test("a page gets all of 500 kept messages, in order, once each, across a server
 
 test("uidcast.js works in Node with Node's own WebSocket against the real server", async () => {
   assert.ok(globalThis.WebSocket, "run with node --experimental-websocket (Node 20) or Node 22+");
-  const { Uidcast } = await import("../../www/uidcast.js");
+  const { Uidcast } = await import("../../www/uidcast.mjs");
   const opened = (c) => new Promise((r) => c.on("open", r));
   const inbox = (c) => {
     const got = [];

@@ -2,7 +2,7 @@
 // WebSocket, so each behaviour is checked exactly, without a server or timing.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Uidcast } from "../uidcast.js";
+import { Uidcast } from "../uidcast.mjs";
 
 // A fake WebSocket: records what the client did; the test plays the server.
 class FakeSocket {
@@ -130,4 +130,10 @@ test("does not reconnect after close()", async () => {
   await new Promise((r) => setTimeout(r, 20));
   assert.equal(FakeSocket.made.length, 1);
   assert.equal(events.filter((e) => e[0] === "reconnecting").length, 0);
+});
+
+test("uidcast.js defines the global Uidcast that uidcast.mjs exports, and nothing else", async () => {
+  await import("../uidcast.js");
+  assert.equal(globalThis.Uidcast, Uidcast);
+  assert.equal(globalThis.HEADER_MAX, undefined);
 });
