@@ -6,8 +6,8 @@
  * switch makes no offline/online pair. Events are queued and handed on from a zero-delay
  * timer, never inside the bind or close that caused them: the policy is not re-entered.
  *
- * Versions come from one counter for the node (uc_events_next_version), so each uid's
- * events carry growing versions without a record per uid. */
+ * Versions come from one counter for the node (next_version), so each uid's events carry
+ * growing versions without a record per uid. */
 #include "events.h"
 
 #include <stdlib.h>
@@ -46,7 +46,9 @@ struct uc_events {
     int stopping;             /* a graceful stop began: no more waiting */
 };
 
-uint64_t uc_events_next_version(uint64_t last)
+/* The next version after last: above it, and at least the clock in microseconds, so that
+ * versions keep growing across restarts without being stored. */
+static uint64_t next_version(uint64_t last)
 {
     struct timeval tv;
     gettimeofday(&tv, NULL);
@@ -63,7 +65,7 @@ static void queue_event(struct uc_events *ev, const char *uid, size_t len, int o
     }
     *p = (struct pending){.online = online, .len = len};
     memcpy(p->uid, uid, len);
-    p->version = ev->version = uc_events_next_version(ev->version);
+    p->version = ev->version = next_version(ev->version);
     DL_APPEND(ev->queue, p);
     if (!ev_is_active(&ev->hand_on)) {
         ev_timer_set(&ev->hand_on, 0., 0.);

@@ -18,8 +18,4 @@ struct uc_tracker uc_events_tracker(struct uc_events *ev);
 struct uc_service uc_events_service(struct uc_events *ev);
 void uc_events_free(struct uc_events *ev);
 
-/* The next version after last: above it, and at least the clock in microseconds, so that
- * versions keep growing across restarts and nodes without being stored. */
-uint64_t uc_events_next_version(uint64_t last);
-
 #endif

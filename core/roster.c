@@ -512,7 +512,6 @@ void uc_roster_answer(struct uc_roster *r, const void *data, size_t len)
 
 void uc_roster_cancel(struct uc_roster *r)
 {
-    r->stopping = 1;
     while (r->queries) {
         struct uc_roster_query *q = r->queries;
         DL_DELETE(r->queries, q);

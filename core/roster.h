@@ -28,7 +28,6 @@ struct uc_roster {
     ev_timer due;   /* never started: fed to answer local questions from the loop */
     struct uc_roster_query *queries;
     uint64_t last_id;
-    int stopping;
 };
 
 void uc_roster_init(struct uc_roster *r, struct ev_loop *loop, const struct uc_relay *relay,

@@ -70,8 +70,7 @@ static void roster_walk(void *ctx, int kind, const char *key, size_t key_len,
         uc_hub_each_group_uid(&srv->hub, key, key_len, fn, fn_ctx);
         return;
     }
-    struct uc_umap_entry *e, *tmp;
-    HASH_ITER(hh, srv->hub.uids.table, e, tmp) fn(e->name, e->len, e->count, fn_ctx);
+    uc_server_each_key(srv, 'u', fn, fn_ctx);
 }
 
 static void liveness_cb(struct ev_loop *loop, ev_timer *w, int revents)

@@ -306,21 +306,28 @@ static double now_seconds(void)
     return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
 }
 
-/* The event's common fields; NULL when out of memory or the uid is not UTF-8 (then it is
- * sent as uid_base64). */
+/* Bytes as a base64 JSON string, or NULL when out of memory. */
+static json_t *base64_value(const void *data, size_t len)
+{
+    unsigned char *b64 = malloc(4 * ((len + 2) / 3) + 1);
+    if (!b64)
+        return NULL;
+    EVP_EncodeBlock(b64, data, (int)len);
+    json_t *v = json_string((char *)b64);
+    free(b64);
+    return v;
+}
+
+/* The event's common fields (a uid that is not UTF-8 as uid_base64); NULL when out of
+ * memory. */
 static json_t *event(struct uc_webhook *wh, const char *name, const char *uid, size_t uid_len)
 {
     json_t *o = json_pack("{s:s,s:f}", "event", name, "time", now_seconds());
     json_t *u = o ? json_stringn(uid, uid_len) : NULL;
     if (u) {
         json_object_set_new(o, "uid", u);
-    } else if (o) {
-        unsigned char *b64 = malloc(4 * ((uid_len + 2) / 3) + 1);
-        if (b64) {
-            EVP_EncodeBlock(b64, (const unsigned char *)uid, (int)uid_len);
-            json_object_set_new(o, "uid_base64", json_string((char *)b64));
-            free(b64);
-        }
+    } else if (o && (u = base64_value(uid, uid_len)) != NULL) {
+        json_object_set_new(o, "uid_base64", u);
     }
     if (o && wh->opt.node_id)
         json_object_set_new(o, "node", json_string(wh->opt.node_id));
@@ -348,15 +355,13 @@ void uc_webhook_undelivered(struct uc_webhook *wh, const char *uid, size_t uid_l
     if (text) {
         json_object_set_new(o, "data", text);
     } else {
-        unsigned char *b64 = malloc(4 * ((len + 2) / 3) + 1);
+        json_t *b64 = base64_value(data, len);
         if (!b64) {
             json_decref(o);
             return;
         }
-        EVP_EncodeBlock(b64, data, (int)len);
-        json_object_set_new(o, "data", json_string((char *)b64));
+        json_object_set_new(o, "data", b64);
         json_object_set_new(o, "binary", json_true());
-        free(b64);
     }
     queue(wh, o);
 }

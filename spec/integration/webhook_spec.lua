@@ -65,6 +65,18 @@ describe("--webhook", function()
     assert.same({ "w-nobody", "you missed me", "expired" }, { got.uid, got.data, got.reason })
     assert.is_number(got.seq)
   end)
+
+  it("sends a binary message that expired undelivered as base64", function()
+    http.request1(srv.push_port, "POST", "/send?uid=w-bin&keep=0.2&binary=1", { body = "\0\1\255" })
+    local got
+    assert(server.eventually(function()
+      for _, e in ipairs(receiver.events()) do
+        if e.event.event == "undelivered" and e.event.uid == "w-bin" and e.status == 200 then got = e.event end
+      end
+      return got
+    end, 10))
+    assert.same({ "AAH/", true }, { got.data, got.binary })
+  end)
 end)
 
 describe("--webhook with a receiver that is down", function()
