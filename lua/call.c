@@ -5,10 +5,21 @@
  * yielding: a yield unwinds through the script's own pcall, which an error would not. Where a
  * yield is impossible (inside a C function such as table.sort's comparator) the hook raises
  * an error instead, and the guarded pcall/xpcall/coroutine.resume rethrow it while the state
- * is aborting, so it still reaches the top. */
+ * is aborting, so it still reaches the top.
+ *
+ * The count hook is armed late. While any hook is set, Lua 5.4 traps every VM instruction
+ * (about twenty machine instructions each, whatever the count), which was a tenth of the work
+ * of a routed message. So a handler starts unhooked, and a CPU-time timer of this thread (the
+ * watchdog: a signal every WATCHDOG_NS of CPU the thread uses, none while it sleeps) arms the
+ * hook on the handler thread when it finds a handler running. A handler that ends within a
+ * tick costs nothing; a longer one is metered from the tick on. Coroutines the script makes
+ * are hooked from their creation, because the watchdog only knows the handler thread. */
+#include <errno.h>
 #include <jansson.h>
+#include <signal.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "../core/log.h"
 #include "internal.h"
@@ -56,6 +67,71 @@ static void count_hook(lua_State *L, lua_Debug *ar)
     luaL_error(L, "%s", st->aborting);
 }
 
+/* ---- the watchdog ---- */
+
+/* One scheduler tick of CPU (Linux checks CPU timers at each tick, 4 ms at HZ=250). */
+#define WATCHDOG_NS 4000000L
+#define WATCHDOG_SIGNAL (SIGRTMIN + 1)
+
+/* The handler thread running now, or NULL. Written by ucl_run on this thread, read by the
+ * signal handler on this thread (a signal is delivered between two of its instructions). */
+static lua_State *volatile running;
+
+/* The timer, while any Lua state lives in this process. It stops with the last state, so that
+ * no signal can reach a handler that is gone (this code is also loaded as a module, by the
+ * specs' harness, and unloaded before its process exits). */
+static struct {
+    pid_t pid; /* the process the timer belongs to: a forked child inherits neither */
+    unsigned states;
+    timer_t timer;
+} watchdog;
+
+static void watchdog_tick(int sig)
+{
+    (void)sig;
+    lua_State *co = running;
+    /* lua_sethook is the one Lua call made to be safe in a signal handler (lua.c's Ctrl-C). */
+    if (co && !lua_gethookmask(co))
+        lua_sethook(co, count_hook, LUA_MASKCOUNT, HOOK_EVERY);
+}
+
+int ucl_watchdog_start(char *err, size_t err_size)
+{
+    pid_t pid = getpid();
+    if (watchdog.pid == pid && watchdog.states++ > 0)
+        return 0;
+    struct sigaction sa = {.sa_handler = watchdog_tick, .sa_flags = SA_RESTART};
+    sigemptyset(&sa.sa_mask);
+    struct sigevent sev = {.sigev_notify = SIGEV_THREAD_ID, .sigev_signo = WATCHDOG_SIGNAL};
+    sev._sigev_un._tid = gettid(); /* sigev_notify_thread_id, which glibc 2.36 does not name */
+    struct itimerspec every = {.it_interval = {0, WATCHDOG_NS}, .it_value = {0, WATCHDOG_NS}};
+    if (sigaction(WATCHDOG_SIGNAL, &sa, NULL) != 0 ||
+        timer_create(CLOCK_THREAD_CPUTIME_ID, &sev, &watchdog.timer) != 0) {
+        snprintf(err, err_size, "cannot start the Lua watchdog timer: %s", strerror(errno));
+        return -1;
+    }
+    if (timer_settime(watchdog.timer, 0, &every, NULL) != 0) {
+        snprintf(err, err_size, "cannot start the Lua watchdog timer: %s", strerror(errno));
+        timer_delete(watchdog.timer);
+        return -1;
+    }
+    watchdog.pid = pid;
+    watchdog.states = 1;
+    return 0;
+}
+
+void ucl_watchdog_stop(void)
+{
+    if (watchdog.pid != getpid() || --watchdog.states > 0)
+        return;
+    timer_delete(watchdog.timer);
+    signal(WATCHDOG_SIGNAL, SIG_IGN); /* drops a tick already pending */
+    watchdog.pid = 0;
+}
+
+/* Hooks a thread the script creates (coroutine.create, coroutine.wrap) from its start. */
+void ucl_hook_thread(lua_State *co) { lua_sethook(co, count_hook, LUA_MASKCOUNT, HOOK_EVERY); }
+
 void ucl_meter(lua_State *L)
 {
     struct ucl_state *st = ucl_state_of(L);
@@ -83,21 +159,45 @@ static int guarded(lua_State *L)
     return guarded_k(L, LUA_OK, 0);
 }
 
-static void guard(lua_State *L, int table, const char *name)
+/* coroutine.create with the new thread hooked (the watchdog arms only the handler thread). */
+static int hooked_create(lua_State *L)
+{
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    ucl_hook_thread(lua_tothread(L, -1));
+    return 1;
+}
+
+/* coroutine.wrap likewise: the function it returns holds its thread as upvalue 1. */
+static int hooked_wrap(lua_State *L)
+{
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    if (lua_getupvalue(L, -1, 1) && lua_isthread(L, -1))
+        ucl_hook_thread(lua_tothread(L, -1));
+    lua_pop(L, 1);
+    return 1;
+}
+
+static void replace(lua_State *L, int table, const char *name, lua_CFunction with)
 {
     table = lua_absindex(L, table);
     lua_getfield(L, table, name);
-    lua_pushcclosure(L, guarded, 1);
+    lua_pushcclosure(L, with, 1);
     lua_setfield(L, table, name);
 }
 
 void ucl_guard_catchers(lua_State *L)
 {
     lua_pushglobaltable(L);
-    guard(L, -1, "pcall");
-    guard(L, -1, "xpcall");
+    replace(L, -1, "pcall", guarded);
+    replace(L, -1, "xpcall", guarded);
     lua_getfield(L, -1, "coroutine");
-    guard(L, -1, "resume");
+    replace(L, -1, "resume", guarded);
+    replace(L, -1, "create", hooked_create);
+    replace(L, -1, "wrap", hooked_wrap);
     lua_pop(L, 2);
 }
 
@@ -130,11 +230,15 @@ int ucl_run(struct ucl_state *st, int nargs, int nresults, char *err, size_t err
     st->aborting = NULL;
     st->hooks_left = st->policy->limits.budget / HOOK_EVERY + 1;
     st->deadline_ns = now_ns() + (int64_t)(st->policy->limits.timeout * 1e9);
-    lua_sethook(co, count_hook, LUA_MASKCOUNT, HOOK_EVERY);
     int nres = 0;
     st->enforce_limit = 1;
+    lua_State *outer = running;
+    running = co;
     int status = lua_resume(co, L, nargs, &nres);
+    running = outer;
     st->enforce_limit = 0;
+    if (lua_gethookmask(co))
+        lua_sethook(co, NULL, 0, 0); /* the next handler starts unhooked again */
     if (status == LUA_OK) {
         if (nres > nresults)
             lua_pop(co, nres - nresults);

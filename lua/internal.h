@@ -84,8 +84,16 @@ void ucl_meter(lua_State *L);
 /* Replaces string.find, match, gmatch and gsub with versions that call ucl_meter as they go. */
 void ucl_strmatch_install(lua_State *L);
 /* Replaces pcall, xpcall and coroutine.resume with versions that rethrow once the budget has
- * run out, so a script cannot catch its own abort. */
+ * run out, so a script cannot catch its own abort, and coroutine.create and wrap with versions
+ * whose threads are metered from their start. */
 void ucl_guard_catchers(lua_State *L);
+/* Starts this process's watchdog, which arms the count hook on a handler that runs past one
+ * tick of CPU, or counts one more state using it. Returns 0, or -1 with the reason in err. */
+int ucl_watchdog_start(char *err, size_t err_size);
+/* One state fewer uses the watchdog; the last one stops it. */
+void ucl_watchdog_stop(void);
+/* Sets the count hook on a thread for good. */
+void ucl_hook_thread(lua_State *co);
 /* Pushes the hook function and returns 1, or pushes nothing and returns 0. */
 int ucl_push_hook(struct ucl_state *st, enum ucl_hook hook);
 extern const char *const ucl_hook_names[UCL_HOOK_COUNT];

@@ -281,6 +281,10 @@ struct ucl_state *ucl_state_new(struct ucl_policy *p, char *err, size_t err_size
         snprintf(err, err_size, "out of memory");
         return NULL;
     }
+    if (ucl_watchdog_start(err, err_size) != 0) {
+        free(st);
+        return NULL;
+    }
     st->policy = p;
     st->mem_limit = p->limits.memory;
     for (int h = 0; h < UCL_HOOK_COUNT; h++)
@@ -289,6 +293,7 @@ struct ucl_state *ucl_state_new(struct ucl_policy *p, char *err, size_t err_size
     if (!st->L) {
         snprintf(err, err_size, "cannot create a Lua state (memory limit %zu bytes)",
                  st->mem_limit);
+        ucl_watchdog_stop();
         free(st);
         return NULL;
     }
@@ -317,5 +322,6 @@ void ucl_state_free(struct ucl_state *st)
         return;
     ucl_online_orphan(st);
     lua_close(st->L);
+    ucl_watchdog_stop();
     free(st);
 }
