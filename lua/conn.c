@@ -37,7 +37,7 @@ void ucl_push_conn(lua_State *L, struct uc_conn *c)
         return;
     }
     lua_pop(L, 1);
-    struct conn_handle *h = lua_newuserdatauv(L, sizeof *h, 1);
+    struct conn_handle *h = lua_newuserdatauv(L, sizeof *h, 2);
     h->conn = c;
     h->id = id;
     luaL_setmetatable(L, CONN_MT);
@@ -189,7 +189,7 @@ static const luaL_Reg methods[] = {
     {"send", conn_send},   {"close", conn_close},       {NULL, NULL},
 };
 
-/* conn.data: a table of the script's own, created on first access. */
+/* conn.data: a table of the script's own, created on first access (user value 1). */
 static void push_data(lua_State *L, int idx)
 {
     if (lua_getiuservalue(L, idx, 1) == LUA_TTABLE)
@@ -200,48 +200,75 @@ static void push_data(lua_State *L, int idx)
     lua_setiuservalue(L, idx, 1);
 }
 
-static int conn_index(lua_State *L)
+/* conn.uid: the Lua string of the uid is kept in the handle's second user value and reused
+ * while the core's uid is the same bytes, so reading it on every message interns nothing. */
+static void push_uid(lua_State *L, struct conn_handle *h)
 {
-    struct conn_handle *h = check_handle(L, 1);
-    const char *key = luaL_checkstring(L, 2);
-    /* Methods first: they are the common case (conn:send). */
-    lua_pushvalue(L, 2);
-    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL)
-        return 1;
+    size_t len = 0;
+    const char *uid = h->conn ? uc_conn_uid(h->conn, &len) : NULL;
+    if (!uid) {
+        lua_pushnil(L);
+        return;
+    }
+    size_t cached_len;
+    const char *cached;
+    if (lua_getiuservalue(L, 1, 2) == LUA_TSTRING && (cached = lua_tolstring(L, -1, &cached_len)) &&
+        cached_len == len && memcmp(cached, uid, len) == 0)
+        return;
     lua_pop(L, 1);
-    if (strcmp(key, "id") == 0) {
-        lua_pushinteger(L, h->id);
-    } else if (strcmp(key, "uid") == 0) {
-        size_t len = 0;
-        const char *uid = h->conn ? uc_conn_uid(h->conn, &len) : NULL;
-        if (uid)
-            lua_pushlstring(L, uid, len);
-        else
-            lua_pushnil(L);
-    } else if (strcmp(key, "remote_addr") == 0) {
-        if (h->conn)
-            lua_pushstring(L, uc_conn_remote_addr(h->conn));
-        else
-            lua_pushnil(L);
-    } else if (strcmp(key, "protocol") == 0) {
+    lua_pushlstring(L, uid, len);
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, 1, 2);
+}
+
+/* The fields, by length and bytes: this runs for every conn.uid a handler reads, and comparing
+ * a few bytes is cheaper than a hash lookup. Returns 0 for a key that is no field. */
+static int push_field(lua_State *L, struct conn_handle *h, const char *key, size_t len)
+{
+#define IS(name) (len == sizeof name - 1 && memcmp(key, name, len) == 0)
+    if (IS("uid")) {
+        push_uid(L, h);
+    } else if (IS("protocol")) {
         const char *protocol = h->conn ? uc_conn_protocol(h->conn) : NULL;
         if (protocol)
             lua_pushstring(L, protocol);
         else
             lua_pushnil(L);
-    } else if (strcmp(key, "since") == 0) {
+    } else if (IS("id")) {
+        lua_pushinteger(L, h->id);
+    } else if (IS("data")) {
+        push_data(L, 1);
+    } else if (IS("closed")) {
+        lua_pushboolean(L, !h->conn || !uc_conn_is_open(h->conn));
+    } else if (IS("since")) {
         uint64_t since;
         if (h->conn && uc_conn_since(h->conn, &since))
             lua_pushinteger(L, (lua_Integer)since);
         else
             lua_pushnil(L);
-    } else if (strcmp(key, "data") == 0) {
-        push_data(L, 1);
-    } else if (strcmp(key, "closed") == 0) {
-        lua_pushboolean(L, !h->conn || !uc_conn_is_open(h->conn));
+    } else if (IS("remote_addr")) {
+        if (h->conn)
+            lua_pushstring(L, uc_conn_remote_addr(h->conn));
+        else
+            lua_pushnil(L);
     } else {
-        lua_pushnil(L);
+        return 0;
     }
+#undef IS
+    return 1;
+}
+
+/* __index. Its first argument is always a handle: the metatable is hidden (__metatable), so
+ * no script can call this function with anything else. */
+static int conn_index(lua_State *L)
+{
+    struct conn_handle *h = lua_touserdata(L, 1);
+    size_t len;
+    const char *key = lua_tolstring(L, 2, &len);
+    if (key && lua_type(L, 2) == LUA_TSTRING && push_field(L, h, key, len))
+        return 1;
+    lua_pushvalue(L, 2);
+    lua_rawget(L, lua_upvalueindex(1)); /* a method, or nil */
     return 1;
 }
 
