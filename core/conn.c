@@ -442,7 +442,7 @@ static void ws_pump(struct uc_conn *c)
  * or one frame trickling in) must end within --message-timeout, since a partial message holds
  * memory; and a connection that was quiet before these bytes gives its wslay context back at
  * once (a busy one keeps it until the liveness sweep finds it quiet). */
-static void ws_feed(struct uc_conn *c, const uint8_t *data, size_t len)
+static void ws_feed(struct uc_conn *c, uint8_t *data, size_t len)
 {
     struct uc_server *srv = c->srv;
     const char *why = NULL;
@@ -645,7 +645,7 @@ static long upgrade(struct uc_conn *c, char *head, size_t avail)
 
 /* Feeds bytes that follow the upgrade (frames, also those pipelined behind the request) to the
  * codec, while the connection may still read any. */
-static void feed_frames(struct uc_conn *c, const uint8_t *data, size_t len)
+static void feed_frames(struct uc_conn *c, uint8_t *data, size_t len)
 {
     if (len && (c->flags & CONN_UPGRADED) && !(c->flags & CONN_FINISHING) && c->state != CONN_DEAD)
         ws_feed(c, data, len);

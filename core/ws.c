@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "utf8.h"
 
 enum { FRAME_CTRL = 1 << 0, FRAME_WHOLE = 1 << 1 };
 
@@ -248,9 +249,82 @@ static void scan_frames(struct uc_ws *ws, const uint8_t *p, size_t len)
     }
 }
 
-int uc_ws_feed(struct uc_ws *ws, const struct uc_ws_limits *lim, const struct uc_ws_events *ev,
-               void *owner, const uint8_t *data, size_t len, const char **why, int *created)
+/* XORs len bytes with the 4-byte mask key, eight at a time. Twice restores them. */
+static void unmask(uint8_t *p, size_t len, const uint8_t key[4])
 {
+    uint32_t k32;
+    memcpy(&k32, key, 4);
+    uint64_t k64 = (uint64_t)k32 << 32 | k32;
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        w ^= k64;
+        memcpy(p + i, &w, 8);
+    }
+    for (; i < len; i++)
+        p[i] ^= key[i & 3];
+}
+
+/* True while frames may be read without wslay: at a frame boundary, no message begun, and
+ * reading not stopped. */
+static int simple_reading(const struct uc_ws *ws)
+{
+    return !uc_ws_unfinished(ws) && !ws->msgbuf &&
+           (!ws->ctx || wslay_event_get_read_enabled(ws->ctx));
+}
+
+/* Most messages arrive as one whole, final, masked data frame of a few bytes, and most reads
+ * hold only such frames. Those are read here without wslay (whose context and two copies cost
+ * more than the message): unmasked where they lie, checked as wslay checks them (FIN, no RSV,
+ * text or binary, masked, the shortest length encoding, the size cap, UTF-8 of text) and handed
+ * over. The first frame that is anything else (or not whole) stops this, masked as it came,
+ * and wslay reads from there, starting at a frame boundary. Returns the bytes read. */
+static size_t read_simple_frames(struct uc_ws *ws, const struct uc_ws_limits *lim,
+                                 const struct uc_ws_events *ev, void *owner, uint8_t *data,
+                                 size_t len)
+{
+    size_t used = 0;
+    while (len - used >= 6 && simple_reading(ws)) {
+        uint8_t *p = data + used;
+        int opcode = p[0] & 0x0f;
+        if ((p[0] & 0xf0) != 0x80 || (opcode != WSLAY_TEXT_FRAME && opcode != WSLAY_BINARY_FRAME) ||
+            !(p[1] & 0x80))
+            break;
+        size_t n = p[1] & 0x7f, head = 6;
+        if (n == 126) {
+            if (len - used < 8)
+                break;
+            n = (size_t)p[2] << 8 | p[3];
+            head = 8;
+            if (n < 126)
+                break; /* not the shortest encoding: wslay's protocol error */
+        } else if (n == 127) {
+            break;
+        }
+        if (n > lim->max_message || len - used - head < n)
+            break;
+        uint8_t *payload = p + head;
+        unmask(payload, n, payload - 4);
+        if (opcode == WSLAY_TEXT_FRAME && !uc_utf8_valid(payload, n)) {
+            unmask(payload, n, payload - 4);
+            break;
+        }
+        used += head + n;
+        ev->on_message(owner, payload, n, opcode == WSLAY_BINARY_FRAME);
+    }
+    return used;
+}
+
+int uc_ws_feed(struct uc_ws *ws, const struct uc_ws_limits *lim, const struct uc_ws_events *ev,
+               void *owner, uint8_t *data, size_t len, const char **why, int *created)
+{
+    *created = 0;
+    size_t simple = read_simple_frames(ws, lim, ev, owner, data, len);
+    data += simple;
+    len -= simple;
+    if (!len || (ws->ctx && !wslay_event_get_read_enabled(ws->ctx)))
+        return 0; /* all read; or the owner stopped reading inside, and the rest is dropped */
     if (ensure(ws, lim, created) != 0)
         return -1;
     scan_frames(ws, data, len);

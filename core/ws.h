@@ -4,7 +4,9 @@
  *
  * wslay parses and validates what clients send (masking, RSV bits, opcodes, control frame
  * rules, UTF-8 of text and close reasons, the size cap) and produces its own control frames
- * (pong, close), handed to on_write whole. The codec adds what wslay lacks: a bound on
+ * (pong, close), handed to on_write whole. The one exception is the common case: a read that
+ * starts with whole, final, small data frames has those read by the codec itself, with the
+ * same checks, and no wslay context is made for them. The codec adds what wslay lacks: a bound on
  * fragments, the sum of fragments against the size cap (wslay checks frames, not their sum,
  * without buffering), a 1-byte close payload refused, messages handed over without a copy when
  * a frame arrives whole, and knowing when it holds nothing half-read, so that an idle
@@ -54,14 +56,15 @@ struct uc_ws {
     uint8_t frame_flags;         /* the frame being read: control, a whole message */
 };
 
-/* Feeds bytes the peer sent. Messages and the peer's close reach ev from inside; wslay's
+/* Feeds bytes the peer sent; the codec may change them (it unmasks in place), so they are the
+ * owner's scratch. Messages and the peer's close reach ev from inside; wslay's
  * answers wait for uc_ws_pump. Returns 0; or a close code (1002, 1007, 1008, 1009, 1011) for a
  * violation the codec saw itself, with *why set: it has stopped reading, and the owner closes
  * with that code (uc_ws_close_frame gives the frame); or -1 when it could not allocate its
  * context (nothing was read). *created is set to 1 when this call created the wslay context
  * (the owner may count contexts; uc_ws_release says when one goes). */
 int uc_ws_feed(struct uc_ws *ws, const struct uc_ws_limits *lim, const struct uc_ws_events *ev,
-               void *owner, const uint8_t *data, size_t len, const char **why, int *created);
+               void *owner, uint8_t *data, size_t len, const char **why, int *created);
 
 /* Hands wslay's queued frames (pong, close) to ev->on_write. Returns 0, or -1 when a write
  * failed (the owner aborts). */

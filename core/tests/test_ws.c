@@ -66,7 +66,7 @@ static size_t frame(uint8_t *buf, size_t at, int fin, int opcode, const char *pa
 }
 
 /* Feeds the bytes one at a time or all at once; returns the codec's verdict. */
-static int feed(struct uc_ws *ws, struct owner *w, const uint8_t *bytes, size_t len, int bytewise)
+static int feed(struct uc_ws *ws, struct owner *w, uint8_t *bytes, size_t len, int bytewise)
 {
     const char *why = NULL;
     int created, verdict = 0;
@@ -194,7 +194,80 @@ TEST(refuses_an_unmasked_frame_as_a_protocol_error)
 {
     struct uc_ws ws = {0};
     struct owner w = {0};
-    const uint8_t in[] = {0x81, 0x01, 'x'};
+    uint8_t in[] = {0x81, 0x01, 'x'};
+    int verdict = feed(&ws, &w, in, sizeof in, 0);
+    CHECK_EQ_INT(uc_ws_pump(&ws, &events, &w), 0);
+    CHECK(verdict == 1002 || uc_ws_close_sent(&ws) == 1002);
+    CHECK_EQ_INT(w.nmessages, 0);
+    uc_ws_release(&ws);
+}
+
+TEST(reads_whole_small_frames_itself_without_a_wslay_context)
+{
+    struct uc_ws ws = {0};
+    struct owner w = {0};
+    static uint8_t in[1024];
+    char big[300];
+    memset(big, 'b', sizeof big);
+    size_t n = frame(in, 0, 1, WSLAY_TEXT_FRAME, "h\xc3\xa9llo", 6);
+    n = frame(in, n, 1, WSLAY_BINARY_FRAME, big, sizeof big); /* a 16-bit length */
+    n = frame(in, n, 1, WSLAY_TEXT_FRAME, "", 0);
+    const char *why = NULL;
+    int created = -1;
+    CHECK_EQ_INT(uc_ws_feed(&ws, &limits, &events, &w, in, n, &why, &created), 0);
+    CHECK_EQ_INT(created, 0);
+    CHECK(ws.ctx == NULL);
+    CHECK_EQ_INT(w.nmessages, 3);
+    CHECK_MEM(w.messages[0], w.lens[0], "h\xc3\xa9llo");
+    CHECK_EQ_INT(w.binary[0], 0);
+    CHECK_EQ_INT(w.lens[1], 300);
+    CHECK(memcmp(w.messages[1], big, 256) == 0);
+    CHECK_EQ_INT(w.binary[1], 1);
+    CHECK_EQ_INT(w.lens[2], 0);
+    CHECK(!uc_ws_unfinished(&ws));
+}
+
+TEST(hands_a_frame_cut_by_the_read_to_wslay_after_the_whole_ones)
+{
+    struct uc_ws ws = {0};
+    struct owner w = {0};
+    uint8_t in[64];
+    size_t n = frame(in, 0, 1, WSLAY_TEXT_FRAME, "one", 3);
+    size_t first = n;
+    n = frame(in, n, 1, WSLAY_TEXT_FRAME, "two", 3);
+    CHECK_EQ_INT(feed(&ws, &w, in, first + 4, 0), 0);
+    CHECK_EQ_INT(w.nmessages, 1);
+    CHECK(uc_ws_unfinished(&ws));
+    CHECK_EQ_INT(feed(&ws, &w, in + first + 4, n - first - 4, 0), 0);
+    CHECK_EQ_INT(w.nmessages, 2);
+    CHECK_MEM(w.messages[1], w.lens[1], "two");
+    /* at a frame boundary again: the next whole frame needs no wslay */
+    n = frame(in, 0, 1, WSLAY_BINARY_FRAME, "three", 5);
+    CHECK_EQ_INT(feed(&ws, &w, in, n, 0), 0);
+    CHECK_EQ_INT(w.nmessages, 3);
+    CHECK_MEM(w.messages[2], w.lens[2], "three");
+    uc_ws_release(&ws);
+}
+
+TEST(refuses_bad_utf8_in_a_whole_text_frame_with_1007_after_the_good_ones)
+{
+    struct uc_ws ws = {0};
+    struct owner w = {0};
+    uint8_t in[64];
+    size_t n = frame(in, 0, 1, WSLAY_TEXT_FRAME, "fine", 4);
+    n = frame(in, n, 1, WSLAY_TEXT_FRAME, "ok \xff", 4);
+    feed(&ws, &w, in, n, 0);
+    CHECK_EQ_INT(w.nmessages, 1);
+    CHECK_EQ_INT(uc_ws_pump(&ws, &events, &w), 0);
+    CHECK_EQ_INT(uc_ws_close_sent(&ws), 1007);
+    uc_ws_release(&ws);
+}
+
+TEST(refuses_a_length_not_in_its_shortest_form_as_a_protocol_error)
+{
+    struct uc_ws ws = {0};
+    struct owner w = {0};
+    uint8_t in[] = {0x81, 0x80 | 126, 0, 2, 0, 0, 0, 0, 'h', 'i'};
     int verdict = feed(&ws, &w, in, sizeof in, 0);
     CHECK_EQ_INT(uc_ws_pump(&ws, &events, &w), 0);
     CHECK(verdict == 1002 || uc_ws_close_sent(&ws) == 1002);
@@ -224,6 +297,10 @@ int main(void)
     RUN(refuses_a_one_byte_close_payload_with_1002_and_reports_no_close);
     RUN(refuses_an_unmasked_frame_as_a_protocol_error);
     RUN(a_write_the_owner_cannot_take_fails_the_pump);
+    RUN(reads_whole_small_frames_itself_without_a_wslay_context);
+    RUN(hands_a_frame_cut_by_the_read_to_wslay_after_the_whole_ones);
+    RUN(refuses_bad_utf8_in_a_whole_text_frame_with_1007_after_the_good_ones);
+    RUN(refuses_a_length_not_in_its_shortest_form_as_a_protocol_error);
     uc_outq_release_pool();
     return CHECK_SUMMARY("test_ws");
 }
