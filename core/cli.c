@@ -135,7 +135,8 @@ static const struct row rows[] = {
     {"lua-memory", 0, K_BYTES, AT(lua_memory), 1024 * 1024, 0, "BYTES", "256m",
      "memory the Lua state may use"},
     {"lua-budget", 0, K_COUNT, AT(lua_budget), 10000, 0, "N", "5000000",
-     "VM instructions one handler call may run before it is\naborted, counted from its first 4 ms of CPU"},
+     "VM instructions one handler call may run before it is\naborted, counted from its first "
+     "4 ms of CPU"},
     {"lua-timeout", 0, K_SECONDS, AT(lua_timeout), 0.001, 0, "S", "1",
      "seconds one handler call may run, time in C functions\nsuch as pattern matching included"},
     {"lua-path", 0, K_TEXT, AT(lua_path), 0, 0, "DIR", NULL,
