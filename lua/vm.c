@@ -26,6 +26,59 @@ const char *const ucl_hook_names[UCL_HOOK_COUNT] = {
     "on_stop", "on_cluster_gap", "on_undelivered", "on_online", "on_offline",
 };
 
+/* Every message makes a few short-lived strings (the message, the parts a script cuts from it)
+ * that the collector frees in batches; glibc's free is slow for a batch larger than its
+ * per-thread cache. So blocks up to 256 bytes are kept on a free list per 16-byte size class
+ * (up to SMALL_KEEP each) and handed out again. A small block is always malloc'd at its class's
+ * full size, so a block Lua resizes within its class stays where it is. */
+#define SMALL_KEEP 1024
+
+/* The class of a size (1..UCL_SMALL_CLASSES), or 0 for a large one. */
+static size_t small_class(size_t size)
+{
+    size_t c = (size + UCL_SMALL_STEP - 1) / UCL_SMALL_STEP;
+    return size && c <= UCL_SMALL_CLASSES ? c : 0;
+}
+
+static void *small_take(struct ucl_state *st, size_t c)
+{
+    struct ucl_small_list *l = &st->small[c - 1];
+    void *p = l->head;
+    if (!p)
+        return malloc(c * UCL_SMALL_STEP);
+    memcpy(&l->head, p, sizeof l->head);
+    l->count--;
+    return p;
+}
+
+/* Frees a block Lua knew as size bytes. */
+static void block_free(struct ucl_state *st, void *p, size_t size)
+{
+    size_t c = small_class(size);
+    struct ucl_small_list *l = c ? &st->small[c - 1] : NULL;
+    if (!l || l->count >= SMALL_KEEP) {
+        free(p);
+        return;
+    }
+    memcpy(p, &l->head, sizeof l->head);
+    l->head = p;
+    l->count++;
+}
+
+static void small_free_all(struct ucl_state *st)
+{
+    for (size_t c = 1; c <= UCL_SMALL_CLASSES; c++) {
+        void *p = st->small[c - 1].head;
+        while (p) {
+            void *next;
+            memcpy(&next, p, sizeof next);
+            free(p);
+            p = next;
+        }
+        st->small[c - 1] = (struct ucl_small_list){0};
+    }
+}
+
 /* Fails allocations beyond the state's limit while a handler runs: the handler gets a "not
  * enough memory" error, the process keeps its memory. Outside a handler (the core building a
  * request table, a traceback being formatted) the cap is not applied, because a memory error
@@ -37,15 +90,32 @@ static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     if (!ptr)
         osize = 0;
     if (nsize == 0) {
-        free(ptr);
+        if (ptr)
+            block_free(st, ptr, osize);
         st->mem_used -= osize;
         return NULL;
     }
     if (nsize > osize && st->enforce_limit && st->mem_used + (nsize - osize) > st->mem_limit)
         return NULL;
-    void *p = realloc(ptr, nsize);
-    if (p)
-        st->mem_used = st->mem_used - osize + nsize;
+    size_t oc = ptr ? small_class(osize) : 0, nc = small_class(nsize);
+    void *p;
+    if (ptr && oc && oc == nc) {
+        p = ptr; /* it fits the block it has */
+    } else if (ptr && !oc && !nc) {
+        p = realloc(ptr, nsize);
+    } else {
+        p = nc ? small_take(st, nc) : malloc(nsize);
+        if (p && ptr) {
+            memcpy(p, ptr, osize < nsize ? osize : nsize);
+            block_free(st, ptr, osize);
+        }
+    }
+    if (!p) {
+        if (nsize > osize)
+            return NULL;
+        p = ptr; /* Lua counts on a shrink never failing; the block is big enough */
+    }
+    st->mem_used = st->mem_used - osize + nsize;
     return p;
 }
 
@@ -293,6 +363,7 @@ struct ucl_state *ucl_state_new(struct ucl_policy *p, char *err, size_t err_size
     if (!st->L) {
         snprintf(err, err_size, "cannot create a Lua state (memory limit %zu bytes)",
                  st->mem_limit);
+        small_free_all(st);
         ucl_watchdog_stop();
         free(st);
         return NULL;
@@ -322,6 +393,7 @@ void ucl_state_free(struct ucl_state *st)
         return;
     ucl_online_orphan(st);
     lua_close(st->L);
+    small_free_all(st);
     ucl_watchdog_stop();
     free(st);
 }
