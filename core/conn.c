@@ -57,15 +57,26 @@ struct uc_handshake {
     char bytes[UC_HTTP_MAX_HEAD];
 };
 
+/* What few connections need at a time, made on first need and kept until the connection is
+ * freed: an idle open connection does without it. */
+struct uc_conn_extra {
+    struct uc_conn *conn;
+    ev_timer timer; /* closing and lingering deadlines; a fragmented message's deadline */
+    uint64_t since; /* with CONN_SINCE: the handshake's ?since=N */
+    char *last_uid; /* copy of the uid at close, for on_close; owned */
+    size_t last_uid_len;
+    char *close_reason; /* owned; reported to on_close */
+    char *long_addr;    /* the peer's address when it does not fit in addr; owned */
+};
+
 struct uc_conn {
     struct uc_server *srv;
-    ev_io rio;      /* always on while the socket is open */
-    ev_io wio;      /* only while a flush hit EAGAIN */
-    ev_timer timer; /* closing and lingering deadlines; a fragmented message's deadline */
+    ev_io io; /* reading while the socket is open; writing too while a flush hit EAGAIN */
     int fd;
     uint8_t state;
     uint16_t flags;
-    uint16_t close_code; /* reported to on_close */
+    uint16_t close_code;   /* reported to on_close */
+    uint32_t last_feed_ms; /* when frames last arrived (ms on the server's clock), 0: never */
     uint64_t id;
     struct uc_outq outq;
     struct uc_hub_member member; /* its uid and groups (hub.c) */
@@ -73,17 +84,13 @@ struct uc_conn {
     struct uc_conn *dirty_next;  /* flush list */
     struct uc_conn *reap_next;   /* reap list */
     struct uc_live_link live;    /* its place by last heard-from (liveness.c) */
-    uint32_t last_feed_ms;       /* when frames last arrived (ms on the server's clock), 0: never */
-    uint64_t since;              /* with CONN_SINCE: the handshake's ?since=N */
     struct uc_handshake *hs;     /* only during CONN_HANDSHAKE */
     struct uc_ws ws;             /* the RFC 6455 codec's state */
-    char *last_uid;              /* copy of the uid at close, for on_close; owned */
-    size_t last_uid_len;
-    char *close_reason; /* owned; reported to on_close */
-    char remote_addr[56];
+    struct uc_conn_extra *extra; /* NULL until needed */
+    char addr[24];               /* the peer's address ("" when it is in extra->long_addr) */
 };
 
-static void read_cb(struct ev_loop *loop, ev_io *w, int revents);
+static void io_cb(struct ev_loop *loop, ev_io *w, int revents);
 static int ws_at_rest(const struct uc_conn *c);
 static void ws_free(struct uc_conn *c);
 /* A replay asked of the store, answered now or later; listed in the server (srv->resumes) so
@@ -95,16 +102,50 @@ struct uc_resume {
     struct uc_resume *prev, *next;
 };
 
-static void write_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 
-static void set_deadline(struct uc_conn *c, double seconds)
+/* The connection's extra part, made on first need; NULL when out of memory. */
+static struct uc_conn_extra *extra_of(struct uc_conn *c)
 {
-    ev_timer_stop(c->srv->loop, &c->timer);
-    if (seconds > 0) {
-        ev_timer_set(&c->timer, seconds, 0.);
-        ev_timer_start(c->srv->loop, &c->timer);
+    if (!c->extra) {
+        c->extra = calloc(1, sizeof *c->extra);
+        if (!c->extra)
+            return NULL;
+        c->extra->conn = c;
+        ev_init(&c->extra->timer, timer_cb);
     }
+    return c->extra;
+}
+
+/* The peer's address, for logs and the policy. */
+static const char *remote(const struct uc_conn *c)
+{
+    return c->addr[0] || !c->extra ? c->addr : c->extra->long_addr;
+}
+
+static void stop_deadline(struct uc_conn *c)
+{
+    if (c->extra)
+        ev_timer_stop(c->srv->loop, &c->extra->timer);
+}
+
+static int deadline_set(const struct uc_conn *c)
+{
+    return c->extra && ev_is_active(&c->extra->timer);
+}
+
+/* Sets the connection's one deadline (replacing any). Returns 0, or -1 when out of memory. */
+static int set_deadline(struct uc_conn *c, double seconds)
+{
+    stop_deadline(c);
+    if (seconds <= 0)
+        return 0;
+    struct uc_conn_extra *x = extra_of(c);
+    if (!x)
+        return -1;
+    ev_timer_set(&x->timer, seconds, 0.);
+    ev_timer_start(c->srv->loop, &x->timer);
+    return 0;
 }
 
 static void retire(struct uc_conn *c)
@@ -147,7 +188,7 @@ static void live_handshake_expired(void *ctx, struct uc_live_link *l)
 {
     (void)ctx;
     struct uc_conn *c = live_conn(l);
-    uc_info("conn %llu (%s): handshake timed out", (unsigned long long)c->id, c->remote_addr);
+    uc_info("conn %llu (%s): handshake timed out", (unsigned long long)c->id, remote(c));
     uc_conn_abort(c, 1006, "handshake timed out");
 }
 
@@ -173,7 +214,7 @@ static void live_idle(void *ctx, struct uc_live_link *l, double quiet)
     struct uc_conn *c = live_conn(l);
     ((struct uc_server *)ctx)->stats.idle_closed++;
     uc_info("conn %llu (%s): nothing heard for %.0f s, closing", (unsigned long long)c->id,
-            c->remote_addr, quiet);
+            remote(c), quiet);
     uc_conn_close(c, 1001, UC_LIT("idle timeout"));
 }
 
@@ -223,11 +264,13 @@ void uc_conn_accept(struct uc_server *srv, int fd, const char *remote_addr)
     c->id = ++srv->next_id;
     c->state = CONN_HANDSHAKE;
     uc_hub_member_init(&c->member, c);
-    snprintf(c->remote_addr, sizeof c->remote_addr, "%s", remote_addr);
-    ev_io_init(&c->rio, read_cb, fd, EV_READ);
-    ev_io_init(&c->wio, write_cb, fd, EV_WRITE);
-    ev_init(&c->timer, timer_cb);
-    ev_io_start(srv->loop, &c->rio);
+    size_t addr_len = strlen(remote_addr);
+    if (addr_len >= sizeof c->addr && extra_of(c) && (c->extra->long_addr = strdup(remote_addr)))
+        c->addr[0] = '\0';
+    else
+        snprintf(c->addr, sizeof c->addr, "%s", remote_addr);
+    ev_io_init(&c->io, io_cb, fd, EV_READ);
+    ev_io_start(srv->loop, &c->io);
     /* The handshake deadline is kept by the liveness list (accept order is deadline order),
      * not by a timer per connection; reads during the handshake do not extend it. */
     touch(c);
@@ -244,9 +287,8 @@ static void kill_conn(struct uc_conn *c)
     if (c->state == CONN_DEAD)
         return;
     struct uc_server *srv = c->srv;
-    ev_io_stop(srv->loop, &c->rio);
-    ev_io_stop(srv->loop, &c->wio);
-    ev_timer_stop(srv->loop, &c->timer);
+    ev_io_stop(srv->loop, &c->io);
+    stop_deadline(c);
     close(c->fd);
     c->fd = -1;
     c->state = CONN_DEAD;
@@ -255,6 +297,14 @@ static void kill_conn(struct uc_conn *c)
     srv->nconns--;
     uc_outq_clear(&c->outq);
     retire(c);
+}
+
+/* A closing connection waits --close-timeout for its peer at most; without memory for the
+ * timer it does not wait at all. */
+static void closing_deadline(struct uc_conn *c)
+{
+    if (c->state != CONN_DEAD && set_deadline(c, c->srv->opt.close_timeout) != 0)
+        kill_conn(c);
 }
 
 static int copy_text(char **dst, const char *src, size_t len)
@@ -281,19 +331,22 @@ void uc_conn_leave_open(struct uc_conn *c, int code, const char *reason, size_t 
         return;
     c->state = CONN_CLOSING;
     srv->nopen--;
+    /* What on_close reports; without memory for it, on_close gets no uid and no reason. */
+    struct uc_conn_extra *x = extra_of(c);
     size_t uid_len;
     const char *uid = uc_hub_uid(&c->member, &uid_len);
-    if (uid && copy_text(&c->last_uid, uid, uid_len) == 0)
-        c->last_uid_len = uid_len;
+    if (x && uid && copy_text(&x->last_uid, uid, uid_len) == 0)
+        x->last_uid_len = uid_len;
     /* Out of every map now, so that a delivery running right now skips it. */
     uc_hub_leave_all(&srv->hub, &c->member);
     unlist_live(c);
     c->close_code = (uint16_t)code;
-    copy_text(&c->close_reason, reason ? reason : "", reason ? reason_len : 0);
+    if (x)
+        copy_text(&x->close_reason, reason ? reason : "", reason ? reason_len : 0);
     if (c->flags & CONN_ACCEPTED)
         c->flags |= CONN_NOTIFY;
-    set_deadline(c, srv->opt.close_timeout);
     retire(c);
+    closing_deadline(c);
 }
 
 void uc_conn_abort(struct uc_conn *c, int code, const char *reason)
@@ -323,10 +376,10 @@ static int queue_now(struct uc_conn *c, struct uc_buf *buf)
         uc_outq_cost(&c->outq) + buf->len + UC_OUTQ_ENTRY_COST > srv->opt.max_send_buffer) {
         srv->stats.slow_readers_closed++;
         uc_log_event(UC_LOG_WARN, "conn.slow_reader",
-                     json_pack("{s:I,s:s,s:I}", "conn", (json_int_t)c->id, "remote", c->remote_addr,
+                     json_pack("{s:I,s:s,s:I}", "conn", (json_int_t)c->id, "remote", remote(c),
                                "max_send_buffer", (json_int_t)srv->opt.max_send_buffer),
                      "conn %llu (%s): send buffer over %zu bytes, closing slow reader",
-                     (unsigned long long)c->id, c->remote_addr, srv->opt.max_send_buffer);
+                     (unsigned long long)c->id, remote(c), srv->opt.max_send_buffer);
         uc_conn_abort(c, 1008, "send buffer overflow");
         return UC_ERR_OVERFLOW;
     }
@@ -398,7 +451,7 @@ static void ws_fail(struct uc_conn *c, int code, const char *why)
         return;
     }
     c->srv->stats.protocol_errors++;
-    uc_info("conn %llu (%s): closing with %d (%s)", (unsigned long long)c->id, c->remote_addr, code,
+    uc_info("conn %llu (%s): closing with %d (%s)", (unsigned long long)c->id, remote(c), code,
             why);
     uc_conn_leave_open(c, code, why, strlen(why));
     struct uc_buf *frame = uc_ws_close_frame(code);
@@ -414,7 +467,7 @@ static void ws_fail(struct uc_conn *c, int code, const char *why)
  * handshake: a close sent leaves OPEN; sent and received (or a violation) finishes. */
 static void ws_pump(struct uc_conn *c)
 {
-    if (!c->ws.ctx || c->state == CONN_DEAD || (c->flags & CONN_FINISHING))
+    if (!uc_ws_active(&c->ws) || c->state == CONN_DEAD || (c->flags & CONN_FINISHING))
         return;
     if (uc_ws_pump(&c->ws, &ws_events, c) != 0) {
         if (c->state != CONN_DEAD)
@@ -429,7 +482,7 @@ static void ws_pump(struct uc_conn *c)
     if (c->state == CONN_OPEN) {
         c->srv->stats.protocol_errors++;
         uc_info("conn %llu (%s): closing with %d (protocol violation)", (unsigned long long)c->id,
-                c->remote_addr, sent);
+                remote(c), sent);
         uc_conn_leave_open(c, sent, UC_LIT("protocol error"));
     }
     if (!uc_ws_reading(&c->ws)) {
@@ -462,11 +515,13 @@ static void ws_feed(struct uc_conn *c, uint8_t *data, size_t len)
     ws_pump(c);
     if (c->state == CONN_OPEN) {
         int unfinished = uc_ws_unfinished(&c->ws);
-        if (unfinished && !ev_is_active(&c->timer)) {
-            ev_timer_set(&c->timer, srv->opt.message_timeout, 0.);
-            ev_timer_start(srv->loop, &c->timer);
-        } else if (!unfinished && ev_is_active(&c->timer)) {
-            ev_timer_stop(srv->loop, &c->timer);
+        if (unfinished && !deadline_set(c)) {
+            if (set_deadline(c, srv->opt.message_timeout) != 0) {
+                uc_conn_abort(c, 1011, "out of memory");
+                return;
+            }
+        } else if (!unfinished && deadline_set(c)) {
+            stop_deadline(c);
         }
     }
     uint32_t now_ms = (uint32_t)((ev_now(srv->loop) - srv->started) * 1000) | 1;
@@ -481,7 +536,7 @@ static void refuse(struct uc_conn *c, int status, const char *extra_headers, con
 {
     struct uc_server *srv = c->srv;
     srv->stats.handshakes_refused++;
-    uc_info("conn %llu (%s): upgrade refused with %d %s", (unsigned long long)c->id, c->remote_addr,
+    uc_info("conn %llu (%s): upgrade refused with %d %s", (unsigned long long)c->id, remote(c),
             status, body);
     uc_outq_clear(&c->outq);
     unlist_live(c);
@@ -492,7 +547,7 @@ static void refuse(struct uc_conn *c, int status, const char *extra_headers, con
     if (!b || uc_conn_queue(c, b) != 0)
         kill_conn(c);
     uc_buf_unref(b);
-    set_deadline(c, srv->opt.close_timeout);
+    closing_deadline(c);
 }
 
 /* A plain GET with --www: the file, then the connection closes as after a refusal. */
@@ -500,7 +555,7 @@ static void serve_file(struct uc_conn *c, const struct uc_http_request *req)
 {
     int status = 0;
     struct uc_buf *b = uc_www_respond(c->srv->www, req, &status);
-    uc_debug("conn %llu (%s): %d for %.*s", (unsigned long long)c->id, c->remote_addr, status,
+    uc_debug("conn %llu (%s): %d for %.*s", (unsigned long long)c->id, remote(c), status,
              (int)req->path_len, req->path);
     unlist_live(c);
     c->state = CONN_CLOSING;
@@ -508,7 +563,7 @@ static void serve_file(struct uc_conn *c, const struct uc_http_request *req)
     if (!b || uc_conn_queue(c, b) != 0)
         kill_conn(c);
     uc_buf_unref(b);
-    set_deadline(c, c->srv->opt.close_timeout);
+    closing_deadline(c);
 }
 
 /* Cross-site WebSocket hijacking defence: browsers always send Origin, and a page on another
@@ -596,12 +651,19 @@ static long upgrade(struct uc_conn *c, char *head, size_t avail)
         size_t len = 0;
         int has =
             uc_http_query_param(req.query, req.query_len, "since", digits, sizeof digits, &len);
-        if (has && (has < 0 || parse_seq(digits, (long)len, &c->since) != 0)) {
+        uint64_t since = 0;
+        if (has && (has < 0 || parse_seq(digits, (long)len, &since) != 0)) {
             refuse(c, 400, NULL, "since must be a number, the last one the client saw");
             return -1;
         }
-        if (has)
+        if (has) {
+            if (!extra_of(c)) {
+                refuse(c, 503, NULL, "out of memory");
+                return -1;
+            }
+            c->extra->since = since;
             c->flags |= CONN_SINCE;
+        }
     }
     struct uc_buf *resp = uc_http_response_101(accept, numbered ? UC_PROTOCOL_V1 : NULL);
     if (!resp) {
@@ -617,10 +679,10 @@ static long upgrade(struct uc_conn *c, char *head, size_t avail)
     c->flags |= CONN_ACCEPTED | CONN_UPGRADED;
     c->member.numbered = (uint8_t)numbered;
     srv->nopen++;
-    ev_timer_stop(srv->loop, &c->timer);
+    stop_deadline(c);
 
     struct uc_refusal refusal = {.status = 403, .reason = "forbidden"};
-    struct uc_open_request open_req = {.http = &req, .remote_addr = c->remote_addr};
+    struct uc_open_request open_req = {.http = &req, .remote_addr = remote(c)};
     if (srv->handlers.on_open &&
         srv->handlers.on_open(c, &open_req, &refusal, srv->handlers.user_data) != 0) {
         if (c->state == CONN_OPEN) {
@@ -638,7 +700,7 @@ static long upgrade(struct uc_conn *c, char *head, size_t avail)
     }
     if (c->state == CONN_OPEN)
         touch(c); /* from now on, last_seen is when the client was last heard from */
-    uc_debug("conn %llu (%s): upgraded, path %.*s", (unsigned long long)c->id, c->remote_addr,
+    uc_debug("conn %llu (%s): upgraded, path %.*s", (unsigned long long)c->id, remote(c),
              (int)req.path_len, req.path);
     return n;
 }
@@ -683,11 +745,10 @@ static void handshake_input(struct uc_conn *c, uint8_t *data, size_t len)
         feed_frames(c, data + ((size_t)n - before), len - ((size_t)n - before));
 }
 
-static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
+static void read_input(struct ev_loop *loop, ev_io *w)
 {
     (void)loop;
-    (void)revents;
-    struct uc_conn *c = container_of(w, struct uc_conn, rio);
+    struct uc_conn *c = container_of(w, struct uc_conn, io);
     struct uc_server *srv = c->srv;
     ssize_t n = read(c->fd, srv->rbuf, sizeof srv->rbuf);
     if (n < 0) {
@@ -724,7 +785,15 @@ static void finish_output(struct uc_conn *c)
      * kernel send RST, which can destroy our last bytes (a close frame, an HTTP error). */
     shutdown(c->fd, SHUT_WR);
     c->state = CONN_LINGER;
-    set_deadline(c, c->srv->opt.close_timeout);
+    closing_deadline(c);
+}
+
+/* Changes what the socket's watcher waits for. */
+static void watch(struct uc_conn *c, int events)
+{
+    ev_io_stop(c->srv->loop, &c->io);
+    ev_io_set(&c->io, c->fd, events);
+    ev_io_start(c->srv->loop, &c->io);
 }
 
 static void flush(struct uc_conn *c)
@@ -743,13 +812,13 @@ static void flush(struct uc_conn *c)
     if (r == UC_AGAIN) {
         if (!(c->flags & CONN_WRITE_WAIT)) {
             c->flags |= CONN_WRITE_WAIT;
-            ev_io_start(srv->loop, &c->wio);
+            watch(c, EV_READ | EV_WRITE);
         }
         return;
     }
     if (c->flags & CONN_WRITE_WAIT) {
         c->flags &= (uint16_t)~CONN_WRITE_WAIT;
-        ev_io_stop(srv->loop, &c->wio);
+        watch(c, EV_READ);
     }
     if (c->member.resuming && !(c->flags & CONN_REPLAY_ASKED) && c->state == CONN_OPEN)
         uc_conn_mark_dirty(c); /* drained: the replay's next part (unless one is on its way) */
@@ -757,18 +826,21 @@ static void flush(struct uc_conn *c)
         finish_output(c);
 }
 
-static void write_cb(struct ev_loop *loop, ev_io *w, int revents)
+/* One watcher per socket: writability is asked for only while a flush waits for room. */
+static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
-    (void)loop;
-    (void)revents;
-    flush(container_of(w, struct uc_conn, wio));
+    struct uc_conn *c = container_of(w, struct uc_conn, io);
+    if (revents & EV_READ)
+        read_input(loop, w);
+    if ((revents & EV_WRITE) && (c->flags & CONN_WRITE_WAIT) && c->state != CONN_DEAD)
+        flush(c);
 }
 
 static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
     (void)revents;
-    struct uc_conn *c = container_of(w, struct uc_conn, timer);
+    struct uc_conn *c = container_of(w, struct uc_conn_extra, timer)->conn;
     if (c->state == CONN_OPEN) {
         ws_fail(c, 1008, "message left unfinished");
         return;
@@ -841,8 +913,13 @@ static void destroy(struct uc_conn *c)
     uc_hub_leave_all(&c->srv->hub, &c->member);
     uc_hub_member_free(&c->member);
     free(c->hs);
-    free(c->last_uid);
-    free(c->close_reason);
+    stop_deadline(c);
+    if (c->extra) {
+        free(c->extra->last_uid);
+        free(c->extra->close_reason);
+        free(c->extra->long_addr);
+        free(c->extra);
+    }
     free(c);
 }
 
@@ -990,9 +1067,9 @@ void uc_conn_run_deferred(struct uc_server *srv)
             c->flags &= (uint16_t)~CONN_IN_REAP;
             if (c->flags & CONN_NOTIFY) {
                 c->flags &= (uint16_t)~CONN_NOTIFY;
+                const char *reason = c->extra ? c->extra->close_reason : NULL;
                 if (srv->handlers.on_close)
-                    srv->handlers.on_close(c, c->close_code, c->close_reason,
-                                           c->close_reason ? strlen(c->close_reason) : 0,
+                    srv->handlers.on_close(c, c->close_code, reason, reason ? strlen(reason) : 0,
                                            srv->handlers.user_data);
             }
             /* A dead connection is never put back on the flush list, so this is the last
@@ -1090,7 +1167,7 @@ const char *uc_conn_protocol(const struct uc_conn *c)
 
 int uc_conn_since(const struct uc_conn *c, uint64_t *since)
 {
-    *since = c->since;
+    *since = c->extra ? c->extra->since : 0;
     return (c->flags & CONN_SINCE) != 0;
 }
 
@@ -1137,13 +1214,13 @@ int uc_conn_close(struct uc_conn *c, int code, const char *reason, size_t reason
 
 int uc_conn_is_open(const struct uc_conn *c) { return c->state == CONN_OPEN; }
 uint64_t uc_conn_id(const struct uc_conn *c) { return c->id; }
-const char *uc_conn_remote_addr(const struct uc_conn *c) { return c->remote_addr; }
+const char *uc_conn_remote_addr(const struct uc_conn *c) { return remote(c); }
 
 const char *uc_conn_uid(const struct uc_conn *c, size_t *len)
 {
     const char *uid = uc_hub_uid(&c->member, len);
     if (uid)
         return uid;
-    *len = c->last_uid_len;
-    return c->last_uid;
+    *len = c->extra ? c->extra->last_uid_len : 0;
+    return c->extra ? c->extra->last_uid : NULL;
 }

@@ -19,6 +19,25 @@
 
 enum { FRAME_CTRL = 1 << 0, FRAME_WHOLE = 1 << 1 };
 
+/* A message being assembled from several frames or reads. */
+struct uc_msgbuf {
+    size_t len, cap;
+    uint8_t data[];
+};
+
+/* The codec's state while wslay reads or writes for the connection. */
+struct uc_wslay {
+    wslay_event_context_ptr ctx;
+    struct uc_msgbuf *msgbuf; /* only while a message spans frames or reads */
+    uint64_t frame_left;      /* payload bytes of the current frame not yet fed to wslay */
+    uint32_t frame_len;       /* payload length of the frame being read (<= max_message) */
+    uint32_t msg_len;         /* payload bytes of the message so far, over its frames */
+    unsigned fragments;       /* frames of the message being received so far */
+    uint8_t head_len;         /* bytes of the next frame's header seen so far */
+    uint8_t head[2];          /* its first two bytes (enough to know its full length) */
+    uint8_t frame_flags;      /* the frame being read: control, a whole message */
+};
+
 /* What one uc_ws_feed or uc_ws_pump is doing; callbacks read it. Calls nest (an on_message may
  * close another connection), so each entry point saves and restores the one before. */
 struct call {
@@ -36,7 +55,7 @@ struct call {
 static struct call *current;
 
 /* Stops reading and remembers why: the feed returns the code to the owner. */
-static void refuse(struct uc_ws *ws, int code, const char *why)
+static void refuse(struct uc_wslay *ws, int code, const char *why)
 {
     if (!current->violation) {
         current->violation = code;
@@ -77,7 +96,7 @@ static void on_msg_recv(wslay_event_context_ptr ctx, const struct wslay_event_on
                         void *user_data)
 {
     (void)ctx;
-    struct uc_ws *ws = user_data;
+    struct uc_wslay *ws = user_data;
     if (current->violation)
         return; /* refused as it began: the owner closes for that, not for what follows */
     switch (arg->opcode) {
@@ -118,7 +137,7 @@ static void on_msg_recv(wslay_event_context_ptr ctx, const struct wslay_event_on
 static void on_chunk(wslay_event_context_ptr ctx,
                      const struct wslay_event_on_frame_recv_chunk_arg *arg, void *user_data)
 {
-    struct uc_ws *ws = user_data;
+    struct uc_wslay *ws = user_data;
     if (ws->frame_flags & FRAME_CTRL)
         return; /* wslay buffers control frames itself */
     if ((ws->frame_flags & FRAME_WHOLE) && !ws->msgbuf && arg->data_length == ws->frame_len) {
@@ -156,7 +175,7 @@ static void on_frame_start(wslay_event_context_ptr ctx,
                            const struct wslay_event_on_frame_recv_start_arg *arg, void *user_data)
 {
     (void)ctx;
-    struct uc_ws *ws = user_data;
+    struct uc_wslay *ws = user_data;
     const struct uc_ws_limits *lim = current->lim;
     if (arg->opcode & 0x8) {
         ws->frame_flags |= FRAME_CTRL; /* control frames may come between fragments */
@@ -198,27 +217,32 @@ static const struct wslay_event_callbacks callbacks = {
     .on_msg_recv_callback = on_msg_recv,
 };
 
-/* Creates the context when the connection needs one. Returns 0, or -1 when out of memory. */
+/* Creates the state and wslay's context when the connection needs them. Returns 0, or -1 when
+ * out of memory. */
 static int ensure(struct uc_ws *ws, const struct uc_ws_limits *lim, int *created)
 {
     *created = 0;
-    if (ws->ctx)
+    if (ws->w)
         return 0;
-    if (wslay_event_context_server_init(&ws->ctx, &callbacks, ws) != 0) {
-        ws->ctx = NULL;
+    struct uc_wslay *w = calloc(1, sizeof *w);
+    if (!w)
+        return -1;
+    if (wslay_event_context_server_init(&w->ctx, &callbacks, w) != 0) {
+        free(w);
         return -1;
     }
     /* Before any frame is read: wslay allocates a frame's declared length when its header
      * arrives, so without this a header claiming 2^62 bytes would be honoured. */
-    wslay_event_config_set_max_recv_msg_length(ws->ctx, lim->max_message);
-    wslay_event_config_set_no_buffering(ws->ctx, 1);
+    wslay_event_config_set_max_recv_msg_length(w->ctx, lim->max_message);
+    wslay_event_config_set_no_buffering(w->ctx, 1);
+    ws->w = w;
     *created = 1;
     return 0;
 }
 
 /* Follows frame boundaries in the bytes fed to wslay, so we know when it holds nothing
  * half-read. Only lengths are read here; wslay still validates everything. */
-static void scan_frames(struct uc_ws *ws, const uint8_t *p, size_t len)
+static void scan_frames(struct uc_wslay *ws, const uint8_t *p, size_t len)
 {
     while (len) {
         if (ws->head_len == 0 && ws->frame_left) {
@@ -270,8 +294,8 @@ static void unmask(uint8_t *p, size_t len, const uint8_t key[4])
  * reading not stopped. */
 static int simple_reading(const struct uc_ws *ws)
 {
-    return !uc_ws_unfinished(ws) && !ws->msgbuf &&
-           (!ws->ctx || wslay_event_get_read_enabled(ws->ctx));
+    return !ws->w ||
+           (!uc_ws_unfinished(ws) && !ws->w->msgbuf && wslay_event_get_read_enabled(ws->w->ctx));
 }
 
 /* Most messages arrive as one whole, final, masked data frame of a few bytes, and most reads
@@ -323,15 +347,16 @@ int uc_ws_feed(struct uc_ws *ws, const struct uc_ws_limits *lim, const struct uc
     size_t simple = read_simple_frames(ws, lim, ev, owner, data, len);
     data += simple;
     len -= simple;
-    if (!len || (ws->ctx && !wslay_event_get_read_enabled(ws->ctx)))
+    if (!len || !uc_ws_reading(ws))
         return 0; /* all read; or the owner stopped reading inside, and the rest is dropped */
     if (ensure(ws, lim, created) != 0)
         return -1;
-    scan_frames(ws, data, len);
+    struct uc_wslay *w = ws->w;
+    scan_frames(w, data, len);
     struct call call = {.ev = ev, .owner = owner, .lim = lim, .in = data, .in_len = len};
     struct call *outer = current;
     current = &call;
-    int r = wslay_event_recv(ws->ctx);
+    int r = wslay_event_recv(w->ctx);
     current = outer;
     if (call.violation) {
         *why = call.why;
@@ -339,14 +364,14 @@ int uc_ws_feed(struct uc_ws *ws, const struct uc_ws_limits *lim, const struct uc
     }
     if (r == WSLAY_ERR_NOMEM) {
         *why = "out of memory reading frames";
-        wslay_event_shutdown_read(ws->ctx);
+        wslay_event_shutdown_read(w->ctx);
         return 1011;
     }
     /* Our recv callback never fails, so any other failure is the peer's malformed frame (wslay
      * answers some header errors with an empty close and a failure: ours says 1002). */
     if (r != 0) {
         *why = "malformed frame";
-        wslay_event_shutdown_read(ws->ctx);
+        wslay_event_shutdown_read(w->ctx);
         return 1002;
     }
     return 0;
@@ -354,32 +379,32 @@ int uc_ws_feed(struct uc_ws *ws, const struct uc_ws_limits *lim, const struct uc
 
 int uc_ws_pump(struct uc_ws *ws, const struct uc_ws_events *ev, void *owner)
 {
-    if (!ws->ctx || !wslay_event_want_write(ws->ctx))
+    if (!ws->w || !wslay_event_want_write(ws->w->ctx))
         return 0;
     struct call call = {.ev = ev, .owner = owner};
     struct call *outer = current;
     current = &call;
-    int r = wslay_event_send(ws->ctx);
+    int r = wslay_event_send(ws->w->ctx);
     current = outer;
     return r == 0 ? 0 : -1;
 }
 
 int uc_ws_close_sent(const struct uc_ws *ws)
 {
-    if (!ws->ctx || !wslay_event_get_close_sent(ws->ctx))
+    if (!ws->w || !wslay_event_get_close_sent(ws->w->ctx))
         return 0;
-    return wslay_event_get_status_code_sent(ws->ctx);
+    return wslay_event_get_status_code_sent(ws->w->ctx);
 }
 
 int uc_ws_reading(const struct uc_ws *ws)
 {
-    return !ws->ctx || wslay_event_get_read_enabled(ws->ctx);
+    return !ws->w || wslay_event_get_read_enabled(ws->w->ctx);
 }
 
 void uc_ws_stop_reading(struct uc_ws *ws)
 {
-    if (ws->ctx)
-        wslay_event_shutdown_read(ws->ctx);
+    if (ws->w)
+        wslay_event_shutdown_read(ws->w->ctx);
 }
 
 int uc_ws_close(struct uc_ws *ws, const struct uc_ws_limits *lim, int code, const char *reason,
@@ -387,29 +412,34 @@ int uc_ws_close(struct uc_ws *ws, const struct uc_ws_limits *lim, int code, cons
 {
     if (ensure(ws, lim, created) != 0)
         return -1;
-    int r = wslay_event_queue_close(ws->ctx, (uint16_t)code, (const uint8_t *)reason, reason_len);
+    int r =
+        wslay_event_queue_close(ws->w->ctx, (uint16_t)code, (const uint8_t *)reason, reason_len);
     return r == 0 ? 0 : -2;
 }
 
 int uc_ws_unfinished(const struct uc_ws *ws)
 {
-    return ws->frame_left || ws->head_len || ws->fragments;
+    const struct uc_wslay *w = ws->w;
+    return w && (w->frame_left || w->head_len || w->fragments);
 }
+
+int uc_ws_active(const struct uc_ws *ws) { return ws->w != NULL; }
 
 int uc_ws_at_rest(const struct uc_ws *ws)
 {
-    return ws->ctx && !uc_ws_unfinished(ws) && !wslay_event_want_write(ws->ctx);
+    return ws->w && !uc_ws_unfinished(ws) && !wslay_event_want_write(ws->w->ctx);
 }
 
 int uc_ws_release(struct uc_ws *ws)
 {
-    int had = ws->ctx != NULL;
-    if (ws->ctx)
-        wslay_event_context_free(ws->ctx);
-    ws->ctx = NULL;
-    free(ws->msgbuf);
-    ws->msgbuf = NULL;
-    return had;
+    struct uc_wslay *w = ws->w;
+    if (!w)
+        return 0;
+    wslay_event_context_free(w->ctx);
+    free(w->msgbuf);
+    free(w);
+    ws->w = NULL;
+    return 1;
 }
 
 struct uc_buf *uc_ws_frame(int opcode, const void *payload, size_t len)

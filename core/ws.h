@@ -37,23 +37,13 @@ struct uc_ws_limits {
     unsigned max_fragments; /* empty fragments a message may have beyond one per byte */
 };
 
-/* A message being assembled from several frames or reads. */
-struct uc_msgbuf {
-    size_t len, cap;
-    uint8_t data[];
-};
-
-/* One connection's codec state, embedded in the connection (zeroed = fresh). */
+/* One connection's codec state, embedded in the connection (zeroed = fresh): a pointer, NULL
+ * while no frame is partly read and nothing waits to be sent, so an idle connection pays 8
+ * bytes for it. The rest (wslay's context, a message being assembled, where the reading is
+ * within a frame) lives in one block of ws.c's, made when wslay is needed and freed by
+ * uc_ws_release. */
 struct uc_ws {
-    wslay_event_context_ptr ctx; /* only while a frame or message is partly read, or closing */
-    struct uc_msgbuf *msgbuf;    /* only while a message spans frames or reads */
-    uint64_t frame_left;         /* payload bytes of the current frame not yet fed to wslay */
-    uint32_t frame_len;          /* payload length of the frame being read (<= max_message) */
-    uint32_t msg_len;            /* payload bytes of the message so far, over its frames */
-    unsigned fragments;          /* frames of the message being received so far */
-    uint8_t head_len;            /* bytes of the next frame's header seen so far */
-    uint8_t head[2];             /* its first two bytes (enough to know its full length) */
-    uint8_t frame_flags;         /* the frame being read: control, a whole message */
+    struct uc_wslay *w;
 };
 
 /* Feeds bytes the peer sent; the codec may change them (it unmasks in place), so they are the
@@ -87,6 +77,10 @@ int uc_ws_close(struct uc_ws *ws, const struct uc_ws_limits *lim, int code, cons
 
 /* True when a message or frame is partly received (the owner times it). */
 int uc_ws_unfinished(const struct uc_ws *ws);
+
+/* True while wslay has a context for the connection (something partly read, to send, or a
+ * close under way). */
+int uc_ws_active(const struct uc_ws *ws);
 
 /* True when the context holds nothing half-read or unsent and may be released. */
 int uc_ws_at_rest(const struct uc_ws *ws);
