@@ -93,7 +93,7 @@ run: deps
 
 # Every suite, then one line "N passed, M failed" over all of them.
 test: test-deps
-	@$(MAKE) --no-print-directory all ctests spec-harness sanitize-build fuzz-build
+	@$(MAKE) --no-print-directory all ctests spec-harness $(BUILD)/loadgen sanitize-build fuzz-build
 	@BUSTED="$(BUSTED)" CTESTS="$(CTESTS)" FUZZ_SECONDS=$(FUZZ_SECONDS) FORMAT_SRC="$(FORMAT_SRC)" \
 	  sh spec/run-all.sh
 
@@ -141,10 +141,10 @@ fuzz: test-deps
 
 # The integration specs with the server under valgrind / built with ASan+UBSan.
 memcheck: test-deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all $(BUILD)/loadgen
 	@sh spec/run-all.sh --only memcheck
 sanitize: test-deps
-	@$(MAKE) --no-print-directory all sanitize-build
+	@$(MAKE) --no-print-directory all $(BUILD)/loadgen sanitize-build
 	@sh spec/run-all.sh --only sanitize
 
 # The load generator (bench/loadgen.c) and the Node.js peer, then every workload for both.

@@ -1,15 +1,20 @@
 /* conn.c -- the connection handle (userdata "uidcast.conn"): fields, methods, and its life.
  *
- * One handle per connection per Lua state, created on first use and kept in the state's conns
- * table (id -> handle), so the same connection is always the same Lua value. When the core
- * reports the close, the handle is forgotten and its pointer cleared: a script that kept it
- * gets a harmless closed handle whose send returns false. */
+ * One handle per connection per Lua state, so the same connection is always the same Lua value:
+ * every live handle is found by id in a weak table. Handles are made on first use and held
+ * while recently used (the last HANDLES_FRESH to 2 * HANDLES_FRESH connections handed to a
+ * handler); an idle connection's handle is then left to the collector unless the script keeps
+ * it (or its conn.data), which saves an idle connection its ~140 bytes of Lua memory, and the
+ * next handler call makes it again. When the core reports the close, the handle is forgotten
+ * and its pointer cleared: a script that kept it gets a harmless closed handle whose send
+ * returns false. */
 #include <string.h>
 
 #include "../core/umap.h"
 #include "internal.h"
 
 #define CONN_MT "uidcast.conn"
+#define HANDLES_FRESH 1024
 
 struct conn_handle {
     struct uc_conn *conn; /* NULL once closed */
@@ -23,40 +28,82 @@ static struct conn_handle *check_handle(lua_State *L, int idx)
 
 struct uc_conn *ucl_check_conn(lua_State *L, int idx) { return check_handle(L, idx)->conn; }
 
-static void push_conns_table(lua_State *L)
+static void push_table(lua_State *L, int ref) { lua_rawgeti(L, LUA_REGISTRYINDEX, ref); }
+
+/* A new table in the registry (weak-valued with mode "v"); its ref. */
+static int new_table(lua_State *L, const char *mode)
 {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, ucl_state_of(L)->conns_ref);
+    lua_newtable(L);
+    if (mode) {
+        lua_createtable(L, 0, 1);
+        lua_pushstring(L, mode);
+        lua_setfield(L, -2, "__mode");
+        lua_setmetatable(L, -2);
+    }
+    return luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+/* Holds the handle on top in the recent generation. A full generation becomes the older one,
+ * and the older one is let go: its handles live on only where something else keeps them. */
+static void hold_recent(lua_State *L, struct ucl_state *st, lua_Integer id)
+{
+    if (st->handles.fresh >= HANDLES_FRESH) {
+        luaL_unref(L, LUA_REGISTRYINDEX, st->handles.older);
+        st->handles.older = st->handles.recent;
+        st->handles.recent = new_table(L, NULL);
+        st->handles.fresh = 0;
+    }
+    push_table(L, st->handles.recent);
+    lua_pushvalue(L, -2);
+    lua_rawseti(L, -2, id);
+    lua_pop(L, 1);
+    st->handles.fresh++;
 }
 
 void ucl_push_conn(lua_State *L, struct uc_conn *c)
 {
+    struct ucl_state *st = ucl_state_of(L);
     lua_Integer id = (lua_Integer)uc_conn_id(c);
-    push_conns_table(L);
+    push_table(L, st->handles.recent);
     if (lua_rawgeti(L, -1, id) != LUA_TNIL) {
         lua_remove(L, -2);
         return;
     }
-    lua_pop(L, 1);
-    struct conn_handle *h = lua_newuserdatauv(L, sizeof *h, 2);
-    h->conn = c;
-    h->id = id;
-    luaL_setmetatable(L, CONN_MT);
-    lua_pushvalue(L, -1);
-    lua_rawseti(L, -3, id);
+    lua_pop(L, 2);
+    push_table(L, st->handles.all);
+    if (lua_rawgeti(L, -1, id) == LUA_TNIL) {
+        lua_pop(L, 1);
+        struct conn_handle *h = lua_newuserdatauv(L, sizeof *h, 2);
+        h->conn = c;
+        h->id = id;
+        luaL_setmetatable(L, CONN_MT);
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, -3, id);
+    }
     lua_remove(L, -2);
+    hold_recent(L, st, id);
+}
+
+static void forget_in(lua_State *L, int ref, lua_Integer id)
+{
+    push_table(L, ref);
+    lua_pushnil(L);
+    lua_rawseti(L, -2, id);
+    lua_pop(L, 1);
 }
 
 void ucl_conn_forget(lua_State *L, struct uc_conn *c)
 {
+    struct ucl_state *st = ucl_state_of(L);
     lua_Integer id = (lua_Integer)uc_conn_id(c);
-    push_conns_table(L);
-    if (lua_rawgeti(L, -1, id) == LUA_TUSERDATA) {
-        struct conn_handle *h = lua_touserdata(L, -1);
-        h->conn = NULL;
-        lua_pushnil(L);
-        lua_rawseti(L, -3, id);
-    }
+    push_table(L, st->handles.all);
+    if (lua_rawgeti(L, -1, id) == LUA_TUSERDATA)
+        ((struct conn_handle *)lua_touserdata(L, -1))->conn = NULL;
     lua_pop(L, 2);
+    forget_in(L, st->handles.all, id);
+    forget_in(L, st->handles.recent, id);
+    forget_in(L, st->handles.older, id);
+    forget_in(L, st->handles.kept, id);
 }
 
 /* Returns true for 0, or false and the core's error text (misuse raised earlier; only running
@@ -189,7 +236,8 @@ static const luaL_Reg methods[] = {
     {"send", conn_send},   {"close", conn_close},       {NULL, NULL},
 };
 
-/* conn.data: a table of the script's own, created on first access (user value 1). */
+/* conn.data: a table of the script's own, created on first access (user value 1); from then
+ * on the handle is held for the connection's life, or the data would go with it. */
 static void push_data(lua_State *L, int idx)
 {
     if (lua_getiuservalue(L, idx, 1) == LUA_TTABLE)
@@ -198,6 +246,10 @@ static void push_data(lua_State *L, int idx)
     lua_newtable(L);
     lua_pushvalue(L, -1);
     lua_setiuservalue(L, idx, 1);
+    push_table(L, ucl_state_of(L)->handles.kept);
+    lua_pushvalue(L, idx);
+    lua_rawseti(L, -2, ((struct conn_handle *)lua_touserdata(L, idx))->id);
+    lua_pop(L, 1);
 }
 
 /* conn.uid: the Lua string of the uid is kept in the handle's second user value and reused
@@ -287,6 +339,11 @@ static int conn_tostring(lua_State *L)
 
 void ucl_conn_register(lua_State *L)
 {
+    struct ucl_state *st = ucl_state_of(L);
+    st->handles.recent = new_table(L, NULL);
+    st->handles.older = new_table(L, NULL);
+    st->handles.all = new_table(L, "v");
+    st->handles.kept = new_table(L, NULL);
     luaL_newmetatable(L, CONN_MT);
     luaL_newlib(L, methods);
     lua_pushcclosure(L, conn_index, 1);

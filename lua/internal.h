@@ -48,7 +48,13 @@ struct ucl_state {
      * pcall rethrows until the handler is gone. */
     const char *aborting;
     int hooks[UCL_HOOK_COUNT]; /* registry refs, LUA_NOREF when the script has none */
-    int conns_ref;             /* registry ref: table conn id -> conn handle */
+    /* Conn handles (conn.c), registry refs of tables id -> handle: the recently used ones in
+     * two generations (recent, older), every live one in a weak table (all), and those with a
+     * conn.data for good (kept). */
+    struct {
+        int recent, older, all, kept;
+        unsigned fresh; /* handles put in recent since it was made */
+    } handles;
     struct ucl_online *online; /* is_online callbacks waiting for their answer */
 };
 

@@ -373,8 +373,6 @@ struct ucl_state *ucl_state_new(struct ucl_policy *p, char *err, size_t err_size
     lua_pushcfunction(L, open_sandbox);
     if (lua_pcall(L, 0, 0, 0) != LUA_OK)
         goto fail;
-    lua_newtable(L);
-    st->conns_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     st->co = lua_newthread(L);
     st->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     if (load_script(st, p->script) != 0)
