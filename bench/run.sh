@@ -1,11 +1,15 @@
 #!/bin/bash
-# bench/run.sh -- `make bench`: uidcast and the Node.js `ws` peer, measured the same way in one
-# run: each server pinned to core 0 (taskset), the load generator to core 1, a fresh server per
-# workload. Prints a human line and a JSON line per measurement, then a table of ratios.
+# bench/run.sh -- `make bench`: uidcast and its peers, measured the same way in one run: each
+# server pinned to core 0 (taskset), the load generator to core 1, a fresh server per
+# workload, the servers interleaved workload by workload. Prints a human line and a JSON line
+# per measurement, then a table of medians (min..max over the rounds).
 #   BENCH_DURATION   seconds each throughput workload runs (default 5)
-#   BENCH_HOLD       connections for the hold workload (default 19000)
+#   BENCH_HOLD       connections for the large hold workload (default 19000; also 10000)
+#   BENCH_ROUNDS     rounds of every workload (default 1; 3 for medians)
 #   UIDCAST_BEFORE   another uidcast binary to measure in the same run (label "before")
-#   BENCH_ONLY       "uidcast" to skip the peer
+#   BENCH_UWS        a uWebSockets server speaking the seed protocol, run as "$BENCH_UWS PORT"
+#                    (label "uws"; README, "Performance", says how to build one outside the repo)
+#   BENCH_ONLY       "uidcast" to skip the Node.js peer
 # Then the cluster workload: two uidcast nodes on one redis-server (all three on core 0), the
 # route clients split over the nodes so that every message crosses from one node to the other
 # through Redis; its figure is per CPU-second of both nodes and Redis together.
@@ -13,6 +17,7 @@ set -u
 cd "$(dirname "$0")/.."
 DURATION=${BENCH_DURATION:-5}
 HOLD=${BENCH_HOLD:-19000}
+ROUNDS=${BENCH_ROUNDS:-1}
 PORT=${BENCH_PORT:-21234}
 PUSH_PORT=$((PORT + 1))
 RESULTS=build/bench-results.jsonl
@@ -39,6 +44,7 @@ start_server() { # label
         before)  taskset -c 0 "$UIDCAST_BEFORE" --listen 127.0.0.1:$PORT --push 127.0.0.1:$PUSH_PORT \
                      --log-level warn scripts/default.lua 2>>build/bench-server.log & ;;
         node-ws) taskset -c 0 node bench/peer/server.js $PORT $PUSH_PORT 2>>build/bench-server.log & ;;
+        uws)     taskset -c 0 $BENCH_UWS $PORT >>build/bench-server.log 2>&1 & ;;
     esac
     SERVER_PID=$!
     wait_port $PORT
@@ -64,23 +70,40 @@ measure() { # label workload [loadgen args]
 labels="uidcast"
 [ -n "${UIDCAST_BEFORE:-}" ] && labels="before $labels"
 [ "${BENCH_ONLY:-}" = "uidcast" ] || labels="$labels node-ws"
+[ -n "${BENCH_UWS:-}" ] && labels="$labels uws"
 
-echo "uidcast bench: $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ); servers on core 0, load on core 1"
-for l in $labels; do
-    measure "$l" hold --conns "$HOLD" --procs 2
-    measure "$l" route --conns 1000 --inflight 8 --duration "$DURATION"
+# Every workload, each server in turn before the next workload (so drifts in the machine's
+# speed hit all servers alike).
+workloads() {
+    echo "hold --conns $HOLD --procs 2"
+    echo "hold --conns 10000 --procs 2 --name hold-10k"
+    echo "route --conns 1000 --inflight 8 --duration $DURATION"
+    # One message at a time per client: what most chats look like; latency matters here.
+    echo "route --conns 1000 --inflight 1 --duration $DURATION --name route-1"
     # A sender waits for each broadcast to reach all 10,000 before sending one more than its
-    # window: with 4 in flight nearly every delivery is its own write; a burst of 64 lets a
+    # window: with 4 in flight nearly every delivery is its own write; wider windows let a
     # server that batches its writes (uidcast flushes once per loop iteration) do so.
-    measure "$l" broadcast --conns 10000 --inflight 4 --duration "$DURATION"
-    measure "$l" broadcast --conns 10000 --inflight 64 --duration "$DURATION" --name broadcast-burst
-    measure "$l" push --conns 1000 --push-conns 8 --inflight 32 --duration "$DURATION"
+    echo "broadcast --conns 10000 --inflight 4 --duration $DURATION"
+    echo "broadcast --conns 10000 --inflight 16 --duration $DURATION --name broadcast-16"
+    echo "broadcast --conns 10000 --inflight 64 --duration $DURATION --name broadcast-burst"
+    echo "push --conns 1000 --push-conns 8 --inflight 32 --duration $DURATION"
     # Kept messages (uidcast.v1 clients; the default script keeps their uid:message sends, and
     # pushes carry &keep=60): what keeping costs, next to the same workloads without it.
-    if [ "$l" = uidcast ]; then
-        measure "$l" route --conns 1000 --inflight 8 --duration "$DURATION" --keep --name route-kept
-        measure "$l" push --conns 1000 --push-conns 8 --inflight 32 --duration "$DURATION" --keep --name push-kept
-    fi
+    echo "route --conns 1000 --inflight 8 --duration $DURATION --keep --name route-kept"
+    echo "push --conns 1000 --push-conns 8 --inflight 32 --duration $DURATION --keep --name push-kept"
+}
+
+echo "uidcast bench: $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ); servers on core 0, load on core 1"
+for round in $(seq "$ROUNDS"); do
+    [ "$ROUNDS" -gt 1 ] && echo "-- round $round of $ROUNDS"
+    while read -r w; do
+        for l in $labels; do
+            case "$l:$w" in
+                uws:push*|uws:*--keep*|node-ws:*--keep*) continue ;; # no push API, no kept messages
+            esac
+            measure "$l" $w
+        done
+    done < <(workloads)
 done
 
 measure_cluster() { # workload [loadgen args]
@@ -119,33 +142,45 @@ if [ "${BENCH_CLUSTER:-1}" = 1 ] && command -v redis-server >/dev/null; then
 fi
 
 /usr/bin/python3 - "$RESULTS" <<'PY'
-import json, sys
+import json, sys, statistics
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-by = {(r.get("label"), r["workload"]): r for r in rows}
+runs = {}
+for r in rows:
+    runs.setdefault((r.get("label"), r["workload"]), []).append(r)
 labels = []
 for r in rows:
     if r.get("label") and r["label"] not in labels:
         labels.append(r["label"])
-def fig(r, w):
-    if r is None: return None
-    return r["bytes_per_conn"] if w == "hold" else r["per_server_cpu_s"]
+def key(w): return "bytes_per_conn" if w.startswith("hold") else "per_server_cpu_s"
+def med(l, w, k=None):
+    rs = runs.get((l, w))
+    if not rs: return None
+    return statistics.median(r[k or key(w)] for r in rs)
+def cell(l, w):
+    rs = runs.get((l, w))
+    if not rs: return "-"
+    v = [r[key(w)] for r in rs]
+    return "%.0f" % statistics.median(v) + ("" if len(v) == 1 else " (%.0f..%.0f)" % (min(v), max(v)))
+by = {k: v[-1] for k, v in runs.items()}
 print()
-print("%-16s %-28s" % ("workload", "figure") + "".join("%14s" % l for l in labels) + "   uidcast/node-ws")
-for w, what in [("hold", "bytes per idle connection"), ("route", "msgs per server CPU-s"),
-                ("broadcast", "deliveries per server CPU-s"),
-                ("broadcast-burst", "deliveries per server CPU-s"),
-                ("push", "pushes per server CPU-s"),
-                ("route-kept", "kept msgs per server CPU-s"),
-                ("push-kept", "kept pushes per server CPU-s")]:
-    vals = [fig(by.get((l, w)), w) for l in labels]
-    line = "%-16s %-28s" % (w, what) + "".join("%14s" % ("-" if v is None else "%.0f" % v) for v in vals)
-    u, n = fig(by.get(("uidcast", w)), w), fig(by.get(("node-ws", w)), w)
-    if u and n:
-        line += "   %.2fx" % ((n / u) if w == "hold" else (u / n))
-    print(line)
-for w in ["route", "broadcast", "broadcast-burst", "push"]:
-    print("%-16s %-28s" % (w, "wall rate/s, p99 ms") + "".join(
-        "%16s" % ("-" if by.get((l, w)) is None else "%.0f, %.1f" % (by[(l, w)]["per_s"], by[(l, w)]["p99_ms"]))
+print("medians over the rounds (min..max); bytes per idle connection, else per server CPU-second")
+print("%-16s" % "workload" + "".join("%24s" % l for l in labels) + "   uidcast vs " + ", ".join(l for l in labels if l != "uidcast"))
+for w in ["hold", "hold-10k", "route", "route-1", "broadcast", "broadcast-16", "broadcast-burst",
+          "push", "route-kept", "push-kept"]:
+    if not any(runs.get((l, w)) for l in labels): continue
+    line = "%-16s" % w + "".join("%24s" % cell(l, w) for l in labels)
+    u = med("uidcast", w)
+    ratios = []
+    for l in labels:
+        o = med(l, w)
+        if l == "uidcast" or not u or not o: continue
+        ratios.append("%.2fx" % ((o / u) if w.startswith("hold") else (u / o)))
+    print(line + "   " + " ".join(ratios))
+print("(ratios: how many times better uidcast is; above 1 it leads)")
+for w in ["route", "route-1", "broadcast", "broadcast-16", "broadcast-burst", "push"]:
+    if not any(runs.get((l, w)) for l in labels): continue
+    print("%-16s %-22s" % (w, "p50 / p99 ms") + "".join(
+        "%18s" % ("-" if med(l, w) is None else "%.2f / %.2f" % (med(l, w, "p50_ms"), med(l, w, "p99_ms")))
         for l in labels))
 u = lambda w: by.get(("uidcast", w))
 floor = [r for r in rows if r.get("workload") == "write-floor"]

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "err.h"
 
@@ -18,6 +19,12 @@ struct uc_outq_node {
 
 /* Enough iovecs to drain a typical backlog in one system call; IOV_MAX is 1024 on Linux. */
 #define OUTQ_MAX_IOV 64
+/* Small frames queued back to back are copied into one scratch buffer and written as one
+ * iovec: the kernel's cost per iovec (~0.1 us) is more than copying a few hundred bytes, and a
+ * burst of chat messages or broadcasts is many small frames. Larger frames, often shared
+ * between thousands of queues, go as they are. */
+#define OUTQ_COALESCE_MAX 512
+#define OUTQ_SCRATCH 16384
 /* Freed nodes kept for reuse; beyond this they go back to malloc. */
 #define OUTQ_POOL_MAX 65536
 
@@ -75,17 +82,49 @@ static void pop_head(struct uc_outq *q)
     node_put(n);
 }
 
+static int small(const struct uc_outq_node *n)
+{
+    return n && n->buf->len - n->off <= OUTQ_COALESCE_MAX;
+}
+
+/* The iovecs for the queue's head: the bytes in queue order, so a write of any length maps
+ * back onto the nodes as it would without the copies. Returns the count; *asked the bytes. */
+static int gather(const struct uc_outq *q, struct iovec *iov, size_t *asked)
+{
+    static uint8_t scratch[OUTQ_SCRATCH]; /* written out before gather runs again */
+    size_t used = 0;
+    int cnt = 0, merging = 0;
+    *asked = 0;
+    for (const struct uc_outq_node *n = q->head; n; n = n->next) {
+        uint8_t *p = n->buf->data + n->off;
+        size_t len = n->buf->len - n->off;
+        int copy = small(n) && used + len <= OUTQ_SCRATCH && (merging || small(n->next));
+        if (copy && merging) {
+            memcpy(scratch + used, p, len);
+            iov[cnt - 1].iov_len += len;
+        } else {
+            if (cnt == OUTQ_MAX_IOV)
+                break;
+            if (copy) {
+                memcpy(scratch + used, p, len);
+                p = scratch + used;
+            }
+            iov[cnt++] = (struct iovec){.iov_base = p, .iov_len = len};
+        }
+        if (copy)
+            used += len;
+        merging = copy;
+        *asked += len;
+    }
+    return cnt;
+}
+
 int uc_outq_flush_with(struct uc_outq *q, uc_outq_writer writer, void *ctx)
 {
     while (q->head) {
         struct iovec iov[OUTQ_MAX_IOV];
-        int cnt = 0;
-        size_t asked = 0;
-        for (struct uc_outq_node *n = q->head; n && cnt < OUTQ_MAX_IOV; n = n->next, cnt++) {
-            iov[cnt].iov_base = n->buf->data + n->off;
-            iov[cnt].iov_len = n->buf->len - n->off;
-            asked += iov[cnt].iov_len;
-        }
+        size_t asked;
+        int cnt = gather(q, iov, &asked);
         ssize_t w = writer(ctx, iov, cnt);
         if (w < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK)

@@ -14,11 +14,16 @@ struct fake_writer {
     int fail_errno;
     char out[4096];
     size_t out_len;
+    int calls, last_iovcnt;
+    const void *first_base; /* the first iovec of the last call */
 };
 
 static ssize_t fake_write(void *ctx, const struct iovec *iov, int iovcnt)
 {
     struct fake_writer *w = ctx;
+    w->calls++;
+    w->last_iovcnt = iovcnt;
+    w->first_base = iovcnt ? iov[0].iov_base : NULL;
     if (w->fail_errno) {
         errno = w->fail_errno;
         return -1;
@@ -127,6 +132,62 @@ TEST(counts_the_memory_of_small_frames_not_only_their_bytes)
     CHECK_EQ_INT(uc_outq_cost(&q), 0);
 }
 
+/* Queues the frames "<i>:<size bytes of letter i>" for sizes[i]; returns the expected stream. */
+static size_t queue_frames(struct uc_outq *q, const size_t *sizes, int n, char *expect)
+{
+    size_t len = 0;
+    for (int i = 0; i < n; i++) {
+        struct uc_buf *b = uc_buf_new(sizes[i]);
+        memset(b->data, 'a' + i, sizes[i]);
+        uc_outq_push(q, b);
+        uc_buf_unref(b);
+        memset(expect + len, 'a' + i, sizes[i]);
+        len += sizes[i];
+    }
+    return len;
+}
+
+TEST(writes_small_frames_back_to_back_as_one_iovec_and_large_ones_as_they_are)
+{
+    struct uc_outq q = {0};
+    static char expect[4096];
+    const size_t sizes[] = {70, 70, 70, 2000, 70, 70};
+    size_t len = queue_frames(&q, sizes, 6, expect);
+    struct fake_writer w = {.per_call = 1 << 20, .budget = 1 << 20};
+    CHECK_EQ_INT(uc_outq_flush_with(&q, fake_write, &w), 0);
+    CHECK_EQ_INT(w.calls, 1);
+    CHECK_EQ_INT(w.last_iovcnt, 3); /* the three small ones, the large one, the last two */
+    CHECK(w.out_len == len && memcmp(w.out, expect, len) == 0);
+    CHECK(uc_outq_empty(&q));
+}
+
+TEST(resumes_a_short_write_inside_coalesced_frames_at_the_right_byte)
+{
+    struct uc_outq q = {0};
+    static char expect[4096];
+    const size_t sizes[] = {100, 100, 100, 100, 600, 100, 100};
+    size_t len = queue_frames(&q, sizes, 7, expect);
+    struct fake_writer w = {.per_call = 137, .budget = 1 << 20};
+    int rounds = 0;
+    while (uc_outq_flush_with(&q, fake_write, &w) == UC_AGAIN && rounds < 100)
+        rounds++; /* each short write: the socket is full until the next writable event */
+    CHECK(rounds > 5);
+    CHECK(w.out_len == len && memcmp(w.out, expect, len) == 0);
+    CHECK_EQ_INT(uc_outq_cost(&q), 0);
+}
+
+TEST(does_not_copy_a_lone_small_frame)
+{
+    struct uc_outq q = {0};
+    struct uc_buf *b = uc_buf_new_copy("only", 4);
+    uc_outq_push(&q, b);
+    struct fake_writer w = {.per_call = 100, .budget = 100};
+    CHECK_EQ_INT(uc_outq_flush_with(&q, fake_write, &w), 0);
+    CHECK_EQ_INT(w.last_iovcnt, 1);
+    CHECK(w.first_base == b->data);
+    uc_buf_unref(b);
+}
+
 int main(void)
 {
     RUN(shares_one_buffer_between_queues_without_copying);
@@ -135,6 +196,9 @@ int main(void)
     RUN(reports_a_write_error);
     RUN(flushes_more_buffers_than_one_writev_takes);
     RUN(counts_the_memory_of_small_frames_not_only_their_bytes);
+    RUN(writes_small_frames_back_to_back_as_one_iovec_and_large_ones_as_they_are);
+    RUN(resumes_a_short_write_inside_coalesced_frames_at_the_right_byte);
+    RUN(does_not_copy_a_lone_small_frame);
     uc_outq_release_pool();
     return CHECK_SUMMARY("test_outq");
 }
