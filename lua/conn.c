@@ -254,7 +254,7 @@ static void push_data(lua_State *L, int idx)
 
 /* conn.uid: the Lua string of the uid is kept in the handle's second user value and reused
  * while the core's uid is the same bytes, so reading it on every message interns nothing. */
-static void push_uid(lua_State *L, struct conn_handle *h)
+static void push_uid(lua_State *L, int idx, struct conn_handle *h)
 {
     size_t len = 0;
     const char *uid = h->conn ? uc_conn_uid(h->conn, &len) : NULL;
@@ -264,13 +264,20 @@ static void push_uid(lua_State *L, struct conn_handle *h)
     }
     size_t cached_len;
     const char *cached;
-    if (lua_getiuservalue(L, 1, 2) == LUA_TSTRING && (cached = lua_tolstring(L, -1, &cached_len)) &&
-        cached_len == len && memcmp(cached, uid, len) == 0)
+    if (lua_getiuservalue(L, idx, 2) == LUA_TSTRING &&
+        (cached = lua_tolstring(L, -1, &cached_len)) && cached_len == len &&
+        memcmp(cached, uid, len) == 0)
         return;
     lua_pop(L, 1);
     lua_pushlstring(L, uid, len);
     lua_pushvalue(L, -1);
-    lua_setiuservalue(L, 1, 2);
+    lua_setiuservalue(L, idx, 2);
+}
+
+void ucl_push_conn_uid(lua_State *L, int idx)
+{
+    idx = lua_absindex(L, idx);
+    push_uid(L, idx, lua_touserdata(L, idx));
 }
 
 /* The fields, by length and bytes: this runs for every conn.uid a handler reads, and comparing
@@ -279,7 +286,7 @@ static int push_field(lua_State *L, struct conn_handle *h, const char *key, size
 {
 #define IS(name) (len == sizeof name - 1 && memcmp(key, name, len) == 0)
     if (IS("uid")) {
-        push_uid(L, h);
+        push_uid(L, 1, h);
     } else if (IS("protocol")) {
         const char *protocol = h->conn ? uc_conn_protocol(h->conn) : NULL;
         if (protocol)

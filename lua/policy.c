@@ -169,7 +169,8 @@ static void on_message(struct uc_conn *conn, const uint8_t *data, size_t len, in
     ucl_push_conn(L, conn);
     lua_pushlstring(L, (const char *)data, len);
     lua_pushboolean(L, binary);
-    if (ucl_call(st, 3, 0, "on_message") == UCL_BUDGET)
+    ucl_push_conn_uid(L, -3); /* conn.uid, which nearly every handler reads */
+    if (ucl_call(st, 4, 0, "on_message") == UCL_BUDGET)
         uc_conn_close(conn, 1011, UC_LIT("script took too long"));
 }
 

@@ -70,8 +70,8 @@ local function login(conn, data, is_binary)
   conn:send("login success, your uid is " .. uid)
 end
 
-function M.on_message(conn, data, is_binary)
-  if not conn.uid then
+function M.on_message(conn, data, is_binary, uid) -- uid: conn.uid, handed over
+  if not uid then
     return login(conn, data, is_binary)
   end
   local colon = find(data, ":", 1, true)

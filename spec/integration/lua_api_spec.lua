@@ -15,9 +15,9 @@ function M.on_open(conn, req)
   conn.data.headers = req.headers
   conn.data.remote = req.remote_addr
 end
-function M.on_message(conn, data)
-  local fn = assert(load("local uidcast, conn = ... " .. data))
-  local ok, a, b = pcall(fn, uidcast, conn)
+function M.on_message(conn, data, is_binary, uid)
+  local fn = assert(load("local uidcast, conn, uid = ... " .. data))
+  local ok, a, b = pcall(fn, uidcast, conn, uid)
   if ok then conn:send("ok " .. tostring(a) .. " " .. tostring(b))
   else conn:send("err " .. tostring(a)) end
 end
@@ -75,6 +75,16 @@ describe("Lua API", function()
       assert.equals("ok true nil", eval(c, "return conn:bind('h1')"))
       assert.equals("ok h1 nil", eval(c, "return conn.uid"))
       assert.equals("ok nil nil", eval(c, "conn:unbind() return conn.uid"))
+      c:close()
+    end)
+
+    it("hands on_message the connection's uid as its fourth argument", function()
+      local c = open()
+      assert.equals("ok nil nil", eval(c, "return uid"))
+      eval(c, "conn:bind('h2')")
+      assert.equals("ok h2 true", eval(c, "return uid, rawequal(uid, conn.uid)"))
+      eval(c, "conn:bind('h3')")
+      assert.equals("ok h3 nil", eval(c, "return uid"))
       c:close()
     end)
 
