@@ -1,7 +1,8 @@
 /* buf.h -- refcounted immutable byte buffers, shared by every output queue that sends them.
  *
  * A broadcast is framed once into one uc_buf; each receiving connection's queue takes a
- * reference instead of a copy. The last uc_buf_unref frees it. */
+ * reference instead of a copy. The last uc_buf_unref frees it (a small one goes back to a free
+ * list: a routed chat message is one small buffer made and freed). */
 #ifndef UC_BUF_H
 #define UC_BUF_H
 
@@ -10,6 +11,7 @@
 
 struct uc_buf {
     uint32_t refs;
+    uint8_t pool_class; /* buf.c's: which free list it goes back to, 0 for none */
     size_t len;
     uint8_t data[];
 };
@@ -27,5 +29,8 @@ static inline struct uc_buf *uc_buf_ref(struct uc_buf *b)
 }
 
 void uc_buf_unref(struct uc_buf *b);
+
+/* Frees the small buffers kept for reuse; for leak checks at exit. */
+void uc_buf_release_pool(void);
 
 #endif

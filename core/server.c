@@ -310,6 +310,7 @@ void uc_server_free(struct uc_server *srv)
     close(srv->listen_fd);
     ev_loop_destroy(srv->loop);
     uc_outq_release_pool();
+    uc_buf_release_pool();
     free(srv);
 }
 

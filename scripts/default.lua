@@ -29,6 +29,10 @@ local KEPT_BINARY = KEEP > 0 and { keep = KEEP, binary = true } or BINARY
 
 local MAX_UID = 128
 
+-- The logged-in connections that speak uidcast.v1, remembered at login so that a message does
+-- not read conn.protocol (a call into C) to choose; forgotten in on_close.
+local numbered = {}
+
 local M = {}
 
 -- Returns nil when uid is acceptable, else why not.
@@ -67,6 +71,7 @@ local function login(conn, data, is_binary)
   else
     conn:bind(uid)
   end
+  if conn.protocol then numbered[conn] = true end
   conn:send("login success, your uid is " .. uid)
 end
 
@@ -82,11 +87,15 @@ function M.on_message(conn, data, is_binary, uid) -- uid: conn.uid, handed over
   local target, payload = sub(data, 1, colon - 1), sub(data, colon + 1)
   if target == "all" then
     broadcast(payload, is_binary and BINARY or nil)
-  elseif conn.protocol then
+  elseif numbered[conn] then
     send_uid(target, payload, is_binary and KEPT_BINARY or KEPT)
   else
     send_uid(target, payload, is_binary and BINARY or nil)
   end
+end
+
+function M.on_close(conn)
+  numbered[conn] = nil
 end
 
 return M
