@@ -29,9 +29,10 @@ local KEPT_BINARY = KEEP > 0 and { keep = KEEP, binary = true } or BINARY
 
 local MAX_UID = 128
 
--- The logged-in connections that speak uidcast.v1, remembered at login so that a message does
--- not read conn.protocol (a call into C) to choose; forgotten in on_close.
-local numbered = {}
+-- Whether a connection speaks uidcast.v1: conn.protocol is a call into C, so its answer is
+-- remembered, keyed by the handle and weakly, so the entry goes with a quiet connection's handle
+-- and is read again after a reload.
+local numbered = setmetatable({}, { __mode = "k" })
 
 local M = {}
 
@@ -71,7 +72,6 @@ local function login(conn, data, is_binary)
   else
     conn:bind(uid)
   end
-  if conn.protocol then numbered[conn] = true end
   conn:send("login success, your uid is " .. uid)
 end
 
@@ -87,15 +87,18 @@ function M.on_message(conn, data, is_binary, uid) -- uid: conn.uid, handed over
   local target, payload = sub(data, 1, colon - 1), sub(data, colon + 1)
   if target == "all" then
     broadcast(payload, is_binary and BINARY or nil)
-  elseif numbered[conn] then
-    send_uid(target, payload, is_binary and KEPT_BINARY or KEPT)
   else
-    send_uid(target, payload, is_binary and BINARY or nil)
+    local v1 = numbered[conn]
+    if v1 == nil then
+      v1 = conn.protocol ~= nil
+      numbered[conn] = v1
+    end
+    if v1 then
+      send_uid(target, payload, is_binary and KEPT_BINARY or KEPT)
+    else
+      send_uid(target, payload, is_binary and BINARY or nil)
+    end
   end
-end
-
-function M.on_close(conn)
-  numbered[conn] = nil
 end
 
 return M
