@@ -36,4 +36,34 @@ awk -v r="$route" -v rb="$base_route" -v n="$routed" -v b="$bcast" -v bb="$base_
     printf "broadcast: %d deliveries, %.0f instructions per broadcast delivery\n", d, (b - bb) / d
     printf "{\"route_ir_per_message\":%.0f,\"broadcast_ir_per_delivery\":%.0f}\n", (r - rb) / n, (b - bb) / d
 }'
+# Where a routed message's instructions go, by part: the Lua VM and its C API (liblua), our
+# bindings (lua/*.c), the core (core/*.c), wslay, libev, libc. Each part's share of the route
+# run minus its share of the run that only logs the same clients in.
+python3 - "$OUT/route.out" "$OUT/hold200.out" "$routed" <<'PY'
+import re, subprocess, sys
+def parts(path):
+    out = subprocess.run(["callgrind_annotate", "--auto=no", "--threshold=100", path], capture_output=True,
+                         text=True).stdout
+    sums = {}
+    for line in out.splitlines():
+        m = re.match(r"\s*([\d,]+) \([^)]*\)\s+(\S+)(?: \[(.*)\])?$", line)
+        if not m or "PROGRAM TOTALS" in line:
+            continue
+        ir, fn, obj = int(m.group(1).replace(",", "")), m.group(2), m.group(3) or ""
+        if "liblua" in obj: part = "Lua VM and C API (liblua)"
+        elif fn.startswith("lua/"): part = "bindings (lua/*.c)"
+        elif fn.startswith("core/"): part = "core (core/*.c)"
+        elif "libwslay" in obj: part = "wslay"
+        elif "libev" in obj: part = "libev"
+        elif "libc.so" in obj or "ld-linux" in obj: part = "libc (malloc, memcpy, ...)"
+        else: part = "other"
+        sums[part] = sums.get(part, 0) + ir
+    return sums
+route, base, n = parts(sys.argv[1]), parts(sys.argv[2]), int(sys.argv[3])
+print("route, instructions per routed message by part:")
+for part in sorted(route, key=lambda p: -(route[p] - base.get(p, 0))):
+    per = (route[part] - base.get(part, 0)) / n
+    if per >= 1:
+        print("  %-28s %6.0f" % (part, per))
+PY
 echo "(callgrind files in $OUT/: callgrind_annotate $OUT/route.out shows where)"
