@@ -6,7 +6,9 @@
 #   BENCH_DURATION   seconds each throughput workload runs (default 5)
 #   BENCH_HOLD       connections for the large hold workload (default 19000; also 10000)
 #   BENCH_ROUNDS     rounds of every workload (default 1; 3 for medians)
-#   UIDCAST_BEFORE   another uidcast binary to measure in the same run (label "before")
+#   UIDCAST_BEFORE   another uidcast binary to measure in the same run (label "before"), with
+#                    the default.lua of its own tree (X/scripts/ for X/build/uidcast) when there
+#                    is one: a script may use what only its own build provides
 #   BENCH_UWS        a uWebSockets server speaking the seed protocol, run as "$BENCH_UWS PORT"
 #                    (label "uws"; README, "Performance", says how to build one outside the repo)
 #   BENCH_ONLY       "uidcast" to skip the Node.js peer
@@ -42,7 +44,7 @@ start_server() { # label
         uidcast) taskset -c 0 build/uidcast --listen 127.0.0.1:$PORT --push 127.0.0.1:$PUSH_PORT \
                      --log-level warn scripts/default.lua 2>>build/bench-server.log & ;;
         before)  taskset -c 0 "$UIDCAST_BEFORE" --listen 127.0.0.1:$PORT --push 127.0.0.1:$PUSH_PORT \
-                     --log-level warn scripts/default.lua 2>>build/bench-server.log & ;;
+                     --log-level warn "$BEFORE_SCRIPT" 2>>build/bench-server.log & ;;
         node-ws) taskset -c 0 node bench/peer/server.js $PORT $PUSH_PORT 2>>build/bench-server.log & ;;
         uws)     taskset -c 0 $BENCH_UWS $PORT >>build/bench-server.log 2>&1 & ;;
     esac
@@ -69,6 +71,8 @@ measure() { # label workload [loadgen args]
 
 labels="uidcast"
 [ -n "${UIDCAST_BEFORE:-}" ] && labels="before $labels"
+BEFORE_SCRIPT=$(dirname "$(dirname "${UIDCAST_BEFORE:-.}")")/scripts/default.lua
+[ -f "$BEFORE_SCRIPT" ] || BEFORE_SCRIPT=scripts/default.lua
 [ "${BENCH_ONLY:-}" = "uidcast" ] || labels="$labels node-ws"
 [ -n "${BENCH_UWS:-}" ] && labels="$labels uws"
 
