@@ -788,11 +788,13 @@ static void finish_output(struct uc_conn *c)
     closing_deadline(c);
 }
 
-/* Changes what the socket's watcher waits for. */
+/* Changes what the socket's watcher waits for. ev_io_modify, not ev_io_set: the latter marks
+ * the fd as possibly new, and libev then tries EPOLL_CTL_ADD before the MOD it needs, two
+ * system calls per change on a busy broadcast's sockets. */
 static void watch(struct uc_conn *c, int events)
 {
     ev_io_stop(c->srv->loop, &c->io);
-    ev_io_set(&c->io, c->fd, events);
+    ev_io_modify(&c->io, events);
     ev_io_start(c->srv->loop, &c->io);
 }
 
