@@ -523,7 +523,13 @@ static long server_rss_kb(void)
 static void connect_all(int first, int count)
 {
     int next = 0;
+    uint64_t deadline = now_ns() + 60000000000ull; /* a server that stops answering: give up */
     while (ready_count < count) {
+        if (now_ns() > deadline) {
+            fprintf(stderr, "loadgen: only %d of %d clients logged in within 60 s\n", ready_count,
+                    count);
+            exit(1);
+        }
         while (next < count && connecting_now < 1000) {
             clients[next].idx = first + next;
             start_connect(&clients[next], opt.nports ? opt.ports[next % opt.nports] : opt.port);
