@@ -745,10 +745,8 @@ static void handshake_input(struct uc_conn *c, uint8_t *data, size_t len)
         feed_frames(c, data + ((size_t)n - before), len - ((size_t)n - before));
 }
 
-static void read_input(struct ev_loop *loop, ev_io *w)
+static void read_input(struct uc_conn *c)
 {
-    (void)loop;
-    struct uc_conn *c = container_of(w, struct uc_conn, io);
     struct uc_server *srv = c->srv;
     ssize_t n = read(c->fd, srv->rbuf, sizeof srv->rbuf);
     if (n < 0) {
@@ -831,9 +829,10 @@ static void flush(struct uc_conn *c)
 /* One watcher per socket: writability is asked for only while a flush waits for room. */
 static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
+    (void)loop;
     struct uc_conn *c = container_of(w, struct uc_conn, io);
     if (revents & EV_READ)
-        read_input(loop, w);
+        read_input(c);
     if ((revents & EV_WRITE) && (c->flags & CONN_WRITE_WAIT) && c->state != CONN_DEAD)
         flush(c);
 }

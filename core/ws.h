@@ -38,10 +38,10 @@ struct uc_ws_limits {
 };
 
 /* One connection's codec state, embedded in the connection (zeroed = fresh): a pointer, NULL
- * while no frame is partly read and nothing waits to be sent, so an idle connection pays 8
- * bytes for it. The rest (wslay's context, a message being assembled, where the reading is
- * within a frame) lives in one block of ws.c's, made when wslay is needed and freed by
- * uc_ws_release. */
+ * until wslay is needed (a frame the codec does not read itself, a close) and again once the
+ * owner releases it, so an idle connection pays 8 bytes for it. The rest (wslay's context, a
+ * message being assembled, where the reading is within a frame) lives in one block of ws.c's,
+ * freed by uc_ws_release. */
 struct uc_ws {
     struct uc_wslay *w;
 };

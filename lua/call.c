@@ -159,12 +159,18 @@ static int guarded(lua_State *L)
     return guarded_k(L, LUA_OK, 0);
 }
 
-/* coroutine.create with the new thread hooked (the watchdog arms only the handler thread). */
-static int hooked_create(lua_State *L)
+/* Calls the function replaced (upvalue 1) with every argument; leaves its one result. */
+static void call_replaced(lua_State *L)
 {
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_insert(L, 1);
     lua_call(L, lua_gettop(L) - 1, 1);
+}
+
+/* coroutine.create with the new thread hooked (the watchdog arms only the handler thread). */
+static int hooked_create(lua_State *L)
+{
+    call_replaced(L);
     ucl_hook_thread(lua_tothread(L, -1));
     return 1;
 }
@@ -172,12 +178,12 @@ static int hooked_create(lua_State *L)
 /* coroutine.wrap likewise: the function it returns holds its thread as upvalue 1. */
 static int hooked_wrap(lua_State *L)
 {
-    lua_pushvalue(L, lua_upvalueindex(1));
-    lua_insert(L, 1);
-    lua_call(L, lua_gettop(L) - 1, 1);
-    if (lua_getupvalue(L, -1, 1) && lua_isthread(L, -1))
-        ucl_hook_thread(lua_tothread(L, -1));
-    lua_pop(L, 1);
+    call_replaced(L);
+    if (lua_getupvalue(L, -1, 1)) {
+        if (lua_isthread(L, -1))
+            ucl_hook_thread(lua_tothread(L, -1));
+        lua_pop(L, 1);
+    }
     return 1;
 }
 
