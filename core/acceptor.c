@@ -10,6 +10,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -60,6 +62,9 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
                 uc_warn("%s: accept: %s", a->name, strerror(errno));
             return;
         }
+        /* Every listener here answers small messages at once: no Nagle delay. */
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         a->accepted(a->ctx, fd, (struct sockaddr *)&ss);
     }
 }

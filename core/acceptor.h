@@ -6,7 +6,7 @@
 #include <ev.h>
 #include <sys/socket.h>
 
-/* A connection accepted: fd non-blocking and close-on-exec, now the callee's. */
+/* A connection accepted: fd non-blocking, close-on-exec and TCP_NODELAY, now the callee's. */
 typedef void uc_accept_fn(void *ctx, int fd, const struct sockaddr *addr);
 
 struct uc_acceptor {

@@ -8,7 +8,6 @@
 #include <jansson.h>
 #include <malloc.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -257,8 +256,6 @@ void uc_conn_accept(struct uc_server *srv, int fd, const char *remote_addr)
         close(fd);
         return;
     }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     c->srv = srv;
     c->fd = fd;
     c->id = ++srv->next_id;

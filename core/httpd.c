@@ -17,7 +17,6 @@
 #include <jansson.h>
 #include <limits.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -494,8 +493,6 @@ void uc_httpd_adopt(struct uc_httpd *h, int fd)
         close(fd);
         return;
     }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     c->h = h;
     c->fd = fd;
     http_parser_init(&c->parser, HTTP_REQUEST);

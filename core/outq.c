@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "freelist.h"
 
 struct uc_outq_node {
     struct uc_outq_node *next;
@@ -28,29 +29,12 @@ struct uc_outq_node {
 /* Freed nodes kept for reuse; beyond this they go back to malloc. */
 #define OUTQ_POOL_MAX 65536
 
-static struct uc_outq_node *pool;
-static size_t pool_size;
+static struct uc_freelist pool;
 
 static struct uc_outq_node *node_get(void)
 {
-    struct uc_outq_node *n = pool;
-    if (n) {
-        pool = n->next;
-        pool_size--;
-        return n;
-    }
-    return malloc(sizeof *n);
-}
-
-static void node_put(struct uc_outq_node *n)
-{
-    if (pool_size >= OUTQ_POOL_MAX) {
-        free(n);
-        return;
-    }
-    n->next = pool;
-    pool = n;
-    pool_size++;
+    struct uc_outq_node *n = uc_freelist_pop(&pool);
+    return n ? n : malloc(sizeof *n);
 }
 
 int uc_outq_push(struct uc_outq *q, struct uc_buf *buf)
@@ -79,7 +63,7 @@ static void pop_head(struct uc_outq *q)
         q->tail = NULL;
     q->cost -= n->buf->len + UC_OUTQ_ENTRY_COST;
     uc_buf_unref(n->buf);
-    node_put(n);
+    uc_freelist_push(&pool, n, OUTQ_POOL_MAX);
 }
 
 static int small(const struct uc_outq_node *n)
@@ -166,12 +150,4 @@ void uc_outq_clear(struct uc_outq *q)
     q->cost = 0;
 }
 
-void uc_outq_release_pool(void)
-{
-    while (pool) {
-        struct uc_outq_node *n = pool;
-        pool = n->next;
-        free(n);
-    }
-    pool_size = 0;
-}
+void uc_outq_release_pool(void) { uc_freelist_drain(&pool); }

@@ -6,6 +6,7 @@
 #include <lua.h>
 #include <stdint.h>
 
+#include "../core/freelist.h"
 #include "../core/umap.h"
 #include "policy.h"
 
@@ -26,13 +27,9 @@ enum ucl_hook {
 
 /* One Lua state. A reload builds a new one and frees the old; connections, uids and groups
  * live in the core and survive, conn handles and conn.data do not. */
-/* Free blocks of one small size, kept for the state's next allocation of that size (vm.c). */
+/* Free blocks of the state's small sizes, kept for its next allocations (vm.c). */
 #define UCL_SMALL_STEP 16
 #define UCL_SMALL_CLASSES 16 /* blocks of 16, 32, ... 256 bytes */
-struct ucl_small_list {
-    void *head; /* each free block's first bytes point to the next */
-    unsigned count;
-};
 
 struct ucl_state {
     lua_State *L;
@@ -40,7 +37,7 @@ struct ucl_state {
     int co_ref;
     struct ucl_policy *policy;
     size_t mem_used, mem_limit;
-    struct ucl_small_list small[UCL_SMALL_CLASSES];
+    struct uc_freelist small[UCL_SMALL_CLASSES];
     int enforce_limit;   /* the memory cap applies while a handler runs (see vm.c) */
     long hooks_left;     /* count-hook calls left in the current handler's budget */
     int64_t deadline_ns; /* CLOCK_MONOTONIC_COARSE time the current handler must end by */

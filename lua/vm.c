@@ -42,41 +42,24 @@ static size_t small_class(size_t size)
 
 static void *small_take(struct ucl_state *st, size_t c)
 {
-    struct ucl_small_list *l = &st->small[c - 1];
-    void *p = l->head;
-    if (!p)
-        return malloc(c * UCL_SMALL_STEP);
-    memcpy(&l->head, p, sizeof l->head);
-    l->count--;
-    return p;
+    void *p = uc_freelist_pop(&st->small[c - 1]);
+    return p ? p : malloc(c * UCL_SMALL_STEP);
 }
 
 /* Frees a block Lua knew as size bytes. */
 static void block_free(struct ucl_state *st, void *p, size_t size)
 {
     size_t c = small_class(size);
-    struct ucl_small_list *l = c ? &st->small[c - 1] : NULL;
-    if (!l || l->count >= SMALL_KEEP) {
+    if (c)
+        uc_freelist_push(&st->small[c - 1], p, SMALL_KEEP);
+    else
         free(p);
-        return;
-    }
-    memcpy(p, &l->head, sizeof l->head);
-    l->head = p;
-    l->count++;
 }
 
 static void small_free_all(struct ucl_state *st)
 {
-    for (size_t c = 1; c <= UCL_SMALL_CLASSES; c++) {
-        void *p = st->small[c - 1].head;
-        while (p) {
-            void *next;
-            memcpy(&next, p, sizeof next);
-            free(p);
-            p = next;
-        }
-        st->small[c - 1] = (struct ucl_small_list){0};
-    }
+    for (size_t c = 0; c < UCL_SMALL_CLASSES; c++)
+        uc_freelist_drain(&st->small[c]);
 }
 
 /* Fails allocations beyond the state's limit while a handler runs: the handler gets a "not
