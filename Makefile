@@ -12,17 +12,18 @@ CORE_LIBS := -lev -lwslay -lhttp_parser -lhiredis -lcurl -lcrypto -ljansson -lin
 LDLIBS   += $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4) $(CORE_LIBS)
 
 # Debian packages: what building and running need (make run), and what the suites add
-# (make test): the test tools, a redis-server for the cluster specs, the interop clients.
+# (make test): the test tools, redis-server and redis-sentinel for the cluster specs, the
+# interop clients.
 RUN_PACKAGES  := gcc make pkg-config libc6-dev liblua5.4-dev libev-dev libwslay-dev \
                  libhttp-parser-dev libssl-dev uthash-dev libhiredis-dev libjansson-dev libcurl4-openssl-dev libinih-dev curl
 TEST_PACKAGES := lua5.4 lua-busted lua-socket python3 python3-websockets valgrind clang \
-                 libclang-rt-14-dev redis-server openssl procps util-linux php-cli \
+                 libclang-rt-14-dev redis-server redis-sentinel openssl procps util-linux php-cli \
                  clang-format cppcheck lua-check help2man nodejs chromium lua-dkjson \
                  debhelper dpkg-dev lintian debootstrap
 
 CORE_SRC := core/procstat.c core/scoreboard.c core/mailbox.c core/hub.c core/liveness.c core/buf.c core/outq.c core/http.c core/umap.c core/ws.c core/conn.c \
             core/net.c core/server.c core/log.c core/cli.c \
-            core/push.c core/stats.c core/utf8.c core/broker.c core/streams.c core/www.c core/notify.c core/presence.c core/roster.c core/events.c core/cluster_events.c core/webhook.c core/acceptor.c core/httpd.c core/supervisor.c
+            core/push.c core/stats.c core/utf8.c core/redis_url.c core/broker.c core/streams.c core/www.c core/notify.c core/presence.c core/roster.c core/events.c core/cluster_events.c core/webhook.c core/acceptor.c core/httpd.c core/supervisor.c
 LUA_SRC  := lua/vm.c lua/call.c lua/strmatch.c lua/conn.c lua/api.c lua/json.c lua/timer.c lua/policy.c
 SRC      := $(CORE_SRC) $(LUA_SRC) core/main.c
 OBJ      := $(SRC:%.c=$(BUILD)/obj/%.o)

@@ -31,7 +31,7 @@
 enum kind {
     K_HOSTPORT,        /* HOST:PORT into a char array */
     K_HOSTPORT_OR_OFF, /* the same, or "off" */
-    K_REDIS_URL,       /* a redis:// URL (the broker parses the rest) */
+    K_REDIS_URL,       /* redis:// or sentinel:// URLs (repeatable; the broker parses them) */
     K_TEXT,            /* any text */
     K_NONEMPTY,        /* any text but the empty one */
     K_BYTES,           /* a byte count, suffixes k, m, g (powers of 1024), into a size_t */
@@ -65,9 +65,12 @@ struct row {
 static const struct row rows[] = {
     {"listen", 'l', K_HOSTPORT, AT(opt.listen), 0, 0, "HOST:PORT", "127.0.0.1:1234",
      "WebSocket listener ([::1]:PORT for IPv6; port 0 picks a\nfree port and logs it)"},
-    {"redis", 0, K_REDIS_URL, AT(opt.redis), 0, 0, "URL", NULL,
+    {"redis", 0, K_REDIS_URL, 0, 0, 0, 0, "URL", NULL,
      "cluster mode: deliveries reach every node on this Redis;\n"
-     "URL is redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]"},
+     "URL is redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] or\n"
+     "sentinel://[[USER]:PASSWORD@]HOST[:PORT][,...]/MASTER[/DB];\n"
+     "repeat it (or list URLs separated by spaces) to shard\n"
+     "the cluster over several Redis, the same list on every node"},
     {"redis-timeout", 0, K_SECONDS, AT(opt.redis_timeout), 0.05, 0, "S", "1",
      "cluster mode: a Redis that does not answer within S\nseconds is treated as down"},
     {"redis-max-pending", 0, K_BYTES, AT(opt.redis_max_pending), 64 * 1024, 0, "BYTES", "4m",
@@ -240,9 +243,20 @@ static const char *apply(const struct row *r, const char *value, struct uc_cli *
         snprintf(field, r->size, "%s", value);
         return NULL;
     }
-    case K_REDIS_URL:
-        *(const char **)field = value;
-        return strncmp(value, "redis://", 8) == 0 ? NULL : "a URL such as redis://127.0.0.1:6379";
+    case K_REDIS_URL: {
+        size_t urls = 0;
+        for (const char *p = value + strspn(value, " \t\n"); *p; p += strspn(p, " \t\n"), urls++) {
+            if (strncmp(p, "redis://", 8) != 0 && strncmp(p, "sentinel://", 11) != 0)
+                return "a URL such as redis://127.0.0.1:6379 (or sentinel://HOST:PORT/MASTER)";
+            p += strcspn(p, " \t\n");
+        }
+        if (!urls)
+            return "a URL such as redis://127.0.0.1:6379";
+        if (cli->opt.n_redis == sizeof cli->opt.redis / sizeof cli->opt.redis[0])
+            return "at most 16 values";
+        cli->opt.redis[cli->opt.n_redis++] = value;
+        return NULL;
+    }
     case K_TEXT:
     case K_NONEMPTY:
         *(const char **)field = value;
@@ -540,7 +554,7 @@ enum uc_cli_result uc_cli_parse(int argc, char **argv, struct uc_cli *cli, char 
             return UC_CLI_USAGE;
         }
     }
-    if (cli->opt.workers > 1 && !cli->opt.redis) {
+    if (cli->opt.workers > 1 && !cli->opt.n_redis) {
         snprintf(err, err_size,
                  "--workers %u needs --redis: without it a worker could not "
                  "reach the clients of the others",

@@ -1,6 +1,7 @@
 /* cluster_events.c -- online and offline events over a cluster, decided in Redis so that
  * each transition makes one event on one node (see cluster_events.h).
  *
+ * Each uid's bookkeeping lives on its shard (broker.h); every step below runs per shard.
  * Redis holds, per uid, its state uidcast:s:<uid> (on: 1 or 0; v: the last version); per
  * node, the uids it has (uidcast:m:<node>, a set without expiry, so that the uids of a node
  * that dies can still be found); and the uids waiting out their grace, in the sorted set
@@ -114,6 +115,15 @@ enum { ARRIVE, LEAVE, RESYNC, SWEEP, NSCRIPTS };
 static const char *const scripts[NSCRIPTS] = {arrive_script, leave_script, resync_script,
                                               sweep_script};
 
+/* What each shard's Redis has been asked: a uid's bookkeeping lives on its shard. */
+struct ce_shard {
+    struct uc_cluster_events *ce;
+    size_t index;
+    uint64_t synced; /* the presence epoch resynchronised for */
+    int resyncing;   /* a RESYNC pass is under way */
+    int sweeping;    /* a SWEEP is in flight: one at a time */
+};
+
 struct uc_cluster_events {
     struct ev_loop *loop;
     struct uc_server *srv;
@@ -123,9 +133,7 @@ struct uc_cluster_events {
     void *arg;
     struct uc_broker_scripts scripts;
     ev_timer tick;
-    uint64_t synced; /* the presence epoch resynchronised for */
-    int resyncing;   /* a RESYNC pass is under way */
-    int sweeping;    /* a SWEEP is in flight: one at a time */
+    struct ce_shard shards[UC_REDIS_MAX_SHARDS];
 };
 
 /* An arrive's uid, for handing its event on. */
@@ -135,8 +143,8 @@ struct arrival {
     char uid[];
 };
 
-static int run(struct uc_cluster_events *ce, int script, redisCallbackFn *fn, void *privdata,
-               int argc, const char **argv, size_t *argl)
+static int run(struct uc_cluster_events *ce, size_t shard, int script, redisCallbackFn *fn,
+               void *privdata, int argc, const char **argv, size_t *argl)
 {
     argv[0] = "EVALSHA";
     argl[0] = 7;
@@ -147,7 +155,7 @@ static int run(struct uc_cluster_events *ce, int script, redisCallbackFn *fn, vo
     for (int i = 3; i < argc; i++)
         if (!argl[i])
             argl[i] = strlen(argv[i]);
-    return uc_broker_run(ce->broker, &ce->scripts, fn, privdata, argc, argv, argl);
+    return uc_broker_run(ce->broker, shard, &ce->scripts, fn, privdata, argc, argv, argl);
 }
 
 static void on_arrived(redisAsyncContext *ac, void *r, void *privdata)
@@ -172,7 +180,8 @@ static void arrive(struct uc_cluster_events *ce, const char *uid, size_t len)
     memcpy(a->uid, uid, len);
     const char *argv[5] = {[3] = uc_broker_node_id(ce->broker), [4] = a->uid};
     size_t argl[5] = {[4] = len};
-    if (run(ce, ARRIVE, on_arrived, a, 5, argv, argl) != 0)
+    if (run(ce, uc_broker_shard_of(ce->broker, uid, len), ARRIVE, on_arrived, a, 5, argv, argl) !=
+        0)
         free(a); /* Redis is away: the resync after it returns makes the uid arrive */
 }
 
@@ -185,44 +194,49 @@ static void changed(void *ctx, const char *uid, size_t len, int here)
     }
     const char *argv[6] = {[3] = uc_broker_node_id(ce->broker), [4] = uid, [5] = ce->grace_ms};
     size_t argl[6] = {[4] = len};
-    run(ce, LEAVE, NULL, NULL, 6, argv, argl); /* lost when Redis is away: the resync leaves */
+    /* lost when Redis is away: the resync leaves */
+    run(ce, uc_broker_shard_of(ce->broker, uid, len), LEAVE, NULL, NULL, 6, argv, argl);
 }
 
 static void arrive_each(const char *uid, size_t len, size_t count, void *ctx)
 {
     (void)count;
-    arrive(ctx, uid, len);
+    struct ce_shard *cs = ctx;
+    if (uc_broker_shard_of(cs->ce->broker, uid, len) == cs->index)
+        arrive(cs->ce, uid, len);
 }
 
-static void resync_step(struct uc_cluster_events *ce, const char *cursor, size_t cursor_len);
+static void resync_step(struct ce_shard *cs, const char *cursor, size_t cursor_len);
 
 static void on_resynced(redisAsyncContext *ac, void *r, void *privdata)
 {
     (void)ac;
-    struct uc_cluster_events *ce = privdata;
+    struct ce_shard *cs = privdata;
     const redisReply *reply = r;
-    uc_broker_scripts_check(&ce->scripts, reply);
+    uc_broker_scripts_check(&cs->ce->scripts, reply);
     if (!reply || reply->type != REDIS_REPLY_STRING || (reply->len == 1 && reply->str[0] == '0')) {
-        ce->resyncing = 0; /* done, or failed: the next rewrite of the presence starts over */
+        cs->resyncing = 0; /* done, or failed: the next rewrite of the presence starts over */
         return;
     }
-    resync_step(ce, reply->str, reply->len);
+    resync_step(cs, reply->str, reply->len);
 }
 
-static void resync_step(struct uc_cluster_events *ce, const char *cursor, size_t cursor_len)
+static void resync_step(struct ce_shard *cs, const char *cursor, size_t cursor_len)
 {
+    struct uc_cluster_events *ce = cs->ce;
     const char *argv[6] = {[3] = uc_broker_node_id(ce->broker), [4] = cursor, [5] = ce->grace_ms};
     size_t argl[6] = {[4] = cursor_len};
-    if (run(ce, RESYNC, on_resynced, ce, 6, argv, argl) != 0)
-        ce->resyncing = 0;
+    if (run(ce, cs->index, RESYNC, on_resynced, cs, 6, argv, argl) != 0)
+        cs->resyncing = 0;
 }
 
 static void on_swept(redisAsyncContext *ac, void *r, void *privdata)
 {
     (void)ac;
-    struct uc_cluster_events *ce = privdata;
+    struct ce_shard *cs = privdata;
+    struct uc_cluster_events *ce = cs->ce;
     const redisReply *reply = r;
-    ce->sweeping = 0;
+    cs->sweeping = 0;
     uc_broker_scripts_check(&ce->scripts, reply);
     if (!reply || reply->type != REDIS_REPLY_ARRAY)
         return;
@@ -238,17 +252,20 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     struct uc_cluster_events *ce = w->data;
-    uint64_t epoch = uc_broker_presence_epoch(ce->broker);
-    if (epoch != ce->synced && !ce->resyncing && uc_broker_connection(ce->broker)) {
-        ce->synced = epoch;
-        ce->resyncing = 1;
-        uc_server_each_key(ce->srv, 'u', arrive_each, ce);
-        resync_step(ce, "0", 1);
-    }
-    if (!ce->sweeping) {
-        const char *argv[4] = {[3] = ce->grace_ms};
-        size_t argl[4] = {0};
-        ce->sweeping = run(ce, SWEEP, on_swept, ce, 4, argv, argl) == 0;
+    for (size_t i = 0; i < uc_broker_shards(ce->broker); i++) {
+        struct ce_shard *cs = &ce->shards[i];
+        uint64_t epoch = uc_broker_presence_epoch(ce->broker, i);
+        if (epoch != cs->synced && !cs->resyncing && uc_broker_connection(ce->broker, i)) {
+            cs->synced = epoch;
+            cs->resyncing = 1;
+            uc_server_each_key(ce->srv, 'u', arrive_each, cs);
+            resync_step(cs, "0", 1);
+        }
+        if (!cs->sweeping) {
+            const char *argv[4] = {[3] = ce->grace_ms};
+            size_t argl[4] = {0};
+            cs->sweeping = run(ce, i, SWEEP, on_swept, cs, 4, argv, argl) == 0;
+        }
     }
 }
 
@@ -261,6 +278,8 @@ struct uc_cluster_events *uc_cluster_events_new(struct uc_server *srv, struct uc
     *ce = (struct uc_cluster_events){
         .loop = uc_server_loop(srv), .srv = srv, .broker = broker, .emit = emit, .arg = arg};
     snprintf(ce->grace_ms, sizeof ce->grace_ms, "%lld", (long long)(grace * 1000 + 0.5));
+    for (size_t i = 0; i < UC_REDIS_MAX_SHARDS; i++)
+        ce->shards[i] = (struct ce_shard){.ce = ce, .index = i};
     uc_broker_scripts_init(&ce->scripts, scripts, NSCRIPTS);
     ev_timer_init(&ce->tick, tick_cb, TICK, TICK);
     ce->tick.data = ce;

@@ -65,7 +65,7 @@ static int attach_services(struct uc_server *srv, const struct uc_cli *cli,
     const struct uc_options *opt = &cli->opt;
     struct ev_loop *loop = uc_server_loop(srv);
     struct uc_broker *broker = NULL;
-    if (opt->redis && !(broker = uc_broker_new(srv, opt->redis, err, err_size)))
+    if (opt->n_redis && !(broker = uc_broker_new(srv, opt->redis, opt->n_redis, err, err_size)))
         return -1;
     events_out.policy = handlers;
     if (cli->webhook) {

@@ -36,7 +36,8 @@ struct uc_options {
     unsigned max_fragments;             /* empty fragments a message may have beyond one per byte */
     const char *allow_origins[16]; /* when any, the Origin header must be one of them (else 403) */
     unsigned n_allow_origins;
-    const char *redis;        /* redis://HOST:PORT for cluster mode, or NULL */
+    const char *redis[16]; /* cluster mode: each --redis value (URLs of shards), or none */
+    unsigned n_redis;
     double presence_ttl;      /* seconds a silent node's presence outlives it in Redis */
     double offline_grace;     /* seconds a uid without connections waits before offline */
     double redis_timeout;     /* seconds Redis may take to answer before it counts as down */

@@ -1,5 +1,6 @@
-/* streams.c -- the cluster's store of kept messages (--redis): one Redis Stream per uid, so a
- * client resumes on any node, after its node restarted, with nothing lost (see streams.h).
+/* streams.c -- the cluster's store of kept messages (--redis): one Redis Stream per uid, on the
+ * uid's shard, so a client resumes on any node, after its node restarted, with nothing lost
+ * (see streams.h).
  *
  * Keeping is one server-side script, atomic in Redis: the uid's next number (INCR of
  * uidcast:seq:<uid>), the entry "<seq>-1" in the stream uidcast:k:<uid> (fields d: the
@@ -154,7 +155,7 @@ struct uc_streams {
     struct ev_loop *loop;
     struct uc_broker *broker;
     size_t max_messages, max_bytes;
-    struct burn *burns;
+    struct burn *burns[UC_REDIS_MAX_SHARDS]; /* by shard */
     size_t nburns;
     struct mark *marks; /* written every MARK_EVERY: one command per uid, not per message */
     ev_timer mark_timer;
@@ -178,11 +179,11 @@ static int key_name(char *out, size_t cap, const char *prefix, const char *uid, 
     return (int)(n + len);
 }
 
-/* Sends what was lost while Redis was away, before anything else of those uids. */
-static void flush_burns(struct uc_streams *st)
+/* Sends what was lost while a shard was away, before anything else of its uids. */
+static void flush_burns(struct uc_streams *st, size_t shard)
 {
     struct burn *bn, *tmp;
-    HASH_ITER(hh, st->burns, bn, tmp)
+    HASH_ITER(hh, st->burns[shard], bn, tmp)
     {
         char key[UC_UID_MAX + 16], count[24];
         int n = key_name(key, sizeof key, "uidcast:seq:", bn->uid, bn->uid_len);
@@ -190,22 +191,22 @@ static void flush_burns(struct uc_streams *st)
         size_t argl[] = {
             7, 40, 1, (size_t)n,
             (size_t)snprintf(count, sizeof count, "%llu", (unsigned long long)bn->count)};
-        if (uc_broker_run(st->broker, &st->scripts, NULL, NULL, 5, argv, argl) != 0)
+        if (uc_broker_run(st->broker, shard, &st->scripts, NULL, NULL, 5, argv, argl) != 0)
             return; /* down again: kept for the next time */
-        HASH_DEL(st->burns, bn);
+        HASH_DEL(st->burns[shard], bn);
         st->nburns--;
         free(bn);
     }
 }
 
-static void burn(struct uc_streams *st, const char *uid, size_t uid_len)
+static void burn(struct uc_streams *st, size_t shard, const char *uid, size_t uid_len)
 {
     struct burn *bn;
-    HASH_FIND(hh, st->burns, uid, uid_len, bn);
+    HASH_FIND(hh, st->burns[shard], uid, uid_len, bn);
     if (!bn && st->nburns < MAX_BURNS && (bn = calloc(1, sizeof *bn + uid_len))) {
         bn->uid_len = uid_len;
         memcpy(bn->uid, uid, uid_len);
-        HASH_ADD(hh, st->burns, uid, bn->uid_len, bn);
+        HASH_ADD(hh, st->burns[shard], uid, bn->uid_len, bn);
         st->nburns++;
     }
     if (bn)
@@ -251,9 +252,10 @@ static int keep(void *ctx, const char *uid, size_t uid_len, const void *data, si
     int nbytes = key_name(bytes_key, sizeof bytes_key, "uidcast:kb:", uid, uid_len);
     int nhead = snprintf(head, sizeof head, "%s%c", uc_broker_node_id(st->broker),
                          binary ? UC_BROKER_KEPT_BINARY : UC_BROKER_KEPT_TEXT);
+    size_t shard = uc_broker_shard_of(st->broker, uid, uid_len);
     struct keeping *k = malloc(sizeof *k);
     if (k && nseq > 0 && nstream > 0 && nchan > 0 && nbytes > 0) {
-        flush_burns(st);
+        flush_burns(st, shard);
         *k = (struct keeping){st, done, arg};
         const char *argv[] = {"EVALSHA", st->scripts.sha[SCRIPT_KEEP],
                               "3",       seq_key,
@@ -276,13 +278,13 @@ static int keep(void *ctx, const char *uid, size_t uid_len, const void *data, si
                          1,
                          uid_len,
                          (size_t)snprintf(maxbytes, sizeof maxbytes, "%zu", st->max_bytes)};
-        if (uc_broker_run(st->broker, &st->scripts, on_kept, k, 14, argv, argl) == 0)
+        if (uc_broker_run(st->broker, shard, &st->scripts, on_kept, k, 14, argv, argl) == 0)
             return 0;
     }
     free(k);
     /* Unreachable: the server sends it here only; its number is spent once Redis is back. */
     st->stats.mailbox_unkept++;
-    burn(st, uid, uid_len);
+    burn(st, shard, uid, uid_len);
     done(arg, 0);
     return 0;
 }
@@ -328,9 +330,10 @@ static void mark_cb(struct ev_loop *loop, ev_timer *w, int revents)
         const char *argv[] = {"EVALSHA", st->scripts.sha[SCRIPT_MARK], "1", key, seq};
         size_t argl[] = {7, 40, 1, (size_t)n,
                          (size_t)snprintf(seq, sizeof seq, "%llu", (unsigned long long)m->seq)};
-        if (n > 0 && uc_broker_run(st->broker, &st->scripts, NULL, NULL, 5, argv, argl) != 0) {
-            ev_timer_start(st->loop, w); /* Redis is away: again later */
-            return;
+        if (n > 0 && uc_broker_run(st->broker, uc_broker_shard_of(st->broker, m->uid, m->uid_len),
+                                   &st->scripts, NULL, NULL, 5, argv, argl) != 0) {
+            ev_timer_start(st->loop, w); /* its shard is away: again later */
+            continue;
         }
         HASH_DEL(st->marks, m);
         free(m);
@@ -366,7 +369,8 @@ static void sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
     struct uc_streams *st = w->data;
     const char *argv[] = {"EVALSHA", st->scripts.sha[SCRIPT_SWEEP], "0"};
     size_t argl[] = {7, 40, 1};
-    uc_broker_run(st->broker, &st->scripts, on_swept, st, 3, argv, argl); /* down: next tick */
+    for (size_t i = 0; i < uc_broker_shards(st->broker); i++) /* one down: next tick */
+        uc_broker_run(st->broker, i, &st->scripts, on_swept, st, 3, argv, argl);
 }
 
 /* ---- replaying ---- */
@@ -442,9 +446,10 @@ static void replay(void *ctx, const char *uid, size_t uid_len, uint64_t since, s
     char seq_key[UC_UID_MAX + 16], stream[UC_UID_MAX + 16], start[32], budget[24];
     int nseq = key_name(seq_key, sizeof seq_key, "uidcast:seq:", uid, uid_len);
     int nstream = key_name(stream, sizeof stream, "uidcast:k:", uid, uid_len);
+    size_t shard = uc_broker_shard_of(st->broker, uid, uid_len);
     struct replaying *rp = malloc(sizeof *rp + uid_len);
     if (rp && nseq > 0 && nstream > 0) {
-        flush_burns(st); /* a gap this node knows of is in Redis before the question */
+        flush_burns(st, shard); /* a gap this node knows of is in Redis before the question */
         *rp = (struct replaying){*sink, st, since, uid_len};
         memcpy(rp->uid, uid, uid_len);
         const char *argv[] = {
@@ -457,7 +462,7 @@ static void replay(void *ctx, const char *uid, size_t uid_len, uint64_t since, s
             (size_t)nstream,
             (size_t)snprintf(start, sizeof start, "%llu-0", (unsigned long long)since + 1),
             (size_t)snprintf(budget, sizeof budget, "%zu", max_bytes)};
-        if (uc_broker_run(st->broker, &st->scripts, on_replay, rp, 7, argv, argl) == 0)
+        if (uc_broker_run(st->broker, shard, &st->scripts, on_replay, rp, 7, argv, argl) == 0)
             return;
     }
     free(rp);
@@ -518,11 +523,13 @@ void uc_streams_free(struct uc_streams *st)
         HASH_DEL(st->marks, m);
         free(m);
     }
-    struct burn *bn, *tmp;
-    HASH_ITER(hh, st->burns, bn, tmp)
-    {
-        HASH_DEL(st->burns, bn);
-        free(bn);
+    for (size_t i = 0; i < UC_REDIS_MAX_SHARDS; i++) {
+        struct burn *bn, *tmp;
+        HASH_ITER(hh, st->burns[i], bn, tmp)
+        {
+            HASH_DEL(st->burns[i], bn);
+            free(bn);
+        }
     }
     free(st);
 }

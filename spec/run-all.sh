@@ -2,7 +2,8 @@
 # spec/run-all.sh -- runs every suite and ends with one line "N passed, M failed" over all of them:
 #   ctests    the C unit tests of core/, each under valgrind (a leak or invalid access fails it)
 #   busted    the busted specs: unit specs of scripts, integration specs against build/uidcast,
-#             interop with python3-websockets; and node --test of the client, www/uidcast.js
+#             interop with python3-websockets, the cluster suites again on three Redis shards;
+#             and node --test of the client, www/uidcast.js
 #   browser   www/uidcast.js, the demo page and the README's console snippet in headless chromium
 #             against the real server (screenshots in build/browser-*.png)
 #   memcheck  the integration specs again with the server under valgrind: each spec's server
@@ -65,7 +66,7 @@ run_busted() { # label, then busted arguments
     # the specs recorded (never by name: that could hit someone else's uidcast or redis).
     # A pid is only ended while it is still one of ours (pids get reused); TERM first, so a
     # --workers supervisor takes its workers with it.
-    ours() { grep -qa -e uidcast -e redis-server "/proc/$1/cmdline" 2>/dev/null; }
+    ours() { grep -qa -e uidcast -e redis-server -e redis-sentinel "/proc/$1/cmdline" 2>/dev/null; }
     left=""
     while read -r pid; do
         ours "$pid" && kill -TERM "$pid" 2>/dev/null && left="$left $pid"
@@ -91,6 +92,12 @@ run_node() { # label, then the test files' directory
 }
 
 want busted && run_busted "busted: unit and integration specs" spec/unit spec/integration
+# The cluster suites again with every plain Redis of theirs made three shards.
+CLUSTER_SPECS="spec/integration/cluster_spec.lua spec/integration/cluster_mailbox_spec.lua
+               spec/integration/presence_events_spec.lua spec/integration/roster_spec.lua"
+# shellcheck disable=SC2086
+want busted && UIDCAST_SPEC_SHARDS=3 run_busted "busted: the cluster suites on three Redis shards" \
+    $CLUSTER_SPECS
 { want busted || [ "$ONLY" = check ]; } && run_node "node: www/uidcast.js" www/test/
 want browser && run_node "browser: uidcast.js and the demo page in chromium (playwright-core)" spec/browser/
 [ "$ONLY" = check ] && run_busted "busted: unit specs" spec/unit

@@ -14,15 +14,16 @@ local function connects(node)
   return n
 end
 
--- Stops Redis and waits until the node noticed; returns a function that starts it again on the
--- same port and waits until the node is back.
+-- Stops Redis (every shard) and waits until the node noticed; returns a function that starts
+-- it again on the same ports and waits until the node is back on each.
 local function redis_down(r, node)
   local before = connects(node)
   r:stop()
   assert(server.eventually(function() return node:log():find("lost redis", 1, true) end, 5))
   return function()
-    local again = redis.start(r.port)
-    assert(server.eventually(function() return connects(node) > before end, 10), node:log())
+    local again = r:restart()
+    local shards = math.max(#r, 1)
+    assert(server.eventually(function() return connects(node) >= before + shards end, 10), node:log())
     return again
   end
 end

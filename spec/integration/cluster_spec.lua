@@ -137,7 +137,7 @@ describe("cluster when Redis goes away", function()
     local _, _, stats = http.request1(a.push_port, "GET", "/stats")
     assert.is_true(http.json(stats).cluster_dropped >= 1)
     -- Redis comes back on the same port: cross-node delivery resumes within a few seconds
-    local r2 = redis.start(r.port)
+    local r2 = r:restart()
     local delivered = server.eventually(function()
       alice:send("rd-bob:back")
       local got = bob:receive(0.3)
@@ -373,8 +373,10 @@ end)
 
 describe("cluster with Redis authentication", function()
   it("logs in as an ACL user, uses the URL's database, and says so when refused", function()
+    -- alice has what the README's ACL SETUSER line gives, not more
     local r = redis.start(nil, "--requirepass default-secret " ..
-      "--user alice on '>alice-secret' '~*' '&*' '+@all'")
+      "--user alice on '>alice-secret' '~uidcast:*' '&uidcast:*' +@pubsub +@hash +@set +@sortedset " ..
+      "+@string +@stream +@keyspace +@scripting +ping +select +role +time")
     local url = ("redis://alice:alice-secret@127.0.0.1:%d/3"):format(r.port)
     local a = server.start { args = { "--redis", url } }
     local b = server.start { args = { "--redis", url } }
@@ -392,6 +394,11 @@ describe("cluster with Redis authentication", function()
     assert.matches("acl%-x", held)
     assert.matches("acl%-y", held)
     assert.equals("", (r:cli(auth .. " -n 0 --raw keys 'uidcast:n:*'"):gsub("%s", "")))
+    -- kept messages and online events run scripts whose every call the ACL checks
+    local status, _, answer = http.request1(b.push_port, "POST", "/send?uid=acl-y&keep=60", { body = "kept" })
+    assert.equals(200, status, answer)
+    assert.equals("kept", y:receive())
+    for _, node in ipairs { a, b } do assert.is_nil(node:log():find("can't run this command", 1, true), node:log()) end
     -- the old form redis://:PASSWORD@ authenticates the default user
     local c = server.start { args = { "--redis", ("redis://:default-secret@127.0.0.1:%d"):format(r.port) } }
     wait_connected { c }

@@ -5,12 +5,22 @@ local server = require "server"
 
 local cluster = {}
 
--- Waits until every node logged its Redis connection (a --workers server: `workers` of them).
+-- The Redis servers a node was started with: one per URL of its --redis values.
+local function shards_of(node)
+  local n = 0
+  for i, a in ipairs(node.args or {}) do
+    if node.args[i - 1] == "--redis" then n = n + select(2, a:gsub("%S+", "")) end
+  end
+  return math.max(n, 1)
+end
+
+-- Waits until every node logged its connection to each of its Redis servers (a --workers
+-- server: `workers` times).
 function cluster.wait_connected(nodes, workers)
   for _, node in ipairs(nodes) do
     assert(server.eventually(function()
       local _, n = node:log():gsub("cluster: connected to redis", "")
-      return n >= (workers or 1)
+      return n >= (workers or 1) * shards_of(node)
     end, 5), node:log())
   end
 end

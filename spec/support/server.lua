@@ -40,7 +40,7 @@ function server.start(opts)
   local dir = os.tmpname()
   os.remove(dir)
   assert(os.execute("mkdir -p " .. dir))
-  local self = setmetatable({ dir = dir, log_path = dir .. "/log" }, server)
+  local self = setmetatable({ dir = dir, log_path = dir .. "/log", args = opts.args or {} }, server)
   local words = { opts.prefix or "", os.getenv("UIDCAST_WRAPPER") or "", shell_quote(server.BIN),
                   "--listen", "127.0.0.1:0", "--push", "127.0.0.1:0" }
   for _, a in ipairs(opts.args or {}) do words[#words + 1] = shell_quote(a) end

@@ -1,0 +1,233 @@
+-- A cluster over several Redis servers (shards) and behind Redis Sentinel, against real
+-- redis-server and redis-sentinel processes: a uid's traffic, presence and kept messages go
+-- through its shard only; a shard that dies costs only its own uids, counted; a failover is
+-- followed, losing nothing it does not count and duplicating nothing.
+local ws = require "ws"
+local http = require "http"
+local server = require "server"
+local redis = require "redis"
+local socket = require "socket"
+local cluster = require "cluster"
+
+-- count uids named prefix-N that live on shard k of n.
+local function uids_on(k, n, count, prefix)
+  local out, i = {}, 0
+  while #out < count do
+    i = i + 1
+    local uid = prefix .. i
+    if redis.shard_of(uid, n) == k then out[#out + 1] = uid end
+  end
+  return out
+end
+
+-- The set of names one redis-cli command lists, one per line.
+local function listed(r, args)
+  local set = {}
+  for name in r:cli("--raw " .. args):gmatch("[^\n]+") do set[name] = true end
+  return set
+end
+
+local function push(node, uid, body, query)
+  local status, _, answer = http.request1(node.push_port, "POST",
+    "/send?uid=" .. uid .. (query or ""), { body = body })
+  assert.equals(200, status, answer)
+  return answer
+end
+
+describe("a cluster on three Redis shards", function()
+  local r, nodes
+
+  setup(function()
+    r = redis.shards(3)
+    nodes = {}
+    for i = 1, 3 do nodes[i] = server.start { args = { "--redis", r.url } } end
+    cluster.wait_connected(nodes)
+  end)
+  teardown(function() cluster.stop(r, table.unpack(nodes)) end)
+
+  it("puts each uid's channel, presence and kept messages on its shard only", function()
+    local clients, uids = {}, {}
+    for k = 1, 3 do
+      for j, uid in ipairs(uids_on(k, 3, 3, "sh-")) do
+        uids[#uids + 1] = { uid = uid, shard = k }
+        clients[uid] = ws.login(nodes[j].port, uid)
+      end
+    end
+    -- every uid reached from another node, exactly once, through its shard
+    for j, u in ipairs(uids) do
+      local from = nodes[(j % 3) + 1]
+      push(from, u.uid, "to " .. u.uid, "&keep=60")
+      assert.equals("to " .. u.uid, (clients[u.uid]:receive()))
+    end
+    for _, u in ipairs(uids) do assert.is_true(clients[u.uid]:silent(0.05)) end
+    for k = 1, 3 do
+      local channels = listed(r[k], "PUBSUB CHANNELS 'uidcast:u:*'")
+      local held = {}
+      for key in pairs(listed(r[k], "KEYS 'uidcast:n:*'")) do
+        for uid in pairs(listed(r[k], "HKEYS " .. key)) do held[uid] = true end
+      end
+      for _, u in ipairs(uids) do
+        local here = u.shard == k
+        assert.equals(here, channels["uidcast:u:" .. u.uid] == true, u.uid .. " channel, shard " .. k)
+        assert.equals(here, held[u.uid] == true, u.uid .. " presence, shard " .. k)
+        assert.equals(here and "1" or "0", r[k]:cli("--raw EXISTS uidcast:k:" .. u.uid):match("%d"),
+          u.uid .. " kept messages, shard " .. k)
+      end
+      -- broadcasts and roster questions go through the first shard
+      assert.equals(k == 1, listed(r[k], "PUBSUB CHANNELS uidcast:a")["uidcast:a"] == true)
+    end
+    for _, c in pairs(clients) do c:close() end
+  end)
+
+  it("broadcasts to every node once, and answers presence and rosters over all shards", function()
+    local clients = {}
+    for k = 1, 3 do
+      local uid = uids_on(k, 3, 1, "shb-")[1]
+      clients[k] = ws.login(nodes[k].port, uid)
+      clients[k].uid = uid
+    end
+    clients[1]:send("all:to every shard's uids")
+    for k = 1, 3 do
+      assert.equals("to every shard's uids", clients[k]:receive())
+      assert.is_true(clients[k]:silent(0.05))
+      assert.same({ uid = clients[k].uid, online = true, connections = 1 },
+        cluster.online(nodes[(k % 3) + 1], clients[k].uid))
+    end
+    local status, _, body = http.request1(nodes[2].push_port, "GET", "/uids?limit=100")
+    assert.equals(200, status)
+    local page, seen = http.json(body), {}
+    assert.is_not_true(page.partial)
+    for _, entry in ipairs(page.uids) do seen[entry.uid] = true end
+    for k = 1, 3 do assert.is_true(seen[clients[k].uid], clients[k].uid) end
+    for _, c in ipairs(clients) do c:close() end
+  end)
+end)
+
+describe("a cluster with one shard down", function()
+  it("serves the uids of the other shards, delivers locally and counts the rest, then resumes",
+    function()
+      local r = redis.shards(3)
+      local a = server.start { args = { "--redis", r.url } }
+      local b = server.start { args = { "--redis", r.url } }
+      cluster.wait_connected { a, b }
+      local uid = {}
+      local far = {}
+      for k = 1, 3 do
+        uid[k] = uids_on(k, 3, 1, "down-")[1]
+        far[k] = ws.login(a.port, uid[k])
+      end
+      local near = ws.login(b.port, uid[2]) -- shard 2's uid on the sending node too
+      r[2]:stop()
+      assert(server.eventually(function()
+        return a:log():find("lost redis", 1, true) and b:log():find("lost redis", 1, true)
+      end, 5))
+      local dropped = cluster.stats(b).cluster_dropped
+      for i = 1, 20 do
+        for k = 1, 3 do push(b, uid[k], "m" .. i) end
+      end
+      for k = 1, 3 do
+        if k == 2 then
+          assert.is_true(far[k]:silent(0.3), "nothing crosses a dead shard")
+        else
+          for i = 1, 20 do assert.equals("m" .. i, far[k]:receive()) end
+        end
+      end
+      for i = 1, 20 do assert.equals("m" .. i, near:receive()) end -- local delivery goes on
+      assert.equals(dropped + 20, cluster.stats(b).cluster_dropped)
+      -- the shard comes back (empty): both nodes reconnect and subscribe again
+      r[2] = r[2]:restart()
+      assert(server.eventually(function()
+        push(b, uid[2], "again")
+        assert.equals("again", near:receive())
+        return far[2]:receive(0.2) == "again"
+      end, 10), "shard 2 did not come back")
+      push(b, uid[2], "once")
+      assert.equals("once", far[2]:receive())
+      assert.is_true(far[2]:silent(0.2))
+      for _, c in ipairs { far[1], far[2], far[3], near } do c:close() end
+      cluster.stop(r, a, b)
+    end)
+
+  it("refuses more than 16 shards and a sentinel URL without a master, naming the problem", function()
+    local cases = {
+      { ("redis://127.0.0.1:1 "):rep(17), "at most 16 shards" },
+      { "sentinel://127.0.0.1:26379", "no master name" },
+      { "redis://127.0.0.1:6379 http://x", "a URL such as redis://" },
+    }
+    for _, case in ipairs(cases) do
+      local out = os.tmpname()
+      local ok = os.execute(("%s --redis %s --listen 127.0.0.1:0 --push off 2>%s")
+        :format(server.BIN, server.shell_quote(case[1]), out))
+      assert.is_not_true(ok)
+      assert.matches(case[2], server.read_file(out), 1, true)
+      os.remove(out)
+    end
+  end)
+end)
+
+describe("a cluster behind Redis Sentinel #no_memcheck", function()
+  it("follows a failover to the promoted replica, counting every loss and duplicating nothing",
+    function()
+      local master = redis.start()
+      local replica = redis.start(nil, "--replicaof 127.0.0.1 " .. master.port)
+      assert(server.eventually(function()
+        return replica:cli("--raw INFO replication"):find("master_link_status:up", 1, true)
+      end, 5))
+      local sentinel = redis.sentinel(master, "uc-master")
+      assert(server.eventually(function() -- it learns of the replica from the master's INFO
+        return sentinel:cli("SENTINEL replicas uc-master"):find(tostring(replica.port), 1, true)
+      end, 15), "the sentinel never saw the replica")
+      local a = server.start { args = { "--redis", sentinel.url, "--redis-timeout", "0.5" } }
+      local b = server.start { args = { "--redis", sentinel.url, "--redis-timeout", "0.5" } }
+      cluster.wait_connected { a, b }
+      local receiver = ws.login(a.port, "fo-recv")
+      local pusher = http.open(b.push_port)
+      local sent, got, dup = 0, {}, 0
+      local function send_one()
+        sent = sent + 1
+        assert.equals(200, (pusher:request("POST", "/send?uid=fo-recv", { body = "f" .. sent })))
+        while true do
+          local m = receiver:receive(0.002)
+          if not m then break end
+          if got[m] then dup = dup + 1 end
+          got[m] = true
+        end
+      end
+      for _ = 1, 100 do send_one() end
+      os.execute(("kill -KILL %d"):format(master.pid)) -- not master:stop(): keep sending meanwhile
+      local killed = socket.gettime()
+      -- keep sending through the switch until the new master carries messages again
+      local promoted
+      while socket.gettime() - killed < 20 do
+        send_one()
+        promoted = promoted or (sentinel:master() == replica.port and socket.gettime())
+        if promoted and got["f" .. sent] then break end
+      end
+      assert.truthy(promoted, "sentinel did not promote the replica")
+      assert.truthy(got["f" .. sent], "the nodes did not follow the new master:\n" .. b:log())
+      assert.is_true(socket.gettime() - promoted < 3, "the nodes took long to follow")
+      for _ = 1, 100 do send_one() end
+      for _ = 1, 50 do send_one() end
+      local m = receiver:receive(0.5)
+      while m do
+        if got[m] then dup = dup + 1 end
+        got[m] = true
+        m = receiver:receive(0.3)
+      end
+      local received = 0
+      for _ in pairs(got) do received = received + 1 end
+      local stats = cluster.stats(b)
+      assert.equals(0, dup)
+      assert.is_true(sent - received > 0, "the switch lost nothing: was it a failover?")
+      assert.equals(sent - received, stats.cluster_dropped,
+        ("sent %d, received %d, dropped %d"):format(sent, received, stats.cluster_dropped))
+      assert.matches("says master uc%-master is 127%.0%.0%.1:" .. replica.port, b:log())
+      assert.matches("says master uc%-master is 127%.0%.0%.1:" .. replica.port, a:log())
+      receiver:close()
+      pusher:close()
+      assert.equals(0, a:stop())
+      assert.equals(0, b:stop())
+      sentinel:stop()
+      replica:stop()
+    end)
+end)
