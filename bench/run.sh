@@ -11,10 +11,11 @@
 #                    is one: a script may use what only its own build provides
 #   BENCH_UWS        a uWebSockets server speaking the seed protocol, run as "$BENCH_UWS PORT"
 #                    (label "uws"; README, "Performance", says how to build one outside the repo)
-#   BENCH_ONLY       "uidcast" to skip the Node.js peer
+#   BENCH_ONLY       "uidcast" to skip the Node.js peer, "cluster" for the cluster workloads only
 # Then the cluster workload: two uidcast nodes on one redis-server (all three on core 0), the
 # route clients split over the nodes so that every message crosses from one node to the other
-# through Redis; its figure is per CPU-second of both nodes and Redis together.
+# through Redis; its figure is per CPU-second of both nodes and Redis together. The same on 1, 2
+# and 4 Redis shards, with each Redis's CPU: the busiest one is the ceiling shards divide.
 set -u
 cd "$(dirname "$0")/.."
 DURATION=${BENCH_DURATION:-5}
@@ -77,8 +78,9 @@ BEFORE_SCRIPT=$(dirname "$(dirname "${UIDCAST_BEFORE:-.}")")/scripts/default.lua
 [ -n "${BENCH_UWS:-}" ] && labels="$labels uws"
 
 # Every workload, each server in turn before the next workload (so drifts in the machine's
-# speed hit all servers alike).
+# speed hit all servers alike); none with BENCH_ONLY=cluster.
 workloads() {
+    [ "${BENCH_ONLY:-}" = cluster ] && return
     echo "hold --conns $HOLD --procs 2"
     echo "hold --conns 10000 --procs 2 --name hold-10k"
     echo "route --conns 1000 --inflight 8 --duration $DURATION"
@@ -110,27 +112,41 @@ for round in $(seq "$ROUNDS"); do
     done < <(workloads)
 done
 
-measure_cluster() { # workload [loadgen args]
+# CPU seconds a process has used so far (user + system), from /proc.
+cpu_s() { awk -v t="$(getconf CLK_TCK)" '{ printf "%.3f", ($14 + $15) / t }' "/proc/$1/stat"; }
+
+measure_cluster() { # workload [loadgen args]; SHARDS redis-servers (default 1)
     workload=$1; shift
-    REDIS_PORT=$((PORT + 10))
-    taskset -c 0 redis-server --port $REDIS_PORT --bind 127.0.0.1 --save '' --appendonly no \
-        --loglevel warning >>build/bench-server.log 2>&1 &
-    REDIS_PID=$!
-    wait_port $REDIS_PORT || { kill $REDIS_PID; return; }
+    shards=${SHARDS:-1}
+    redis_pids="" urls=""
+    for i in $(seq "$shards"); do
+        rport=$((PORT + 10 + i))
+        taskset -c 0 redis-server --port $rport --bind 127.0.0.1 --save '' --appendonly no \
+            --loglevel warning >>build/bench-server.log 2>&1 &
+        redis_pids="$redis_pids $!"
+        urls="$urls${urls:+ }redis://127.0.0.1:$rport"
+        wait_port $rport || { kill $redis_pids; return; }
+    done
     pids=""
     for n in 0 1; do
         taskset -c 0 build/uidcast --listen 127.0.0.1:$((PORT + 2 * n)) --push 127.0.0.1:$((PUSH_PORT + 2 * n)) \
-            --redis redis://127.0.0.1:$REDIS_PORT --log-level warn scripts/default.lua 2>>build/bench-server.log &
+            --redis "$urls" --log-level warn scripts/default.lua 2>>build/bench-server.log &
         pids="$pids${pids:+,}$!"
         wait_port $((PORT + 2 * n))
     done
     sleep 0.3 # both nodes subscribed
+    all_pids="$pids$(echo $redis_pids | tr ' ' ',' | sed 's/^/,/')"
     out=$(taskset -c 1 build/loadgen "$workload" --port $PORT,$((PORT + 2)) --push-port $PUSH_PORT \
-          --server-pid "$pids,$REDIS_PID" --label uidcast "$@" 2>&1)
+          --server-pid "$all_pids" --label uidcast "$@" 2>&1)
     record "$out"
+    # Each Redis's share: the busiest one is the cluster's ceiling, which shards divide.
+    name=$(echo "$out" | sed -n 's/.*"workload":"\([^"]*\)".*/\1/p' | tail -n 1)
+    cpus=""
+    for p in $redis_pids; do cpus="$cpus${cpus:+,}$(cpu_s "$p")"; done
+    echo "{\"workload\":\"redis-cpu\",\"of\":\"$name\",\"shards\":$shards,\"redis_cpu_s\":[$cpus]}" >> "$RESULTS"
     kill -TERM ${pids//,/ } 2>/dev/null
     wait ${pids//,/ } 2>/dev/null
-    kill -TERM $REDIS_PID; wait $REDIS_PID 2>/dev/null
+    kill -TERM $redis_pids; wait $redis_pids 2>/dev/null
     sleep 0.5
 }
 
@@ -142,7 +158,12 @@ if [ "${BENCH_CLUSTER:-1}" = 1 ] && command -v redis-server >/dev/null; then
     measure_cluster route --conns 1000 --inflight 8 --duration "$DURATION" --name cluster-route
     measure_cluster route --conns 1000 --inflight 8 --duration "$DURATION" --keep --name cluster-route-kept
     measure_cluster hold --conns 10000 --name cluster-login
-    measure uidcast hold --conns 10000 --name single-login
+    [ "${BENCH_ONLY:-}" = cluster ] || measure uidcast hold --conns 10000 --name single-login
+    echo "cluster on 2 and 4 Redis shards (all on core 0; cluster-route is the one-shard run)"
+    for shards in 2 4; do
+        SHARDS=$shards measure_cluster route --conns 1000 --inflight 8 --duration "$DURATION" \
+            --name "cluster-shards-$shards"
+    done
 fi
 
 /usr/bin/python3 - "$RESULTS" <<'PY'
@@ -206,6 +227,18 @@ if u("cluster-route-kept") and u("cluster-route"):
     print("  kept route           %8.0f msgs per CPU-s through Redis Streams (not kept: %.0f), p99 %.1f ms, lost %d" % (
         u("cluster-route-kept")["per_server_cpu_s"], u("cluster-route")["per_server_cpu_s"],
         u("cluster-route-kept")["p99_ms"], u("cluster-route-kept").get("lost", 0)))
+shard_name = lambda n: "cluster-route" if n == 1 else "cluster-shards-%d" % n
+shard_rows = [(n, u(shard_name(n))) for n in (1, 2, 4) if u(shard_name(n))]
+if shard_rows:
+    redis_cpu = {r["of"]: r["redis_cpu_s"] for r in rows if r.get("workload") == "redis-cpu"}
+    print("  shards (route across nodes; all processes on core 0, so the total cannot grow here):")
+    for n, r in shard_rows:
+        cpus = redis_cpu.get(shard_name(n), [])
+        busiest = max(cpus) if cpus else 0
+        print("    %d shard%s  %8.0f msgs per CPU-s of all, lost %d; Redis CPU s %s; %8.0f msgs per CPU-s"
+              " of the busiest Redis (the ceiling shards raise)" % (
+                  n, " " if n == 1 else "s", r["per_server_cpu_s"], r.get("lost", 0),
+                  "/".join("%.2f" % c for c in cpus), r["received"] / busiest if busiest else 0))
 if u("cluster-login") and u("single-login"):
     print("  connect+login        %8.0f /s over 2 nodes with presence writes (single node %.0f /s)" % (
         u("cluster-login")["connect_login_per_s"], u("single-login")["connect_login_per_s"]))
