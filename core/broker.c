@@ -737,7 +737,6 @@ static void on_connect(const redisAsyncContext *ac, int status)
     } else {
         s->pub_up = 1;
         s->conn_id = ++s->b->connects;
-        s->pending = 0;
         write_presence(s);
     }
 }
@@ -1037,31 +1036,38 @@ static void connect_missing(struct shard *s)
 
 /* ---- the broker ---- */
 
-/* Each white-space separated URL of values is one shard, in order. */
-static int parse_shards(struct uc_broker *b, const char *const *values, size_t n, char *err,
-                        size_t err_size)
+/* Calls fn(url, len, arg) for each white-space separated URL of values, in order, until it
+ * returns nonzero; returns how many it was called for. */
+static size_t each_url(const char *const *values, size_t n, int (*fn)(const char *, size_t, void *),
+                       void *arg)
 {
+    size_t count = 0;
     for (size_t v = 0; v < n; v++) {
-        for (const char *p = values[v];;) {
-            p += strspn(p, " \t\n");
+        for (const char *p = values[v] + strspn(values[v], " \t\n"); *p; p += strspn(p, " \t\n")) {
             size_t len = strcspn(p, " \t\n");
-            if (!len)
-                break;
-            if (b->nshards == UC_REDIS_MAX_SHARDS) {
-                snprintf(err, err_size, "--redis: at most %d shards", UC_REDIS_MAX_SHARDS);
-                return -1;
-            }
-            struct shard *s = &b->shards[b->nshards];
-            if (uc_redis_url_parse(p, len, &s->url, err, err_size) != 0)
-                return -1;
-            b->nshards++;
+            count++;
+            if (fn && fn(p, len, arg))
+                return count;
             p += len;
         }
     }
-    if (!b->nshards) {
-        snprintf(err, err_size, "--redis: no URL given");
-        return -1;
-    }
+    return count;
+}
+
+struct parsing {
+    struct uc_broker *b;
+    char *err;
+    size_t err_size;
+    int failed;
+};
+
+static int parse_shard(const char *url, size_t len, void *arg)
+{
+    struct parsing *ps = arg;
+    struct shard *s = &ps->b->shards[ps->b->nshards];
+    if (uc_redis_url_parse(url, len, &s->url, ps->err, ps->err_size) != 0)
+        return ps->failed = 1;
+    ps->b->nshards++;
     return 0;
 }
 
@@ -1075,12 +1081,20 @@ static void free_shards(struct uc_broker *b)
 struct uc_broker *uc_broker_new(struct uc_server *srv, const char *const *urls, size_t n, char *err,
                                 size_t err_size)
 {
-    struct uc_broker *b = calloc(1, sizeof *b + UC_REDIS_MAX_SHARDS * sizeof(struct shard));
+    size_t shards = each_url(urls, n, NULL, NULL);
+    if (!shards || shards > UC_REDIS_MAX_SHARDS) {
+        snprintf(err, err_size, shards ? "--redis: at most %d shards" : "--redis: no URL given",
+                 UC_REDIS_MAX_SHARDS);
+        return NULL;
+    }
+    struct uc_broker *b = calloc(1, sizeof *b + shards * sizeof(struct shard));
     if (!b) {
         snprintf(err, err_size, "out of memory");
         return NULL;
     }
-    if (parse_shards(b, urls, n, err, err_size) != 0) {
+    struct parsing ps = {b, err, err_size, 0};
+    each_url(urls, n, parse_shard, &ps);
+    if (ps.failed) {
         free_shards(b);
         return NULL;
     }
