@@ -502,7 +502,28 @@ static int api_hmac_sha256(lua_State *L)
     return 1;
 }
 
+/* split(s, sep) -> what comes before the first sep and what comes after it, or nil when s has
+ * no sep (plain bytes, not a pattern): the "target:payload" of most protocols in one call
+ * where string.find and two string.sub make three. */
+static int api_split(lua_State *L)
+{
+    size_t len, sep_len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    const char *sep = luaL_checklstring(L, 2, &sep_len);
+    if (!sep_len)
+        return luaL_argerror(L, 2, "the separator is empty");
+    const char *at = sep_len == 1 ? memchr(s, sep[0], len) : memmem(s, len, sep, sep_len);
+    if (!at) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_pushlstring(L, s, (size_t)(at - s));
+    lua_pushlstring(L, at + sep_len, len - (size_t)(at - s) - sep_len);
+    return 2;
+}
+
 static const luaL_Reg api[] = {
+    {"split", api_split},
     {"send_uid", api_send_uid},
     {"broadcast", api_broadcast},
     {"send_group", api_send_group},

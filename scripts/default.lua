@@ -16,8 +16,7 @@
 local uidcast = require "uidcast"
 
 -- Locals, not table lookups, on the path every message takes.
-local send_uid, broadcast = uidcast.send_uid, uidcast.broadcast
-local find, sub = string.find, string.sub
+local send_uid, broadcast, split = uidcast.send_uid, uidcast.broadcast, uidcast.split
 local BINARY = { binary = true }
 
 local KEEP = tonumber(uidcast.env("UIDCAST_KEEP") or "300")
@@ -79,12 +78,11 @@ function M.on_message(conn, data, is_binary, uid) -- uid: conn.uid, handed over
   if not uid then
     return login(conn, data, is_binary)
   end
-  local colon = find(data, ":", 1, true)
-  if not colon then
+  local target, payload = split(data, ":")
+  if not target then
     conn:send("error: expected target:message (a uid or 'all', then ':', then the text)")
     return
   end
-  local target, payload = sub(data, 1, colon - 1), sub(data, colon + 1)
   if target == "all" then
     broadcast(payload, is_binary and BINARY or nil)
   else
