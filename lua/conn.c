@@ -2,11 +2,14 @@
  *
  * One handle per connection per Lua state, so the same connection is always the same Lua value:
  * every live handle is found by id in a weak table. Handles are made on first use and held
- * while recently used (the last HANDLES_FRESH to 2 * HANDLES_FRESH connections handed to a
- * handler); an idle connection's handle is then left to the collector unless the script keeps
- * it (or its conn.data), which saves an idle connection its ~140 bytes of Lua memory, and the
- * next handler call makes it again. When the core reports the close, the handle is forgotten
- * and its pointer cleared: a script that kept it gets a harmless closed handle whose send
+ * while recently used: in two generations, the recent one replaced once HANDLES_FRESH handles
+ * were made since it was, so a connection that was handed to no handler while HANDLES_FRESH
+ * to 2 * HANDLES_FRESH other connections got their handles loses its own to the collector,
+ * unless the script keeps it (or its conn.data). That saves an idle connection its ~140 bytes
+ * of Lua memory, and the next handler call makes it again. A handle used again is held in the
+ * recent generation once per generation (its gen says where it is), so busy connections cost
+ * one lookup a call however many there are. When the core reports the close, the handle is
+ * forgotten and its pointer cleared: a script that kept it gets a harmless closed handle whose send
  * returns false. */
 #include <string.h>
 
@@ -19,6 +22,7 @@
 struct conn_handle {
     struct uc_conn *conn; /* NULL once closed */
     lua_Integer id;
+    unsigned gen; /* the generation that holds it (see the top) */
 };
 
 static struct conn_handle *check_handle(lua_State *L, int idx)
@@ -43,45 +47,45 @@ static int new_table(lua_State *L, const char *mode)
     return luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
-/* Holds the handle on top in the recent generation. A full generation becomes the older one,
- * and the older one is let go: its handles live on only where something else keeps them. */
-static void hold_recent(lua_State *L, struct ucl_state *st, lua_Integer id)
+/* Holds h, the handle on top, in the recent generation. Once HANDLES_FRESH handles were made
+ * since the recent generation was, it becomes the older one, and the older one is let go: its
+ * handles live on only where something else keeps them. */
+static void hold_recent(lua_State *L, struct ucl_state *st, struct conn_handle *h)
 {
-    if (st->handles.fresh >= HANDLES_FRESH) {
+    if (st->handles.made >= HANDLES_FRESH) {
         luaL_unref(L, LUA_REGISTRYINDEX, st->handles.older);
         st->handles.older = st->handles.recent;
         st->handles.recent = new_table(L, NULL);
-        st->handles.fresh = 0;
+        st->handles.made = 0;
+        st->handles.gen++;
     }
     push_table(L, st->handles.recent);
     lua_pushvalue(L, -2);
-    lua_rawseti(L, -2, id);
+    lua_rawseti(L, -2, h->id);
     lua_pop(L, 1);
-    st->handles.fresh++;
+    h->gen = st->handles.gen;
 }
 
 void ucl_push_conn(lua_State *L, struct uc_conn *c)
 {
     struct ucl_state *st = ucl_state_of(L);
     lua_Integer id = (lua_Integer)uc_conn_id(c);
-    push_table(L, st->handles.recent);
-    if (lua_rawgeti(L, -1, id) != LUA_TNIL) {
-        lua_remove(L, -2);
-        return;
-    }
-    lua_pop(L, 2);
     push_table(L, st->handles.all);
-    if (lua_rawgeti(L, -1, id) == LUA_TNIL) {
+    struct conn_handle *h;
+    if (lua_rawgeti(L, -1, id) != LUA_TNIL) {
+        h = lua_touserdata(L, -1);
+    } else {
         lua_pop(L, 1);
-        struct conn_handle *h = lua_newuserdatauv(L, sizeof *h, 2);
-        h->conn = c;
-        h->id = id;
+        h = lua_newuserdatauv(L, sizeof *h, 2);
+        *h = (struct conn_handle){.conn = c, .id = id, .gen = st->handles.gen - 1};
         luaL_setmetatable(L, CONN_MT);
         lua_pushvalue(L, -1);
         lua_rawseti(L, -3, id);
+        st->handles.made++;
     }
     lua_remove(L, -2);
-    hold_recent(L, st, id);
+    if (h->gen != st->handles.gen)
+        hold_recent(L, st, h);
 }
 
 static void forget_in(lua_State *L, int ref, lua_Integer id)

@@ -38,6 +38,7 @@ struct ucl_state {
     struct ucl_policy *policy;
     size_t mem_used, mem_limit;
     struct uc_freelist small[UCL_SMALL_CLASSES];
+    size_t small_kept;   /* bytes in the lists of small */
     int enforce_limit;   /* the memory cap applies while a handler runs (see vm.c) */
     long hooks_left;     /* count-hook calls left in the current handler's budget */
     int64_t deadline_ns; /* CLOCK_MONOTONIC_COARSE time the current handler must end by */
@@ -50,7 +51,8 @@ struct ucl_state {
      * conn.data for good (kept). */
     struct {
         int recent, older, all, kept;
-        unsigned fresh; /* handles put in recent since it was made */
+        unsigned made; /* handles made since recent was */
+        unsigned gen;  /* recent's number: a handle whose gen is this one is held there */
     } handles;
     struct ucl_online *online; /* is_online callbacks waiting for their answer */
 };
