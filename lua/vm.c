@@ -3,6 +3,7 @@
  * The sandbox is built by construction, not by removal after the fact: only the libraries
  * in allowed_libs are opened, os is reduced to time/clock/date, load refuses bytecode, and
  * require finds only the uidcast module. */
+#include <limits.h>
 #include <lualib.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,9 +30,14 @@ const char *const ucl_hook_names[UCL_HOOK_COUNT] = {
 /* Every message makes a few short-lived strings (the message, the parts a script cuts from it)
  * that the collector frees in batches; glibc's free is slow for a batch larger than its
  * per-thread cache. So blocks up to 256 bytes are kept on a free list per 16-byte size class
- * (up to SMALL_KEEP each) and handed out again. A small block is always malloc'd at its class's
- * full size, so a block Lua resizes within its class stays where it is. */
-#define SMALL_KEEP 1024
+ * and handed out again. A small block is always malloc'd at its class's full size, so a block
+ * Lua resizes within its class stays where it is.
+ *
+ * A collection cycle frees about what was allocated since the last one, which is about the
+ * live heap (Lua collects when the heap has doubled), all within its sweep: the lists keep up
+ * to as many bytes as the state uses (at least SMALL_KEEP_MIN), so that the next cycle's
+ * allocations find them all. The process then holds at most what Lua's own peak would be. */
+#define SMALL_KEEP_MIN (256 * 1024)
 
 /* The class of a size (1..UCL_SMALL_CLASSES), or 0 for a large one. */
 static size_t small_class(size_t size)
@@ -43,23 +49,30 @@ static size_t small_class(size_t size)
 static void *small_take(struct ucl_state *st, size_t c)
 {
     void *p = uc_freelist_pop(&st->small[c - 1]);
-    return p ? p : malloc(c * UCL_SMALL_STEP);
+    if (!p)
+        return malloc(c * UCL_SMALL_STEP);
+    st->small_kept -= c * UCL_SMALL_STEP;
+    return p;
 }
 
 /* Frees a block Lua knew as size bytes. */
 static void block_free(struct ucl_state *st, void *p, size_t size)
 {
-    size_t c = small_class(size);
-    if (c)
-        uc_freelist_push(&st->small[c - 1], p, SMALL_KEEP);
-    else
+    size_t c = small_class(size), bytes = c * UCL_SMALL_STEP;
+    size_t keep = st->mem_used > SMALL_KEEP_MIN ? st->mem_used : SMALL_KEEP_MIN;
+    if (c && st->small_kept + bytes <= keep) {
+        uc_freelist_push(&st->small[c - 1], p, UINT_MAX);
+        st->small_kept += bytes;
+    } else {
         free(p);
+    }
 }
 
 static void small_free_all(struct ucl_state *st)
 {
     for (size_t c = 0; c < UCL_SMALL_CLASSES; c++)
         uc_freelist_drain(&st->small[c]);
+    st->small_kept = 0;
 }
 
 /* Fails allocations beyond the state's limit while a handler runs: the handler gets a "not
