@@ -3,13 +3,27 @@
 
 #include <string.h>
 
+#define HIGH_BITS 0x8080808080808080ULL
+
 int uc_utf8_valid(const uint8_t *s, size_t len)
 {
     size_t i = 0;
     while (i < len) {
-        /* Most text is ASCII: eight bytes at a time while none has its top bit set. */
-        uint64_t w;
-        if (len - i >= 8 && (memcpy(&w, s + i, 8), (w & 0x8080808080808080ULL) == 0)) {
+        /* Most text is ASCII: sixteen bytes at a time while none has its top bit set, and the
+         * last few as the final eight (re-reading some: i is at a character boundary, so
+         * ASCII from there to the end is all that is left to check). */
+        uint64_t w, w2;
+        if (len - i >= 16) {
+            memcpy(&w, s + i, 8);
+            memcpy(&w2, s + i + 8, 8);
+            if (((w | w2) & HIGH_BITS) == 0) {
+                i += 16;
+                continue;
+            }
+        }
+        if (len >= 8 && len - i <= 8 && (memcpy(&w, s + len - 8, 8), (w & HIGH_BITS) == 0))
+            return 1;
+        if (len - i >= 8 && (memcpy(&w, s + i, 8), (w & HIGH_BITS) == 0)) {
             i += 8;
             continue;
         }

@@ -280,11 +280,26 @@ static void unmask(uint8_t *p, size_t len, const uint8_t key[4])
     memcpy(&k32, key, 4);
     uint64_t k64 = (uint64_t)k32 << 32 | k32;
     size_t i = 0;
-    for (; i + 8 <= len; i += 8) {
+    for (; i + 16 <= len; i += 16) {
+        uint64_t w[2];
+        memcpy(w, p + i, 16);
+        w[0] ^= k64;
+        w[1] ^= k64;
+        memcpy(p + i, w, 16);
+    }
+    if (i + 8 <= len) {
         uint64_t w;
         memcpy(&w, p + i, 8);
         w ^= k64;
         memcpy(p + i, &w, 8);
+        i += 8;
+    }
+    if (i + 4 <= len) {
+        uint32_t w;
+        memcpy(&w, p + i, 4);
+        w ^= k32;
+        memcpy(p + i, &w, 4);
+        i += 4;
     }
     for (; i < len; i++)
         p[i] ^= key[i & 3];

@@ -227,6 +227,24 @@ TEST(reads_whole_small_frames_itself_without_a_wslay_context)
     CHECK(!uc_ws_unfinished(&ws));
 }
 
+/* Unmasking goes sixteen, eight, four and one byte at a time: every length comes out right. */
+TEST(unmasks_a_whole_frame_of_every_length)
+{
+    for (size_t len = 0; len <= 70; len++) {
+        struct uc_ws ws = {0};
+        struct owner w = {0};
+        uint8_t in[128];
+        char text[80];
+        for (size_t i = 0; i < len; i++)
+            text[i] = (char)('a' + i % 26);
+        size_t n = frame(in, 1, 1, WSLAY_TEXT_FRAME, text, len) - 1;
+        CHECK_EQ_INT(feed(&ws, &w, in + 1, n, 0), 0); /* at an odd address, too */
+        CHECK_EQ_INT(w.nmessages, 1);
+        CHECK_EQ_INT(w.lens[0], len);
+        CHECK(memcmp(w.messages[0], text, len) == 0);
+    }
+}
+
 TEST(hands_a_frame_cut_by_the_read_to_wslay_after_the_whole_ones)
 {
     struct uc_ws ws = {0};
@@ -298,6 +316,7 @@ int main(void)
     RUN(refuses_an_unmasked_frame_as_a_protocol_error);
     RUN(a_write_the_owner_cannot_take_fails_the_pump);
     RUN(reads_whole_small_frames_itself_without_a_wslay_context);
+    RUN(unmasks_a_whole_frame_of_every_length);
     RUN(hands_a_frame_cut_by_the_read_to_wslay_after_the_whole_ones);
     RUN(refuses_bad_utf8_in_a_whole_text_frame_with_1007_after_the_good_ones);
     RUN(refuses_a_length_not_in_its_shortest_form_as_a_protocol_error);
