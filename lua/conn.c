@@ -23,6 +23,10 @@ struct conn_handle {
     struct uc_conn *conn; /* NULL once closed */
     lua_Integer id;
     unsigned gen; /* the generation that holds it (see the top) */
+    /* The bytes of the uid string in user value 2 (see push_uid), or NULL: that string keeps
+     * them alive and in place. */
+    const char *uid;
+    size_t uid_len;
 };
 
 static struct conn_handle *check_handle(lua_State *L, int idx)
@@ -66,7 +70,7 @@ static void hold_recent(lua_State *L, struct ucl_state *st, struct conn_handle *
     h->gen = st->handles.gen;
 }
 
-void ucl_push_conn(lua_State *L, struct uc_conn *c)
+struct conn_handle *ucl_push_conn(lua_State *L, struct uc_conn *c)
 {
     struct ucl_state *st = ucl_state_of(L);
     lua_Integer id = (lua_Integer)uc_conn_id(c);
@@ -83,9 +87,10 @@ void ucl_push_conn(lua_State *L, struct uc_conn *c)
         lua_rawseti(L, -3, id);
         st->handles.made++;
     }
-    lua_remove(L, -2);
+    lua_replace(L, -2);
     if (h->gen != st->handles.gen)
         hold_recent(L, st, h);
+    return h;
 }
 
 static void forget_in(lua_State *L, int ref, lua_Integer id)
@@ -257,7 +262,8 @@ static void push_data(lua_State *L, int idx)
 }
 
 /* conn.uid: the Lua string of the uid is kept in the handle's second user value and reused
- * while the core's uid is the same bytes, so reading it on every message interns nothing. */
+ * while the core's uid is the same bytes (compared with the handle's pointer to them), so
+ * reading it on every message interns nothing. */
 static void push_uid(lua_State *L, int idx, struct conn_handle *h)
 {
     size_t len = 0;
@@ -266,22 +272,19 @@ static void push_uid(lua_State *L, int idx, struct conn_handle *h)
         lua_pushnil(L);
         return;
     }
-    size_t cached_len;
-    const char *cached;
-    if (lua_getiuservalue(L, idx, 2) == LUA_TSTRING &&
-        (cached = lua_tolstring(L, -1, &cached_len)) && cached_len == len &&
-        memcmp(cached, uid, len) == 0)
+    if (h->uid && h->uid_len == len && memcmp(h->uid, uid, len) == 0) {
+        lua_getiuservalue(L, idx, 2);
         return;
-    lua_pop(L, 1);
-    lua_pushlstring(L, uid, len);
+    }
+    h->uid = lua_pushlstring(L, uid, len);
+    h->uid_len = len;
     lua_pushvalue(L, -1);
     lua_setiuservalue(L, idx, 2);
 }
 
-void ucl_push_conn_uid(lua_State *L, int idx)
+void ucl_push_conn_uid(lua_State *L, int idx, struct conn_handle *h)
 {
-    idx = lua_absindex(L, idx);
-    push_uid(L, idx, lua_touserdata(L, idx));
+    push_uid(L, lua_absindex(L, idx), h);
 }
 
 /* The fields, by length and bytes: this runs for every conn.uid a handler reads, and comparing

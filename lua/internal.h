@@ -114,10 +114,11 @@ extern const char *const ucl_hook_names[UCL_HOOK_COUNT];
 
 /* conn.c */
 void ucl_conn_register(lua_State *L);
-/* Pushes the handle of c, creating it on first use in this state. */
-void ucl_push_conn(lua_State *L, struct uc_conn *c);
-/* Pushes conn.uid of the handle at idx (nil when unbound). */
-void ucl_push_conn_uid(lua_State *L, int idx);
+struct conn_handle;
+/* Pushes the handle of c, creating it on first use in this state, and returns it. */
+struct conn_handle *ucl_push_conn(lua_State *L, struct uc_conn *c);
+/* Pushes conn.uid of h, the handle at idx (nil when unbound). */
+void ucl_push_conn_uid(lua_State *L, int idx, struct conn_handle *h);
 /* Marks c's handle (if any) closed and forgets it. */
 void ucl_conn_forget(lua_State *L, struct uc_conn *c);
 /* The open connection at idx, or NULL for a closed handle; raises for a non-handle. */

@@ -166,11 +166,18 @@ static void on_message(struct uc_conn *conn, const uint8_t *data, size_t len, in
     lua_State *L = st->L;
     if (!ucl_push_hook(st, UCL_ON_MESSAGE))
         return;
-    ucl_push_conn(L, conn);
+    /* conn.uid and conn.protocol, which nearly every handler reads, handed over: reading a
+     * field is a call into C. */
+    struct conn_handle *h = ucl_push_conn(L, conn);
     lua_pushlstring(L, (const char *)data, len);
     lua_pushboolean(L, binary);
-    ucl_push_conn_uid(L, -3); /* conn.uid, which nearly every handler reads */
-    if (ucl_call(st, 4, 0, "on_message") == UCL_BUDGET)
+    ucl_push_conn_uid(L, -3, h);
+    const char *protocol = uc_conn_protocol(conn);
+    if (protocol)
+        lua_pushstring(L, protocol);
+    else
+        lua_pushnil(L);
+    if (ucl_call(st, 5, 0, "on_message") == UCL_BUDGET)
         uc_conn_close(conn, 1011, UC_LIT("script took too long"));
 }
 

@@ -28,11 +28,6 @@ local KEPT_BINARY = KEEP > 0 and { keep = KEEP, binary = true } or BINARY
 
 local MAX_UID = 128
 
--- Whether a connection speaks uidcast.v1: conn.protocol is a call into C, so its answer is
--- remembered, keyed by the handle and weakly, so the entry goes with a quiet connection's handle
--- and is read again after a reload.
-local numbered = setmetatable({}, { __mode = "k" })
-
 local M = {}
 
 -- Returns nil when uid is acceptable, else why not.
@@ -74,7 +69,7 @@ local function login(conn, data, is_binary)
   conn:send("login success, your uid is " .. uid)
 end
 
-function M.on_message(conn, data, is_binary, uid) -- uid: conn.uid, handed over
+function M.on_message(conn, data, is_binary, uid, protocol) -- conn.uid, conn.protocol
   if not uid then
     return login(conn, data, is_binary)
   end
@@ -86,12 +81,7 @@ function M.on_message(conn, data, is_binary, uid) -- uid: conn.uid, handed over
   if target == "all" then
     broadcast(payload, is_binary and BINARY or nil)
   else
-    local v1 = numbered[conn]
-    if v1 == nil then
-      v1 = conn.protocol ~= nil
-      numbered[conn] = v1
-    end
-    if v1 then
+    if protocol then -- uidcast.v1: kept, numbered
       send_uid(target, payload, is_binary and KEPT_BINARY or KEPT)
     else
       send_uid(target, payload, is_binary and BINARY or nil)

@@ -15,9 +15,9 @@ function M.on_open(conn, req)
   conn.data.headers = req.headers
   conn.data.remote = req.remote_addr
 end
-function M.on_message(conn, data, is_binary, uid)
-  local fn = assert(load("local uidcast, conn, uid = ... " .. data))
-  local ok, a, b = pcall(fn, uidcast, conn, uid)
+function M.on_message(conn, data, is_binary, uid, protocol)
+  local fn = assert(load("local uidcast, conn, uid, protocol = ... " .. data))
+  local ok, a, b = pcall(fn, uidcast, conn, uid, protocol)
   if ok then conn:send("ok " .. tostring(a) .. " " .. tostring(b))
   else conn:send("err " .. tostring(a)) end
 end
@@ -85,6 +85,15 @@ describe("Lua API", function()
       assert.equals("ok h2 true", eval(c, "return uid, rawequal(uid, conn.uid)"))
       eval(c, "conn:bind('h3')")
       assert.equals("ok h3 nil", eval(c, "return uid"))
+      c:close()
+    end)
+
+    it("hands on_message the connection's subprotocol as its fifth argument", function()
+      local c = open()
+      assert.equals("ok nil true", eval(c, "return protocol, protocol == conn.protocol"))
+      c:close()
+      c = assert(ws.connect(srv.port, { headers = { "Sec-WebSocket-Protocol: uidcast.v1" } }))
+      assert.equals("- ok uidcast.v1 true", eval(c, "return protocol, protocol == conn.protocol")) -- "- ": unnumbered
       c:close()
     end)
 
@@ -288,11 +297,15 @@ describe("Lua API", function()
 
     it("split cuts at the first separator, plain, and says nil when there is none", function()
       local c = open()
-      assert.equals("ok bob hi:there:x nil", eval(c, "return table.concat({uidcast.split('bob:hi:there:x', ':')}, ' ')"))
-      assert.equals("ok  tail nil", eval(c, "return table.concat({uidcast.split('.%tail', '.%')}, ' ')"))
-      assert.equals("ok a  nil", eval(c, "return table.concat({uidcast.split('a::', '::')}, ' ')"))
-      assert.equals("ok true 1 nil", eval(c, "local a, b = uidcast.split('no separator', ':') return tostring(a == nil and b == nil) .. ' ' .. select('#', uidcast.split('x', ':'))"))
-      assert.equals("ok \0\1 \2 nil", eval(c, "return table.concat({uidcast.split('\0\1:\2', ':')}, ' ')"))
+      local function parts(s, sep)
+        return eval(c, ("return table.concat({uidcast.split(%q, %q)}, ' ')"):format(s, sep))
+      end
+      assert.equals("ok bob hi:there:x nil", parts("bob:hi:there:x", ":"))
+      assert.equals("ok  tail nil", parts(".%tail", ".%"))
+      assert.equals("ok a  nil", parts("a::", "::"))
+      assert.equals("ok \0\1 \2 nil", parts("\0\1:\2", ":"))
+      assert.equals("ok true 1", eval(c, "local a, b = uidcast.split('no separator', ':') " ..
+        "return a == nil and b == nil, select('#', uidcast.split('x', ':'))"))
       assert.matches("bad argument #2 to 'split' %(the separator is empty%)", eval(c, "return uidcast.split('a', '')"))
       assert.matches("bad argument #1 to 'split'", eval(c, "return uidcast.split(nil, ':')"))
       c:close()
