@@ -745,7 +745,7 @@ static void handshake_input(struct uc_conn *c, uint8_t *data, size_t len)
 static void read_input(struct uc_conn *c)
 {
     struct uc_server *srv = c->srv;
-    ssize_t n = read(c->fd, srv->rbuf, sizeof srv->rbuf);
+    ssize_t n = recv(c->fd, srv->rbuf, sizeof srv->rbuf, 0); /* not read: see outq.c */
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
             return;

@@ -423,7 +423,7 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
     (void)revents;
     struct uc_httpd_conn *c = container_of(w, struct uc_httpd_conn, rio);
     struct uc_httpd *h = c->h;
-    ssize_t n = read(c->fd, h->rbuf, sizeof h->rbuf);
+    ssize_t n = recv(c->fd, h->rbuf, sizeof h->rbuf, 0);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     if (n <= 0) {

@@ -8,6 +8,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "err.h"
 #include "freelist.h"
@@ -135,9 +136,16 @@ int uc_outq_flush_with(struct uc_outq *q, uc_outq_writer writer, void *ctx)
     return 0;
 }
 
+/* send/sendmsg, not writev: a socket's write through the file layer pays for what files need
+ * (position, write notifications) on every call; and MSG_NOSIGNAL, so a peer gone is an
+ * error, never a SIGPIPE. */
 static ssize_t fd_writer(void *ctx, const struct iovec *iov, int iovcnt)
 {
-    return writev(*(int *)ctx, iov, iovcnt);
+    int fd = *(int *)ctx;
+    if (iovcnt == 1)
+        return send(fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
+    struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
+    return sendmsg(fd, &msg, MSG_NOSIGNAL);
 }
 
 int uc_outq_flush(struct uc_outq *q, int fd) { return uc_outq_flush_with(q, fd_writer, &fd); }
