@@ -1041,19 +1041,31 @@ static int hub_queue(void *ctx, void *owner, struct uc_buf *frame)
 
 const struct uc_hub_sink uc_conn_hub_sink = {.queue = hub_queue};
 
+/* Connections flushed per loop iteration at most. A broadcast to many makes as many writes;
+ * between two slices the loop reads what came meanwhile. A connection is caught up with the
+ * broadcast log as it is flushed, and the other members (one pass over them all) only once
+ * the flush list is empty: broadcasts that arrive during a long fan-out join the writes still
+ * to come and go out several frames a write (under load only: when quiet, nothing waits),
+ * without a pass over every member per slice, and other traffic is not held up behind it. */
+#define FLUSH_SLICE 2048
+
 void uc_conn_run_deferred(struct uc_server *srv)
 {
+    unsigned budget = FLUSH_SLICE;
     for (;;) {
         struct uc_conn *c;
-        if (uc_hub_flush_broadcasts(&srv->hub))
+        if (!srv->dirty && budget && uc_hub_flush_broadcasts(&srv->hub))
             continue;
-        if ((c = srv->dirty)) {
+        if (budget && (c = srv->dirty)) {
+            budget--;
             srv->dirty = c->dirty_next;
             if (!srv->dirty)
                 srv->dirty_tail = NULL;
+            /* While still flagged dirty, so that what these queue does not re-list it. */
+            uc_hub_catch_up(&srv->hub, &c->member); /* an overflow closes it: each below checks */
             if (c->member.resuming && !(c->flags & CONN_HELD))
                 resume_step(c);
-            ws_pump(c); /* while still flagged dirty, so its frames do not re-list it */
+            ws_pump(c);
             c->flags &= (uint16_t)~CONN_IN_DIRTY;
             flush(c);
             continue;
@@ -1078,6 +1090,8 @@ void uc_conn_run_deferred(struct uc_server *srv)
         }
         break;
     }
+    if (srv->dirty || uc_hub_broadcasts_pending(&srv->hub))
+        ev_idle_start(srv->loop, &srv->more);
 }
 
 void uc_conn_destroy_all(struct uc_server *srv)

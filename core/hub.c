@@ -417,6 +417,8 @@ size_t uc_hub_broadcast(struct uc_hub *h, const void *data, size_t len, int bina
     return count;
 }
 
+int uc_hub_broadcasts_pending(const struct uc_hub *h) { return h->log_n > 0; }
+
 int uc_hub_flush_broadcasts(struct uc_hub *h)
 {
     if (!h->log_n)

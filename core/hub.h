@@ -8,10 +8,10 @@
  * delivery running now skips it.
  *
  * Broadcasts are logged, not delivered one by one: a broadcast is framed once and appended to
- * this loop iteration's log; every bound member queues what it is owed in one visit
- * (uc_hub_flush_broadcasts, from the loop's prepare watcher), or before anything else is queued
- * to it (uc_hub_catch_up), so a member's messages keep their order and N broadcasts cost one
- * pass over the members instead of N.
+ * the log (of this loop iteration, or of every iteration a long fan-out takes: see conn.c); every
+ * bound member queues what it is owed in one visit (uc_hub_flush_broadcasts, from the loop's
+ * prepare watcher), or before anything else is queued to it (uc_hub_catch_up), so a member's
+ * messages keep their order and N broadcasts cost one pass over the members instead of N.
  *
  * A numbered member (its connection speaks the uidcast.v1 subprotocol) gets every message
  * with a header in front of the payload: "<seq> " for a kept message, "- " for any other. A
@@ -121,6 +121,8 @@ void uc_hub_catch_up(struct uc_hub *h, struct uc_hub_member *m);
 /* Every bound member queues what it is owed; then the log starts afresh. Returns 1 when there
  * was anything logged. */
 int uc_hub_flush_broadcasts(struct uc_hub *h);
+/* Whether broadcasts are logged and not yet handed to every member. */
+int uc_hub_broadcasts_pending(const struct uc_hub *h);
 
 /* Members bound to key (kind 'u' or 'g'). */
 size_t uc_hub_count(const struct uc_hub *h, int kind, const char *key, size_t key_len);

@@ -55,6 +55,14 @@ static void prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
         ev_break(loop, EVBREAK_ALL);
 }
 
+/* Only there to keep the loop from waiting while flushes remain (uc_conn_run_deferred): the
+ * next prepare goes on with them. */
+static void more_cb(struct ev_loop *loop, ev_idle *w, int revents)
+{
+    (void)revents;
+    ev_idle_stop(loop, w);
+}
+
 static size_t local_count(void *ctx, const char *uid, size_t len)
 {
     return uc_hub_count(&((struct uc_server *)ctx)->hub, 'u', uid, len);
@@ -216,6 +224,7 @@ struct uc_server *uc_server_new(const struct uc_options *opts, const struct uc_h
     uc_acceptor_start(&srv->acceptor);
     ev_prepare_init(&srv->prepare, prepare_cb);
     ev_prepare_start(srv->loop, &srv->prepare);
+    ev_idle_init(&srv->more, more_cb);
     ev_timer_init(&srv->drain_timer, drain_cb, 0., 0.);
     uc_presence_init(&srv->presence, srv->loop, &srv->relay, local_count, srv);
     uc_roster_init(&srv->roster, srv->loop, &srv->relay, opts->redis_timeout, roster_walk, srv);
@@ -304,6 +313,7 @@ void uc_server_free(struct uc_server *srv)
     uc_acceptor_free(&srv->acceptor);
     ev_timer_stop(srv->loop, &srv->drain_timer);
     ev_prepare_stop(srv->loop, &srv->prepare);
+    ev_idle_stop(srv->loop, &srv->more);
     ev_ref(srv->loop);
     ev_timer_stop(srv->loop, &srv->liveness);
     uc_buf_unref(srv->ping_frame);

@@ -27,6 +27,7 @@ struct uc_server {
     int listen_fd;
     struct uc_acceptor acceptor;
     ev_prepare prepare;
+    ev_idle more; /* active while flushes wait for the next iteration: the loop polls, not waits */
     ev_signal sigterm, sigint, sighup;
     ev_timer drain_timer;
     int stopping;

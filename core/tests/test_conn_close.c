@@ -1,8 +1,11 @@
-/* test_conn_close.c -- a connection's close counted once, whatever happens inside it: a real
- * server loop with socketpair clients (no network), driven step by step. */
+/* test_conn_close.c -- a connection's close counted once, whatever happens inside it, and a
+ * fan-out written a slice of connections per loop iteration: a real server loop with
+ * socketpair clients (no network), driven step by step. */
+#include <errno.h>
 #include <ev.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -100,9 +103,55 @@ TEST(close_that_overflows_while_catching_up_counts_once)
     uc_server_free(srv);
 }
 
+/* Bytes waiting on a client's end (without reading them). */
+static ssize_t waiting(int fd)
+{
+    char buf[64];
+    ssize_t n = recv(fd, buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT);
+    return n < 0 && errno == EAGAIN ? 0 : n;
+}
+
+/* A broadcast to more connections than one slice (2,048) is written over several loop
+ * iterations, the loop reading in between; a broadcast logged meanwhile reaches every member
+ * once, after the first, whichever slice it was in. */
+TEST(writes_a_large_fan_out_a_slice_per_iteration_in_order)
+{
+    enum { CLIENTS = 2500, SLICE = 2048 };
+    struct uc_server *srv = new_server("4m");
+    static int peers[CLIENTS];
+    for (int i = 0; i < CLIENTS; i++)
+        peers[i] = connect_client(srv);
+    for (int i = 0; i < 10; i++)
+        ev_run(uc_server_loop(srv), EVRUN_NOWAIT); /* the upgrades' answers are out */
+    char buf[256];
+    for (int i = 0; i < CLIENTS; i++)
+        while (waiting(peers[i]) > 0)
+            if (recv(peers[i], buf, sizeof buf, 0) <= 0)
+                break;
+    CHECK_EQ_INT(uc_broadcast(srv, "one", 3, 0, NULL), CLIENTS);
+    ev_run(uc_server_loop(srv), EVRUN_NOWAIT);
+    int written = 0;
+    for (int i = 0; i < CLIENTS; i++)
+        written += waiting(peers[i]) > 0;
+    CHECK_EQ_INT(written, SLICE);
+    CHECK_EQ_INT(uc_broadcast(srv, "two", 3, 0, NULL), CLIENTS);
+    for (int i = 0; i < 10; i++)
+        ev_run(uc_server_loop(srv), EVRUN_NOWAIT);
+    static const unsigned char both[] = {0x81, 3, 'o', 'n', 'e', 0x81, 3, 't', 'w', 'o'};
+    int in_order = 0;
+    for (int i = 0; i < CLIENTS; i++) {
+        ssize_t n = recv(peers[i], buf, sizeof buf, MSG_DONTWAIT);
+        in_order += n == (ssize_t)sizeof both && memcmp(buf, both, sizeof both) == 0;
+        close(peers[i]);
+    }
+    CHECK_EQ_INT(in_order, CLIENTS);
+    uc_server_free(srv);
+}
+
 int main(void)
 {
     RUN(close_that_overflows_while_catching_up_counts_once);
+    RUN(writes_a_large_fan_out_a_slice_per_iteration_in_order);
     uc_outq_release_pool();
     return CHECK_SUMMARY("conn_close");
 }
