@@ -703,9 +703,11 @@ static void on_settled_reply(redisAsyncContext *ac, void *r, void *privdata)
 static void ask_settled(struct shard *s)
 {
     if (!s->pub_up || s->settled ||
-        redisAsyncCommand(s->pub, on_settled_reply, s, "EVAL %s 1 " NODES_KEY, settled_script) !=
+        redisAsyncCommand(s->pub, on_settled_reply, s, "EVAL %s 1 " NODES_KEY, settled_script) ==
             REDIS_OK)
         return;
+    ev_timer_set(&s->settle, SETTLE_EVERY, 0.); /* not sent: ask again */
+    ev_timer_start(s->b->loop, &s->settle);
 }
 
 static void settle_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -736,6 +738,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
         subscribe_everything(s);
     } else {
         s->pub_up = 1;
+        s->settled = !s->lost; /* a first connection publishes at once (queued behind AUTH) */
         s->conn_id = ++s->b->connects;
         write_presence(s);
     }
@@ -813,7 +816,6 @@ static void on_ready(redisAsyncContext *ac, void *r, void *privdata)
     }
     if (ac == s->pub) {
         s->pub_ready = 1;
-        s->settled = !s->lost;
         if (!s->settled) {
             s->settle_since = ev_now(s->b->loop);
             ask_settled(s);
@@ -934,8 +936,6 @@ static void set_label(struct shard *s)
 
 /* ---- where the master is, behind Sentinel ---- */
 
-static void next_sentinel(struct shard *s) { s->next_sentinel++; }
-
 static void on_master(redisAsyncContext *ac, void *r, void *privdata)
 {
     struct shard *s = privdata;
@@ -963,7 +963,7 @@ static void on_master(redisAsyncContext *ac, void *r, void *privdata)
     uc_warn("cluster: sentinel %s:%d does not know master %s (%s); retrying in %.1f s",
             asked_at->host, asked_at->port, s->url.master,
             reply->type == REDIS_REPLY_ERROR ? reply->str : "no such master", s->backoff);
-    next_sentinel(s);
+    s->next_sentinel++;
     redisAsyncDisconnect(ac);
     schedule_retry(s);
 }
@@ -977,7 +977,7 @@ static void on_sentinel_connect(const redisAsyncContext *ac, int status)
     uc_warn("cluster: sentinel %s:%d: %s; retrying in %.1f s", a->host, a->port, ac->errstr,
             s->backoff);
     s->ask = NULL;
-    next_sentinel(s);
+    s->next_sentinel++;
     schedule_retry(s);
 }
 
@@ -1002,7 +1002,7 @@ static void ask_sentinel(struct shard *s)
         uc_warn("cluster: sentinel %s:%d: %s", a->host, a->port, ac ? ac->errstr : "out of memory");
         if (ac)
             redisAsyncFree(ac);
-        next_sentinel(s);
+        s->next_sentinel++;
         schedule_retry(s);
         return;
     }

@@ -287,19 +287,11 @@ static void unmask(uint8_t *p, size_t len, const uint8_t key[4])
         w[1] ^= k64;
         memcpy(p + i, w, 16);
     }
-    if (i + 8 <= len) {
-        uint64_t w;
-        memcpy(&w, p + i, 8);
-        w ^= k64;
-        memcpy(p + i, &w, 8);
-        i += 8;
-    }
-    if (i + 4 <= len) {
+    for (; i + 4 <= len; i += 4) {
         uint32_t w;
         memcpy(&w, p + i, 4);
         w ^= k32;
         memcpy(p + i, &w, 4);
-        i += 4;
     }
     for (; i < len; i++)
         p[i] ^= key[i & 3];

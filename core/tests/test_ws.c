@@ -227,7 +227,7 @@ TEST(reads_whole_small_frames_itself_without_a_wslay_context)
     CHECK(!uc_ws_unfinished(&ws));
 }
 
-/* Unmasking goes sixteen, eight, four and one byte at a time: every length comes out right. */
+/* Unmasking goes sixteen, four and one byte at a time: every length comes out right. */
 TEST(unmasks_a_whole_frame_of_every_length)
 {
     for (size_t len = 0; len <= 70; len++) {

@@ -157,22 +157,6 @@ describe("a cluster with one shard down", function()
       for _, c in ipairs { far[1], far[2], far[3], near } do c:close() end
       cluster.stop(r, a, b)
     end)
-
-  it("refuses more than 16 shards and a sentinel URL without a master, naming the problem", function()
-    local cases = {
-      { ("redis://127.0.0.1:1 "):rep(17), "at most 16 shards" },
-      { "sentinel://127.0.0.1:26379", "no master name" },
-      { "redis://127.0.0.1:6379 http://x", "a URL such as redis://" },
-    }
-    for _, case in ipairs(cases) do
-      local out = os.tmpname()
-      local ok = os.execute(("%s --redis %s --listen 127.0.0.1:0 --push off 2>%s")
-        :format(server.BIN, server.shell_quote(case[1]), out))
-      assert.is_not_true(ok)
-      assert.matches(case[2], server.read_file(out), 1, true)
-      os.remove(out)
-    end
-  end)
 end)
 
 describe("a cluster behind Redis Sentinel #no_memcheck", function()

@@ -421,6 +421,9 @@ describe("cluster with Redis authentication", function()
       { "redis://user@127.0.0.1", "credentials need a ':'" },
       { "redis://127.0.0.1/x", "the database must be a number" },
       { "redis://:pw@", "no host" },
+      { ("redis://127.0.0.1:1 "):rep(17), "at most 16 shards" },
+      { "sentinel://127.0.0.1:26379", "no master name" },
+      { "redis://127.0.0.1:6379 http://x", "a URL such as redis://" },
     }
     for _, case in ipairs(cases) do
       local out = os.tmpname()
