@@ -1041,14 +1041,12 @@ static void connect_missing(struct shard *s)
 static size_t each_url(const char *const *values, size_t n, int (*fn)(const char *, size_t, void *),
                        void *arg)
 {
-    size_t count = 0;
+    size_t count = 0, len;
     for (size_t v = 0; v < n; v++) {
-        for (const char *p = values[v] + strspn(values[v], " \t\n"); *p; p += strspn(p, " \t\n")) {
-            size_t len = strcspn(p, " \t\n");
+        for (const char *p = values[v], *url; (url = uc_redis_url_next(&p, &len));) {
             count++;
-            if (fn && fn(p, len, arg))
+            if (fn && fn(url, len, arg))
                 return count;
-            p += len;
         }
     }
     return count;

@@ -16,6 +16,7 @@
 #include <ini.h>
 
 #include "net.h"
+#include "redis_url.h"
 
 /* Where an installed uidcast reads its options when no --config is given and the file exists
  * (make install and the Debian package define UC_DEFAULT_CONFIG); a build run from the source
@@ -244,12 +245,10 @@ static const char *apply(const struct row *r, const char *value, struct uc_cli *
         return NULL;
     }
     case K_REDIS_URL: {
-        size_t urls = 0;
-        for (const char *p = value + strspn(value, " \t\n"); *p; p += strspn(p, " \t\n"), urls++) {
-            if (strncmp(p, "redis://", 8) != 0 && strncmp(p, "sentinel://", 11) != 0)
+        size_t urls = 0, len;
+        for (const char *p = value, *url; (url = uc_redis_url_next(&p, &len)); urls++)
+            if (strncmp(url, "redis://", 8) != 0 && strncmp(url, "sentinel://", 11) != 0)
                 return "a URL such as redis://127.0.0.1:6379 (or sentinel://HOST:PORT/MASTER)";
-            p += strcspn(p, " \t\n");
-        }
         if (!urls)
             return "a URL such as redis://127.0.0.1:6379";
         if (cli->opt.n_redis == sizeof cli->opt.redis / sizeof cli->opt.redis[0])

@@ -54,6 +54,14 @@ static int parse_db(const char *s, long *db)
     return s[0] && (*end || *db < 0 || *db > 1000000) ? -1 : 0;
 }
 
+const char *uc_redis_url_next(const char **p, size_t *len)
+{
+    const char *url = *p + strspn(*p, " \t\n");
+    *len = strcspn(url, " \t\n");
+    *p = url + *len;
+    return *len ? url : NULL;
+}
+
 int uc_redis_url_parse(const char *url, size_t len, struct uc_redis_url *out, char *err,
                        size_t err_size)
 {

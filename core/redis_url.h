@@ -25,6 +25,10 @@ struct uc_redis_url {
     size_t nsentinels;
 };
 
+/* The next of the white-space separated URLs of a --redis value, from *p on: its start, its
+ * length in *len, and *p moved past it; NULL when none is left. */
+const char *uc_redis_url_next(const char **p, size_t *len);
+
 /* Parses one URL of len bytes: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] or
  * sentinel://[[USER]:PASSWORD@]HOST[:PORT][,HOST[:PORT]...]/MASTER[/DB] (the credentials and
  * the database are the master's; Sentinel's port is 26379 by default). Returns 0, or -1 with a

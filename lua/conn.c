@@ -9,8 +9,8 @@
  * of Lua memory, and the next handler call makes it again. A handle used again is held in the
  * recent generation once per generation (its gen says where it is), so busy connections cost
  * one lookup a call however many there are. When the core reports the close, the handle is
- * forgotten and its pointer cleared: a script that kept it gets a harmless closed handle whose send
- * returns false. */
+ * forgotten and its pointer cleared: a script that kept it gets a harmless closed handle whose
+ * send returns false. */
 #include <string.h>
 
 #include "../core/umap.h"

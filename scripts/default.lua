@@ -39,13 +39,13 @@ local function refuse_uid(uid)
   return nil
 end
 
-local function login(conn, data, is_binary)
+local function login(conn, data, is_binary, protocol)
   if is_binary then
     conn:send("login failed: send your uid as a text message")
     return
   end
   local uid, since = data, nil
-  if conn.protocol then
+  if protocol then
     since = conn.since
     local u, n = data:match("^(.-)\n(%d+)$")
     if u then
@@ -71,7 +71,7 @@ end
 
 function M.on_message(conn, data, is_binary, uid, protocol) -- conn.uid, conn.protocol
   if not uid then
-    return login(conn, data, is_binary)
+    return login(conn, data, is_binary, protocol)
   end
   local target, payload = split(data, ":")
   if not target then
@@ -80,12 +80,10 @@ function M.on_message(conn, data, is_binary, uid, protocol) -- conn.uid, conn.pr
   end
   if target == "all" then
     broadcast(payload, is_binary and BINARY or nil)
+  elseif protocol then -- uidcast.v1: kept, numbered
+    send_uid(target, payload, is_binary and KEPT_BINARY or KEPT)
   else
-    if protocol then -- uidcast.v1: kept, numbered
-      send_uid(target, payload, is_binary and KEPT_BINARY or KEPT)
-    else
-      send_uid(target, payload, is_binary and BINARY or nil)
-    end
+    send_uid(target, payload, is_binary and BINARY or nil)
   end
 end
 
