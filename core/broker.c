@@ -19,11 +19,15 @@
  * the live nodes in one server-side script. Writes are absolute (HSET count, HDEL), so a lost
  * or repeated one cannot drift, and a reconnect writes the whole hash again.
  *
- * After a lost connection a shard takes publications again only once every live node that
- * holds uids on it has subscribed again ("settled"): the last channel a node subscribes on a
- * shard is its own uidcast:r:<node>, so PUBSUB NUMSUB of it says its subscriptions are back.
- * Until then publications are dropped and counted, so a failover or a restart loses nothing
- * uncounted to a node that reconnected later than the publisher. */
+ * After a lost connection a shard takes publications again only once every live node has
+ * subscribed again ("settled"): the last channel a node subscribes on a shard is its own
+ * uidcast:r:<node>, so PUBSUB NUMSUB of it says its subscriptions are back. Which nodes are
+ * live is what this node saw before the loss (the "peers": nodes whose channel was subscribed,
+ * looked up at every heartbeat) together with what the Redis it reconnected to says: after a
+ * failover the promoted replica may lack the last writes (replication is asynchronous), the
+ * other nodes' registrations included. Until settled, publications are dropped and counted,
+ * so a failover or a restart loses nothing uncounted to a node that reconnected later than
+ * the publisher. */
 #include "broker.h"
 
 #include <hiredis/adapters/libev.h>
@@ -58,6 +62,10 @@
 #define ANSWER_PREFIX "uidcast:r:"
 #define ROSTER_REQUEST 'Q'
 #define ROSTER_PAGE 'R'
+/* A node that connected to a shard says so on HELLO_CHANNEL there: the others look up their
+ * peers at once rather than at their next heartbeat. */
+#define HELLO_CHANNEL "uidcast:h"
+#define HELLO 'H'
 /* Runs of unconfirmed SUBSCRIBEs a shard tells apart (more are merged: a login may wait a
  * little longer, never too little). */
 #define RUNS 64
@@ -74,12 +82,28 @@ static const char online_script[] =
     "end\n"
     "return total\n";
 
-/* 1 when every live node (its presence hash exists) has its uidcast:r:<node> subscribed, the
- * channel each node subscribes last on a shard; else 0. */
-static const char settled_script[] =
+/* The nodes in KEYS[1] whose uidcast:r:<node>, the channel each subscribes last, is
+ * subscribed: the peers to wait for after a lost connection. */
+static const char peers_script[] =
+    "local live = {}\n"
     "for _, node in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
-    "  if redis.call('EXISTS', 'uidcast:n:' .. node) == 1 and\n"
-    "     redis.call('PUBSUB', 'NUMSUB', 'uidcast:r:' .. node)[2] == 0 then return 0 end\n"
+    "  if redis.call('PUBSUB', 'NUMSUB', 'uidcast:r:' .. node)[2] > 0 then\n"
+    "    live[#live + 1] = node\n"
+    "  end\n"
+    "end\n"
+    "return live\n";
+
+/* 1 when every node of ARGV (the peers) and every node of KEYS[1] holding uids here (its
+ * presence hash exists) has its uidcast:r:<node> subscribed again; else 0. */
+static const char settled_script[] =
+    "local function back(node)\n"
+    "  return redis.call('PUBSUB', 'NUMSUB', 'uidcast:r:' .. node)[2] > 0\n"
+    "end\n"
+    "for _, node in ipairs(ARGV) do\n"
+    "  if not back(node) then return 0 end\n"
+    "end\n"
+    "for _, node in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
+    "  if redis.call('EXISTS', 'uidcast:n:' .. node) == 1 and not back(node) then return 0 end\n"
     "end\n"
     "return 1\n";
 
@@ -97,6 +121,8 @@ struct shard {
     int settled;              /* publications are taken (see the top of this file) */
     ev_tstamp settle_since;
     ev_timer settle;
+    char *peers;              /* npeers node ids of NODE_ID_LEN, from peers_script; owned, freed */
+    size_t npeers;            /* with the shard or replaced by the next answer */
     uint64_t conn_id;         /* this publishing connection's number, for uc_broker_connection */
     uint64_t presence_writes; /* whole rewrites of this node's presence hash here */
     size_t uids;              /* uids of this shard this node holds */
@@ -135,6 +161,7 @@ struct uc_broker {
 
 static void connect_missing(struct shard *s);
 static void open_missing(struct shard *s);
+static void ask_peers(struct shard *s);
 
 static struct shard *shard_for(struct uc_broker *b, int kind, const char *key, size_t len)
 {
@@ -301,6 +328,10 @@ static void on_publication(redisAsyncContext *ac, void *r, void *privdata)
     }
     if (memcmp(msg->str, b->node_id, NODE_ID_LEN) == 0)
         return; /* our own publication: delivered locally already */
+    if (type == HELLO) {
+        ask_peers(s);
+        return;
+    }
     if (type == UC_UID_DISCONNECT || type == UC_UID_JOIN || type == UC_UID_LEAVE) {
         if (chan->len > 10 && chan->str[8] == 'u')
             uc_server_uid_command(b->srv, type, chan->str + 10, chan->len - 10,
@@ -367,6 +398,7 @@ static void subscribe_everything(struct shard *s)
         subscribe_raw(s, UC_LIT(QUERY_CHANNEL));
         subscribe_raw(s, UC_LIT("uidcast:a"));
     }
+    subscribe_raw(s, UC_LIT(HELLO_CHANNEL));
     uc_server_each_key(s->b->srv, 'u', subscribe_uid, s);
     uc_server_each_key(s->b->srv, 'g', subscribe_group, s);
     char answers[sizeof ANSWER_PREFIX + NODE_ID_LEN];
@@ -493,9 +525,11 @@ static void heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     struct uc_broker *b = container_of(w, struct uc_broker, heartbeat);
-    for (size_t i = 0; i < b->nshards; i++)
+    for (size_t i = 0; i < b->nshards; i++) {
         if (b->shards[i].pub_up)
             register_node(&b->shards[i], on_heartbeat_reply);
+        ask_peers(&b->shards[i]);
+    }
 }
 
 struct online_query {
@@ -552,8 +586,8 @@ static void on_gathered(redisAsyncContext *ac, void *r, void *privdata)
 }
 
 /* PUBLISHes "<node id><type><data>" on chan, answering fn(privdata) when given. */
-static int publish_roster(struct shard *s, const char *chan, size_t chan_len, char type,
-                          const void *data, size_t len, redisCallbackFn *fn, void *privdata)
+static int publish_raw(struct shard *s, const char *chan, size_t chan_len, char type,
+                       const void *data, size_t len, redisCallbackFn *fn, void *privdata)
 {
     char *msg = malloc(NODE_ID_LEN + 1 + len);
     if (!msg)
@@ -575,8 +609,8 @@ static int gather(void *ctx, const void *req, size_t len,
     if (!b->shards[0].pub_up || b->closing || !(g = malloc(sizeof *g)))
         return -1;
     *g = (struct gather_wait){.receivers = receivers, .arg = arg, .id = id};
-    if (publish_roster(&b->shards[0], UC_LIT(QUERY_CHANNEL), ROSTER_REQUEST, req, len, on_gathered,
-                       g) != 0) {
+    if (publish_raw(&b->shards[0], UC_LIT(QUERY_CHANNEL), ROSTER_REQUEST, req, len, on_gathered,
+                    g) != 0) {
         free(g);
         return -1;
     }
@@ -591,7 +625,7 @@ static void answer(void *ctx, const char *node, size_t node_len, const void *pag
         return; /* the asker times out and says its page is partial */
     memcpy(chan, ANSWER_PREFIX, sizeof ANSWER_PREFIX - 1);
     memcpy(chan + sizeof ANSWER_PREFIX - 1, node, NODE_ID_LEN);
-    publish_roster(&b->shards[0], chan, sizeof chan - 1, ROSTER_PAGE, page, len, NULL, NULL);
+    publish_raw(&b->shards[0], chan, sizeof chan - 1, ROSTER_PAGE, page, len, NULL, NULL);
 }
 
 /* ---- publishing ---- */
@@ -675,6 +709,34 @@ static void command(void *ctx, int op, const char *uid, size_t uid_len, const vo
 
 /* ---- settling after a lost connection ---- */
 
+static void on_peers_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    (void)ac;
+    struct shard *s = privdata;
+    redisReply *reply = r;
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || s->b->closing)
+        return;
+    char *peers = malloc(reply->elements * NODE_ID_LEN + 1);
+    if (!peers)
+        return; /* the last list stays: waiting for a node too many is the safe side */
+    size_t n = 0;
+    for (size_t i = 0; i < reply->elements; i++) {
+        const redisReply *e = reply->element[i];
+        if (e->type == REDIS_REPLY_STRING && e->len == NODE_ID_LEN)
+            memcpy(peers + NODE_ID_LEN * n++, e->str, NODE_ID_LEN);
+    }
+    free(s->peers);
+    s->peers = peers;
+    s->npeers = n;
+}
+
+/* Looks up the peers again, on a settled connection (an unsettled one is what they are for). */
+static void ask_peers(struct shard *s)
+{
+    if (s->pub_up && s->settled)
+        redisAsyncCommand(s->pub, on_peers_reply, s, "EVAL %s 1 " NODES_KEY, peers_script);
+}
+
 static void ask_settled(struct shard *s);
 
 static void on_settled_reply(redisAsyncContext *ac, void *r, void *privdata)
@@ -692,6 +754,7 @@ static void on_settled_reply(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
     s->settled = 1;
+    ask_peers(s);
     if (done)
         uc_info("cluster: every node is subscribed again on redis %s after %.3f s; publishing",
                 s->label, waited);
@@ -702,9 +765,29 @@ static void on_settled_reply(redisAsyncContext *ac, void *r, void *privdata)
 
 static void ask_settled(struct shard *s)
 {
-    if (!s->pub_up || s->settled ||
-        redisAsyncCommand(s->pub, on_settled_reply, s, "EVAL %s 1 " NODES_KEY, settled_script) ==
-            REDIS_OK)
+    if (!s->pub_up || s->settled)
+        return;
+    size_t argc = 4 + s->npeers;
+    const char **argv = malloc(argc * sizeof *argv);
+    size_t *argl = malloc(argc * sizeof *argl);
+    int sent = 0;
+    if (argv && argl) {
+        argv[0] = "EVAL";
+        argv[1] = settled_script;
+        argv[2] = "1";
+        argv[3] = NODES_KEY;
+        for (size_t i = 0; i < 4; i++)
+            argl[i] = strlen(argv[i]);
+        for (size_t i = 0; i < s->npeers; i++) {
+            argv[4 + i] = s->peers + i * NODE_ID_LEN;
+            argl[4 + i] = NODE_ID_LEN;
+        }
+        sent =
+            redisAsyncCommandArgv(s->pub, on_settled_reply, s, (int)argc, argv, argl) == REDIS_OK;
+    }
+    free(argv);
+    free(argl);
+    if (sent)
         return;
     ev_timer_set(&s->settle, SETTLE_EVERY, 0.); /* not sent: ask again */
     ev_timer_start(s->b->loop, &s->settle);
@@ -825,6 +908,11 @@ static void on_ready(redisAsyncContext *ac, void *r, void *privdata)
     }
     if (s->pub_ready && s->sub_ready) {
         s->backoff = BACKOFF_MIN;
+        /* Our channels are all subscribed now (this answer follows their confirmations) and
+         * so is HELLO_CHANNEL: a node connecting at the same time is either in our look-up
+         * or says hello after we listen. */
+        ask_peers(s);
+        publish_raw(s, UC_LIT(HELLO_CHANNEL), HELLO, "", 0, NULL, NULL);
         uc_log_event(UC_LOG_INFO, "cluster.connected",
                      json_pack("{s:s,s:s}", "redis", s->label, "node", s->b->node_id),
                      "cluster: connected to redis %s as node %s", s->label, s->b->node_id);
@@ -1071,8 +1159,10 @@ static int parse_shard(const char *url, size_t len, void *arg)
 
 static void free_shards(struct uc_broker *b)
 {
-    for (size_t i = 0; i < b->nshards; i++)
+    for (size_t i = 0; i < b->nshards; i++) {
         uc_redis_url_free(&b->shards[i].url);
+        free(b->shards[i].peers);
+    }
     free(b);
 }
 
