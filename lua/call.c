@@ -232,7 +232,10 @@ static void replace_thread(struct ucl_state *st)
 int ucl_run(struct ucl_state *st, int nargs, int nresults, char *err, size_t err_size)
 {
     lua_State *L = st->L, *co = st->co;
-    lua_xmove(L, co, nargs + 1);
+    /* A hook comes pushed on the handler thread already (ucl_push_hook), which saves moving
+     * it and its arguments on the path of every message; other calls move over from L. */
+    if (lua_gettop(co) == 0)
+        lua_xmove(L, co, nargs + 1);
     st->aborting = NULL;
     st->hooks_left = st->policy->limits.budget / HOOK_EVERY + 1;
     st->deadline_ns = now_ns() + (int64_t)(st->policy->limits.timeout * 1e9);
@@ -320,10 +323,10 @@ int ucl_call(struct ucl_state *st, int nargs, int nresults, const char *what)
     return status;
 }
 
-int ucl_push_hook(struct ucl_state *st, enum ucl_hook hook)
+lua_State *ucl_push_hook(struct ucl_state *st, enum ucl_hook hook)
 {
     if (st->hooks[hook] == LUA_NOREF)
-        return 0;
-    lua_rawgeti(st->L, LUA_REGISTRYINDEX, st->hooks[hook]);
-    return 1;
+        return NULL;
+    lua_rawgeti(st->co, LUA_REGISTRYINDEX, st->hooks[hook]);
+    return st->co;
 }

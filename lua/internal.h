@@ -108,8 +108,10 @@ int ucl_watchdog_start(char *err, size_t err_size);
 void ucl_watchdog_stop(void);
 /* Sets the count hook on a thread for good. */
 void ucl_hook_thread(lua_State *co);
-/* Pushes the hook function and returns 1, or pushes nothing and returns 0. */
-int ucl_push_hook(struct ucl_state *st, enum ucl_hook hook);
+/* Pushes the hook function on the handler thread and returns that thread, where the caller
+ * pushes the arguments (ucl_call leaves the results on st->L); or pushes nothing and returns
+ * NULL when the script has no such hook. */
+lua_State *ucl_push_hook(struct ucl_state *st, enum ucl_hook hook);
 extern const char *const ucl_hook_names[UCL_HOOK_COUNT];
 
 /* conn.c */

@@ -126,19 +126,19 @@ static int on_open(struct uc_conn *conn, const struct uc_open_request *req,
 {
     struct ucl_policy *p = user_data;
     struct ucl_state *st = p->st;
-    lua_State *L = st->L;
-    if (!ucl_push_hook(st, UCL_ON_OPEN))
+    lua_State *L = st->L, *T = ucl_push_hook(st, UCL_ON_OPEN);
+    if (!T)
         return 0;
-    ucl_push_conn(L, conn);
-    lua_createtable(L, 0, 5);
-    lua_pushlstring(L, req->http->path, req->http->path_len);
-    lua_setfield(L, -2, "path");
-    push_query(L, req->http->query, req->http->query_len);
-    lua_setfield(L, -2, "query");
-    push_headers(L, req->http);
-    lua_setfield(L, -2, "headers");
-    lua_pushstring(L, req->remote_addr);
-    lua_setfield(L, -2, "remote_addr");
+    ucl_push_conn(T, conn);
+    lua_createtable(T, 0, 5);
+    lua_pushlstring(T, req->http->path, req->http->path_len);
+    lua_setfield(T, -2, "path");
+    push_query(T, req->http->query, req->http->query_len);
+    lua_setfield(T, -2, "query");
+    push_headers(T, req->http);
+    lua_setfield(T, -2, "headers");
+    lua_pushstring(T, req->remote_addr);
+    lua_setfield(T, -2, "remote_addr");
     if (ucl_call(st, 2, 3, "on_open") != LUA_OK) {
         /* Fail closed: a broken authentication check must not let everyone in. */
         lua_pop(L, 3);
@@ -163,8 +163,8 @@ static void on_message(struct uc_conn *conn, const uint8_t *data, size_t len, in
 {
     struct ucl_policy *p = user_data;
     struct ucl_state *st = p->st;
-    lua_State *L = st->L;
-    if (!ucl_push_hook(st, UCL_ON_MESSAGE))
+    lua_State *L = ucl_push_hook(st, UCL_ON_MESSAGE);
+    if (!L)
         return;
     /* conn.uid and conn.protocol, which nearly every handler reads, handed over: reading a
      * field is a call into C. */
@@ -186,14 +186,14 @@ static void on_close(struct uc_conn *conn, int code, const char *reason, size_t 
 {
     struct ucl_policy *p = user_data;
     struct ucl_state *st = p->st;
-    lua_State *L = st->L;
-    if (ucl_push_hook(st, UCL_ON_CLOSE)) {
-        ucl_push_conn(L, conn);
-        lua_pushinteger(L, code);
-        lua_pushlstring(L, reason ? reason : "", reason_len);
+    lua_State *T = ucl_push_hook(st, UCL_ON_CLOSE);
+    if (T) {
+        ucl_push_conn(T, conn);
+        lua_pushinteger(T, code);
+        lua_pushlstring(T, reason ? reason : "", reason_len);
         ucl_call(st, 3, 0, "on_close");
     }
-    ucl_conn_forget(L, conn);
+    ucl_conn_forget(st->L, conn);
 }
 
 static void on_stop(void *user_data)
@@ -213,8 +213,8 @@ static void on_undelivered(const char *uid, size_t uid_len, uint64_t seq, const 
 {
     struct ucl_policy *p = user_data;
     struct ucl_state *st = p->st;
-    lua_State *L = st->L;
-    if (!ucl_push_hook(st, UCL_ON_UNDELIVERED))
+    lua_State *L = ucl_push_hook(st, UCL_ON_UNDELIVERED);
+    if (!L)
         return;
     lua_pushlstring(L, uid, uid_len);
     lua_pushinteger(L, (lua_Integer)seq);
@@ -229,10 +229,11 @@ static void on_presence(const char *uid, size_t uid_len, int online, uint64_t ve
 {
     struct ucl_policy *p = user_data;
     struct ucl_state *st = p->st;
-    if (!ucl_push_hook(st, online ? UCL_ON_ONLINE : UCL_ON_OFFLINE))
+    lua_State *L = ucl_push_hook(st, online ? UCL_ON_ONLINE : UCL_ON_OFFLINE);
+    if (!L)
         return;
-    lua_pushlstring(st->L, uid, uid_len);
-    lua_pushinteger(st->L, (lua_Integer)version);
+    lua_pushlstring(L, uid, uid_len);
+    lua_pushinteger(L, (lua_Integer)version);
     ucl_call(st, 2, 0, online ? "on_online" : "on_offline");
 }
 
