@@ -126,19 +126,19 @@ static int on_open(struct uc_conn *conn, const struct uc_open_request *req,
 {
     struct ucl_policy *p = user_data;
     struct ucl_state *st = p->st;
-    lua_State *L = st->L, *T = ucl_push_hook(st, UCL_ON_OPEN);
-    if (!T)
+    lua_State *L = st->L, *co = ucl_push_hook(st, UCL_ON_OPEN);
+    if (!co)
         return 0;
-    ucl_push_conn(T, conn);
-    lua_createtable(T, 0, 5);
-    lua_pushlstring(T, req->http->path, req->http->path_len);
-    lua_setfield(T, -2, "path");
-    push_query(T, req->http->query, req->http->query_len);
-    lua_setfield(T, -2, "query");
-    push_headers(T, req->http);
-    lua_setfield(T, -2, "headers");
-    lua_pushstring(T, req->remote_addr);
-    lua_setfield(T, -2, "remote_addr");
+    ucl_push_conn(co, conn);
+    lua_createtable(co, 0, 5);
+    lua_pushlstring(co, req->http->path, req->http->path_len);
+    lua_setfield(co, -2, "path");
+    push_query(co, req->http->query, req->http->query_len);
+    lua_setfield(co, -2, "query");
+    push_headers(co, req->http);
+    lua_setfield(co, -2, "headers");
+    lua_pushstring(co, req->remote_addr);
+    lua_setfield(co, -2, "remote_addr");
     if (ucl_call(st, 2, 3, "on_open") != LUA_OK) {
         /* Fail closed: a broken authentication check must not let everyone in. */
         lua_pop(L, 3);
@@ -163,20 +163,20 @@ static void on_message(struct uc_conn *conn, const uint8_t *data, size_t len, in
 {
     struct ucl_policy *p = user_data;
     struct ucl_state *st = p->st;
-    lua_State *L = ucl_push_hook(st, UCL_ON_MESSAGE);
-    if (!L)
+    lua_State *co = ucl_push_hook(st, UCL_ON_MESSAGE);
+    if (!co)
         return;
     /* conn.uid and conn.protocol, which nearly every handler reads, handed over: reading a
      * field is a call into C. */
-    struct conn_handle *h = ucl_push_conn(L, conn);
-    lua_pushlstring(L, (const char *)data, len);
-    lua_pushboolean(L, binary);
-    ucl_push_conn_uid(L, -3, h);
+    struct conn_handle *h = ucl_push_conn(co, conn);
+    lua_pushlstring(co, (const char *)data, len);
+    lua_pushboolean(co, binary);
+    ucl_push_conn_uid(co, -3, h);
     const char *protocol = uc_conn_protocol(conn);
     if (protocol)
-        lua_pushstring(L, protocol);
+        lua_pushstring(co, protocol);
     else
-        lua_pushnil(L);
+        lua_pushnil(co);
     if (ucl_call(st, 5, 0, "on_message") == UCL_BUDGET)
         uc_conn_close(conn, 1011, UC_LIT("script took too long"));
 }
@@ -186,11 +186,11 @@ static void on_close(struct uc_conn *conn, int code, const char *reason, size_t 
 {
     struct ucl_policy *p = user_data;
     struct ucl_state *st = p->st;
-    lua_State *T = ucl_push_hook(st, UCL_ON_CLOSE);
-    if (T) {
-        ucl_push_conn(T, conn);
-        lua_pushinteger(T, code);
-        lua_pushlstring(T, reason ? reason : "", reason_len);
+    lua_State *co = ucl_push_hook(st, UCL_ON_CLOSE);
+    if (co) {
+        ucl_push_conn(co, conn);
+        lua_pushinteger(co, code);
+        lua_pushlstring(co, reason ? reason : "", reason_len);
         ucl_call(st, 3, 0, "on_close");
     }
     ucl_conn_forget(st->L, conn);
@@ -213,14 +213,14 @@ static void on_undelivered(const char *uid, size_t uid_len, uint64_t seq, const 
 {
     struct ucl_policy *p = user_data;
     struct ucl_state *st = p->st;
-    lua_State *L = ucl_push_hook(st, UCL_ON_UNDELIVERED);
-    if (!L)
+    lua_State *co = ucl_push_hook(st, UCL_ON_UNDELIVERED);
+    if (!co)
         return;
-    lua_pushlstring(L, uid, uid_len);
-    lua_pushinteger(L, (lua_Integer)seq);
-    lua_pushlstring(L, data, len);
-    lua_pushstring(L, reason);
-    lua_pushboolean(L, binary);
+    lua_pushlstring(co, uid, uid_len);
+    lua_pushinteger(co, (lua_Integer)seq);
+    lua_pushlstring(co, data, len);
+    lua_pushstring(co, reason);
+    lua_pushboolean(co, binary);
     ucl_call(st, 5, 0, "on_undelivered");
 }
 
@@ -229,11 +229,11 @@ static void on_presence(const char *uid, size_t uid_len, int online, uint64_t ve
 {
     struct ucl_policy *p = user_data;
     struct ucl_state *st = p->st;
-    lua_State *L = ucl_push_hook(st, online ? UCL_ON_ONLINE : UCL_ON_OFFLINE);
-    if (!L)
+    lua_State *co = ucl_push_hook(st, online ? UCL_ON_ONLINE : UCL_ON_OFFLINE);
+    if (!co)
         return;
-    lua_pushlstring(L, uid, uid_len);
-    lua_pushinteger(L, (lua_Integer)version);
+    lua_pushlstring(co, uid, uid_len);
+    lua_pushinteger(co, (lua_Integer)version);
     ucl_call(st, 2, 0, online ? "on_online" : "on_offline");
 }
 
