@@ -82,28 +82,31 @@ static const char online_script[] =
     "end\n"
     "return total\n";
 
-/* The nodes in KEYS[1] whose uidcast:r:<node>, the channel each subscribes last, is
- * subscribed: the peers to wait for after a lost connection. */
-static const char peers_script[] =
-    "local live = {}\n"
-    "for _, node in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
-    "  if redis.call('PUBSUB', 'NUMSUB', 'uidcast:r:' .. node)[2] > 0 then\n"
-    "    live[#live + 1] = node\n"
-    "  end\n"
+/* Whether a node's channel ANSWER_PREFIX<node>, the one each subscribes last on a shard, is
+ * subscribed: its subscriptions there are all in place. Shared by the two scripts below. */
+#define SUBSCRIBED_FN                                                                              \
+    "local function subscribed(node)\n"                                                            \
+    "  return redis.call('PUBSUB', 'NUMSUB', '" ANSWER_PREFIX "' .. node)[2] > 0\n"                \
     "end\n"
-    "return live\n";
+
+/* The nodes in KEYS[1] that are subscribed: the peers to wait for after a lost connection. */
+static const char peers_script[] =
+    SUBSCRIBED_FN "local live = {}\n"
+                  "for _, node in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
+                  "  if subscribed(node) then live[#live + 1] = node end\n"
+                  "end\n"
+                  "return live\n";
 
 /* 1 when every node of ARGV (the peers) and every node of KEYS[1] holding uids here (its
- * presence hash exists) has its uidcast:r:<node> subscribed again; else 0. */
-static const char settled_script[] =
-    "local function back(node)\n"
-    "  return redis.call('PUBSUB', 'NUMSUB', 'uidcast:r:' .. node)[2] > 0\n"
-    "end\n"
+ * presence hash exists) is subscribed again; else 0. */
+static const char settled_script[] = SUBSCRIBED_FN
     "for _, node in ipairs(ARGV) do\n"
-    "  if not back(node) then return 0 end\n"
+    "  if not subscribed(node) then return 0 end\n"
     "end\n"
     "for _, node in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
-    "  if redis.call('EXISTS', 'uidcast:n:' .. node) == 1 and not back(node) then return 0 end\n"
+    "  if redis.call('EXISTS', 'uidcast:n:' .. node) == 1 and not subscribed(node) then\n"
+    "    return 0\n"
+    "  end\n"
     "end\n"
     "return 1\n";
 
