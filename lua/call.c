@@ -41,11 +41,15 @@ static int64_t now_ns(void)
 }
 
 /* Charges HOOK_EVERY instructions' worth; true once the budget or the deadline is spent (and
- * from then on, until the handler has unwound). */
+ * from then on, until the handler has unwound). The first charge starts the clock: it comes
+ * within one watchdog tick of the handler's start (the tick hooks it), and reading the clock
+ * there rather than in ucl_run keeps it off the path of every handler that ends sooner. */
 static int spent(struct ucl_state *st)
 {
     if (st->aborting)
         return 1;
+    if (st->deadline_ns == 0)
+        st->deadline_ns = now_ns() + (int64_t)(st->policy->limits.timeout * 1e9);
     if (--st->hooks_left <= 0)
         st->aborting = budget_message;
     else if (now_ns() >= st->deadline_ns)
@@ -216,17 +220,22 @@ static void describe_failure(lua_State *co, int status, char *err, size_t err_si
     snprintf(err, err_size, "%s", lua_tostring(co, -1));
 }
 
-/* Replaces the handler thread after a failure. A thread that an error or a budget yield left
- * is not safe to reuse, even after lua_resetthread: an error raised from the count hook leaves
+/* A new handler thread replaces the old after a failure. A thread that an error or a budget yield
+ * left is not safe to reuse, even after lua_resetthread: an error raised from the count hook leaves
  * hooks disabled on it for good (Lua restores allowhook only in its own pcall, not in
  * lua_resume), and a yield out of xpcall leaves xpcall's message handler installed. Its
  * to-be-closed variables are not closed: running their __close there would run it with hooks
  * off, outside the budget. */
-static void replace_thread(struct ucl_state *st)
+void ucl_new_handler_thread(struct ucl_state *st)
 {
-    luaL_unref(st->L, LUA_REGISTRYINDEX, st->co_ref);
-    st->co = lua_newthread(st->L);
-    st->co_ref = luaL_ref(st->L, LUA_REGISTRYINDEX);
+    lua_State *L = st->L;
+    luaL_unref(L, LUA_REGISTRYINDEX, st->co_ref);
+    lua_State *co = lua_newthread(L);
+    st->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    st->co = co;
+    lua_rawgeti(co, LUA_REGISTRYINDEX, st->handles.all);
+    for (int h = 0; h < UCL_HOOK_COUNT; h++)
+        lua_rawgeti(co, LUA_REGISTRYINDEX, st->hooks[h]); /* LUA_NOREF gives nil */
 }
 
 int ucl_run(struct ucl_state *st, int nargs, int nresults, char *err, size_t err_size)
@@ -234,11 +243,11 @@ int ucl_run(struct ucl_state *st, int nargs, int nresults, char *err, size_t err
     lua_State *L = st->L, *co = st->co;
     /* A hook comes pushed on the handler thread already (ucl_push_hook), which saves moving
      * it and its arguments on the path of every message; other calls move over from L. */
-    if (lua_gettop(co) == 0)
+    if (lua_gettop(co) == UCL_CO_BASE)
         lua_xmove(L, co, nargs + 1);
     st->aborting = NULL;
     st->hooks_left = st->policy->limits.budget / HOOK_EVERY + 1;
-    st->deadline_ns = now_ns() + (int64_t)(st->policy->limits.timeout * 1e9);
+    st->deadline_ns = 0; /* set by the first charge (spent) */
     int nres = 0;
     st->enforce_limit = 1;
     lua_State *outer = running;
@@ -249,12 +258,15 @@ int ucl_run(struct ucl_state *st, int nargs, int nresults, char *err, size_t err
     if (lua_gethookmask(co))
         lua_sethook(co, NULL, 0, 0); /* the next handler starts unhooked again */
     if (status == LUA_OK) {
+        /* lua_resume counts the thread's whole stack, the base below the handler included;
+         * moving the results leaves the base alone on it. */
+        nres -= UCL_CO_BASE;
         if (nres > nresults)
             lua_pop(co, nres - nresults);
-        lua_xmove(co, L, nres < nresults ? nres : nresults);
+        if (nresults > 0)
+            lua_xmove(co, L, nres < nresults ? nres : nresults);
         for (int i = nres; i < nresults; i++)
             lua_pushnil(L);
-        lua_settop(co, 0);
         return LUA_OK;
     }
     if (st->aborting == budget_message) {
@@ -272,7 +284,7 @@ int ucl_run(struct ucl_state *st, int nargs, int nresults, char *err, size_t err
     } else {
         describe_failure(co, status, err, err_size);
     }
-    replace_thread(st);
+    ucl_new_handler_thread(st);
     st->aborting = NULL;
     for (int i = 0; i < nresults; i++)
         lua_pushnil(L);
@@ -327,6 +339,6 @@ lua_State *ucl_push_hook(struct ucl_state *st, enum ucl_hook hook)
 {
     if (st->hooks[hook] == LUA_NOREF)
         return NULL;
-    lua_rawgeti(st->co, LUA_REGISTRYINDEX, st->hooks[hook]);
+    lua_pushvalue(st->co, UCL_CO_HOOK(hook));
     return st->co;
 }

@@ -70,13 +70,13 @@ static void hold_recent(lua_State *L, struct ucl_state *st, struct conn_handle *
     h->gen = st->handles.gen;
 }
 
-struct conn_handle *ucl_push_conn(lua_State *L, struct uc_conn *c)
+/* Pushes c's handle, found in or added to the table of every handle at index all (absolute). */
+static struct conn_handle *push_handle(lua_State *L, int all, struct uc_conn *c)
 {
     struct ucl_state *st = ucl_state_of(L);
     lua_Integer id = (lua_Integer)uc_conn_id(c);
-    push_table(L, st->handles.all);
     struct conn_handle *h;
-    if (lua_rawgeti(L, -1, id) != LUA_TNIL) {
+    if (lua_rawgeti(L, all, id) != LUA_TNIL) {
         h = lua_touserdata(L, -1);
     } else {
         lua_pop(L, 1);
@@ -84,13 +84,25 @@ struct conn_handle *ucl_push_conn(lua_State *L, struct uc_conn *c)
         *h = (struct conn_handle){.conn = c, .id = id, .gen = st->handles.gen - 1};
         luaL_setmetatable(L, CONN_MT);
         lua_pushvalue(L, -1);
-        lua_rawseti(L, -3, id);
+        lua_rawseti(L, all, id);
         st->handles.made++;
     }
-    lua_replace(L, -2);
     if (h->gen != st->handles.gen)
         hold_recent(L, st, h);
     return h;
+}
+
+struct conn_handle *ucl_push_conn(lua_State *L, struct uc_conn *c)
+{
+    push_table(L, ucl_state_of(L)->handles.all);
+    struct conn_handle *h = push_handle(L, lua_gettop(L), c);
+    lua_remove(L, -2);
+    return h;
+}
+
+struct conn_handle *ucl_push_hook_conn(lua_State *co, struct uc_conn *c)
+{
+    return push_handle(co, UCL_CO_HANDLES, c);
 }
 
 static void forget_in(lua_State *L, int ref, lua_Integer id)

@@ -31,9 +31,18 @@ enum ucl_hook {
 #define UCL_SMALL_STEP 16
 #define UCL_SMALL_CLASSES 16 /* blocks of 16, 32, ... 256 bytes */
 
+/* The handler thread's stack starts with what every hook call pushes, so that pushing it is a
+ * copy, not a registry lookup: the table of every conn handle (conn.c), then each hook's
+ * function (nil where the script has none). A handler runs above it and cannot reach it. */
+#define UCL_CO_HANDLES 1
+#define UCL_CO_HOOK(hook) (2 + (hook))
+#define UCL_CO_BASE (1 + UCL_HOOK_COUNT)
+
 struct ucl_state {
     lua_State *L;
-    lua_State *co; /* the thread every handler runs on, so the budget can stop it by yielding */
+    /* The thread every handler runs on, so the budget can stop it by yielding; its stack starts
+     * with UCL_CO_BASE values (above). */
+    lua_State *co;
     int co_ref;
     struct ucl_policy *policy;
     size_t mem_used, mem_limit;
@@ -41,7 +50,8 @@ struct ucl_state {
     size_t small_kept;   /* bytes in the lists of small */
     int enforce_limit;   /* the memory cap applies while a handler runs (see vm.c) */
     long hooks_left;     /* count-hook calls left in the current handler's budget */
-    int64_t deadline_ns; /* CLOCK_MONOTONIC_COARSE time the current handler must end by */
+    int64_t deadline_ns; /* CLOCK_MONOTONIC_COARSE time the current handler must end by; 0 until its
+                            first charge */
     /* Why the current handler is being stopped (budget or deadline), or NULL: while set, every
      * pcall rethrows until the handler is gone. */
     const char *aborting;
@@ -112,6 +122,9 @@ void ucl_hook_thread(lua_State *co);
  * pushes the arguments (ucl_call leaves the results on st->L); or pushes nothing and returns
  * NULL when the script has no such hook. */
 lua_State *ucl_push_hook(struct ucl_state *st, enum ucl_hook hook);
+/* Makes a new handler thread with its base (UCL_CO_BASE), dropping the old one (if any):
+ * once at the start, again when the hooks are known, and after every failure. */
+void ucl_new_handler_thread(struct ucl_state *st);
 extern const char *const ucl_hook_names[UCL_HOOK_COUNT];
 
 /* conn.c */
@@ -119,6 +132,9 @@ void ucl_conn_register(lua_State *L);
 struct conn_handle;
 /* Pushes the handle of c, creating it on first use in this state, and returns it. */
 struct conn_handle *ucl_push_conn(lua_State *L, struct uc_conn *c);
+/* The same, for a hook's argument pushed on the handler thread after ucl_push_hook (it finds
+ * the handles in the thread's base). */
+struct conn_handle *ucl_push_hook_conn(lua_State *co, struct uc_conn *c);
 /* Pushes conn.uid of h, the handle at idx (nil when unbound). */
 void ucl_push_conn_uid(lua_State *L, int idx, struct conn_handle *h);
 /* Marks c's handle (if any) closed and forgets it. */

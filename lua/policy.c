@@ -129,7 +129,7 @@ static int on_open(struct uc_conn *conn, const struct uc_open_request *req,
     lua_State *L = st->L, *co = ucl_push_hook(st, UCL_ON_OPEN);
     if (!co)
         return 0;
-    ucl_push_conn(co, conn);
+    ucl_push_hook_conn(co, conn);
     lua_createtable(co, 0, 5);
     lua_pushlstring(co, req->http->path, req->http->path_len);
     lua_setfield(co, -2, "path");
@@ -168,7 +168,7 @@ static void on_message(struct uc_conn *conn, const uint8_t *data, size_t len, in
         return;
     /* conn.uid and conn.protocol, which nearly every handler reads, handed over: reading a
      * field is a call into C. */
-    struct conn_handle *h = ucl_push_conn(co, conn);
+    struct conn_handle *h = ucl_push_hook_conn(co, conn);
     lua_pushlstring(co, (const char *)data, len);
     lua_pushboolean(co, binary);
     ucl_push_conn_uid(co, -3, h);
@@ -188,7 +188,7 @@ static void on_close(struct uc_conn *conn, int code, const char *reason, size_t 
     struct ucl_state *st = p->st;
     lua_State *co = ucl_push_hook(st, UCL_ON_CLOSE);
     if (co) {
-        ucl_push_conn(co, conn);
+        ucl_push_hook_conn(co, conn);
         lua_pushinteger(co, code);
         lua_pushlstring(co, reason ? reason : "", reason_len);
         ucl_call(st, 3, 0, "on_close");

@@ -355,6 +355,7 @@ struct ucl_state *ucl_state_new(struct ucl_policy *p, char *err, size_t err_size
     st->mem_limit = p->limits.memory;
     for (int h = 0; h < UCL_HOOK_COUNT; h++)
         st->hooks[h] = LUA_NOREF;
+    st->co_ref = LUA_NOREF;
     st->L = lua_newstate(capped_alloc, st);
     if (!st->L) {
         snprintf(err, err_size, "cannot create a Lua state (memory limit %zu bytes)",
@@ -375,10 +376,10 @@ struct ucl_state *ucl_state_new(struct ucl_policy *p, char *err, size_t err_size
     lua_pushcfunction(L, open_sandbox);
     if (lua_pcall(L, 0, 0, 0) != LUA_OK)
         goto fail;
-    st->co = lua_newthread(L);
-    st->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    ucl_new_handler_thread(st);
     if (load_script(st, p->script) != 0)
         goto fail;
+    ucl_new_handler_thread(st); /* with the hooks in its base */
     return st;
 
 fail:
