@@ -83,25 +83,33 @@ static void small_free_all(struct ucl_state *st)
 static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
     struct ucl_state *st = ud;
-    if (!ptr)
-        osize = 0;
+    /* The two calls of every message's strings first: a new block (osize then only says what
+     * Lua makes), and a block freed. */
+    if (!ptr) {
+        if (nsize == 0 || (st->enforce_limit && st->mem_used + nsize > st->mem_limit))
+            return NULL;
+        size_t c = small_class(nsize);
+        void *p = c ? small_take(st, c) : malloc(nsize);
+        if (p)
+            st->mem_used += nsize;
+        return p;
+    }
     if (nsize == 0) {
-        if (ptr)
-            block_free(st, ptr, osize);
+        block_free(st, ptr, osize);
         st->mem_used -= osize;
         return NULL;
     }
     if (nsize > osize && st->enforce_limit && st->mem_used + (nsize - osize) > st->mem_limit)
         return NULL;
-    size_t oc = ptr ? small_class(osize) : 0, nc = small_class(nsize);
+    size_t oc = small_class(osize), nc = small_class(nsize);
     void *p;
-    if (ptr && oc && oc == nc) {
+    if (oc && oc == nc) {
         p = ptr; /* it fits the block it has */
-    } else if (ptr && !oc && !nc) {
+    } else if (!oc && !nc) {
         p = realloc(ptr, nsize);
     } else {
         p = nc ? small_take(st, nc) : malloc(nsize);
-        if (p && ptr) {
+        if (p) {
             memcpy(p, ptr, osize < nsize ? osize : nsize);
             block_free(st, ptr, osize);
         }
