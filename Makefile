@@ -2,7 +2,10 @@
 
 CC       ?= cc
 BUILD    ?= build
-CFLAGS   ?= -O2 -g
+# -O3 and link-time optimisation: the path of a message crosses a dozen small functions in
+# several files (a conn's id, its uid, a buffer's refcount), which LTO inlines across files
+# (make profile: 3,230 -> 3,028 instructions per routed message against -O2).
+CFLAGS   ?= -O3 -g -flto=auto
 # The flags the code needs; CFLAGS (optimisation, sanitizers) may be overridden on the command line.
 ALL_CFLAGS = $(CFLAGS) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror \
              $(shell pkg-config --cflags lua5.4 2>/dev/null) \
