@@ -465,7 +465,8 @@ static void loop_once(int timeout_ms)
     nrefill = 0;
 }
 
-static double process_cpu(int pid)
+/* CPU seconds pid has used, in user mode and in the kernel on its behalf. */
+static double process_cpu(int pid, double *user)
 {
     char path[64], line[1024];
     snprintf(path, sizeof path, "/proc/%d/stat", pid);
@@ -480,14 +481,18 @@ static double process_cpu(int pid)
     unsigned long utime = 0, stime = 0;
     /* fields after the command: state(3) ... utime(14) stime(15) */
     sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime);
+    *user += (double)utime / (double)sysconf(_SC_CLK_TCK);
     return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
 }
 
-static double server_cpu(void)
+/* The servers' CPU seconds, and in *user those in user mode: where a server's work goes when
+ * the kernel's share of each message dominates. */
+static double server_cpu(double *user)
 {
     double sum = 0;
+    *user = 0;
     for (int i = 0; i < opt.npids; i++)
-        sum += process_cpu(opt.server_pids[i]);
+        sum += process_cpu(opt.server_pids[i], user);
     return sum;
 }
 
@@ -707,7 +712,8 @@ int main(int argc, char **argv)
 
     /* the measured phase */
     sending = 1;
-    double cpu0 = server_cpu();
+    double user0, user1;
+    double cpu0 = server_cpu(&user0);
     uint64_t start = now_ns(), stop = start + (uint64_t)(opt.duration * 1e9);
     if (opt.mode == ROUTE)
         for (int i = 0; i < opt.conns; i++)
@@ -721,7 +727,7 @@ int main(int argc, char **argv)
         loop_once(10);
     sending = 0;
     double elapsed = (double)(now_ns() - start) / 1e9;
-    double cpu = server_cpu() - cpu0;
+    double cpu = server_cpu(&user1) - cpu0, user = user1 - user0;
     uint64_t received_in_window = total_received;
     /* drain what is in flight, up to 3 s */
     uint64_t expected = opt.mode == BROADCAST ? clients[0].sent * (uint64_t)opt.conns : total_sent;
@@ -732,19 +738,20 @@ int main(int argc, char **argv)
     double rate = (double)received_in_window / elapsed;
     double per_cpu = cpu > 0 ? (double)received_in_window / cpu : 0;
     const char *unit = opt.mode == ROUTE ? "msgs" : opt.mode == BROADCAST ? "deliveries" : "pushes";
-    printf("%-8s %-15s %6d conns: %.0f %s/s, %.0f per server CPU-second (server CPU %.0f%%), "
-           "p50 %.2f ms, p99 %.2f ms, lost %llu, dup %llu, out-of-order %llu%s\n",
+    printf("%-8s %-15s %6d conns: %.0f %s/s, %.0f per server CPU-second (server CPU %.0f%%, "
+           "user %.0f%%), p50 %.2f ms, p99 %.2f ms, lost %llu, dup %llu, out-of-order %llu%s\n",
            opt.label, opt.name, opt.conns, rate, unit, per_cpu, 100 * cpu / elapsed,
-           percentile_ms(0.50), percentile_ms(0.99), (unsigned long long)lost,
+           100 * user / elapsed, percentile_ms(0.50), percentile_ms(0.99), (unsigned long long)lost,
            (unsigned long long)dup_count, (unsigned long long)lost_order,
            push_errors ? " PUSH ERRORS" : "");
     printf("{\"label\":\"%s\",\"workload\":\"%s\",\"conns\":%d,\"per_s\":%.0f,"
-           "\"per_server_cpu_s\":%.0f,\"server_cpu_share\":%.3f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,"
+           "\"per_server_cpu_s\":%.0f,\"server_cpu_share\":%.3f,\"server_user_share\":%.3f,"
+           "\"p50_ms\":%.3f,\"p99_ms\":%.3f,"
            "\"lost\":%llu,\"dup\":%llu,\"out_of_order\":%llu,\"push_errors\":%llu,"
            "\"received\":%llu}\n",
-           opt.label, opt.name, opt.conns, rate, per_cpu, cpu / elapsed, percentile_ms(0.50),
-           percentile_ms(0.99), (unsigned long long)lost, (unsigned long long)dup_count,
-           (unsigned long long)lost_order, (unsigned long long)push_errors,
-           (unsigned long long)total_received);
+           opt.label, opt.name, opt.conns, rate, per_cpu, cpu / elapsed, user / elapsed,
+           percentile_ms(0.50), percentile_ms(0.99), (unsigned long long)lost,
+           (unsigned long long)dup_count, (unsigned long long)lost_order,
+           (unsigned long long)push_errors, (unsigned long long)total_received);
     return lost || dup_count || lost_order || push_errors ? 3 : 0;
 }
