@@ -46,26 +46,39 @@ static size_t small_class(size_t size)
     return size && c <= UCL_SMALL_CLASSES ? c : 0;
 }
 
-static void *small_take(struct ucl_state *st, size_t c)
+/* A kept block of class c, or NULL when there is none. */
+static void *small_reuse(struct ucl_state *st, size_t c)
 {
     void *p = uc_freelist_pop(&st->small[c - 1]);
-    if (!p)
-        return malloc(c * UCL_SMALL_STEP);
-    st->small_kept -= c * UCL_SMALL_STEP;
+    if (p)
+        st->small_kept -= c * UCL_SMALL_STEP;
     return p;
+}
+
+static void *small_take(struct ucl_state *st, size_t c)
+{
+    void *p = small_reuse(st, c);
+    return p ? p : malloc(c * UCL_SMALL_STEP);
+}
+
+/* Keeps p, a block Lua knew as size bytes, for reuse if it is small and the lists have room;
+ * says whether it did. */
+static int small_keep(struct ucl_state *st, void *p, size_t size)
+{
+    size_t c = small_class(size), bytes = c * UCL_SMALL_STEP;
+    size_t keep = st->mem_used > SMALL_KEEP_MIN ? st->mem_used : SMALL_KEEP_MIN;
+    if (!c || st->small_kept + bytes > keep)
+        return 0;
+    uc_freelist_push(&st->small[c - 1], p, UINT_MAX);
+    st->small_kept += bytes;
+    return 1;
 }
 
 /* Frees a block Lua knew as size bytes. */
 static void block_free(struct ucl_state *st, void *p, size_t size)
 {
-    size_t c = small_class(size), bytes = c * UCL_SMALL_STEP;
-    size_t keep = st->mem_used > SMALL_KEEP_MIN ? st->mem_used : SMALL_KEEP_MIN;
-    if (c && st->small_kept + bytes <= keep) {
-        uc_freelist_push(&st->small[c - 1], p, UINT_MAX);
-        st->small_kept += bytes;
-    } else {
+    if (!small_keep(st, p, size))
         free(p);
-    }
 }
 
 static void small_free_all(struct ucl_state *st)
@@ -75,18 +88,19 @@ static void small_free_all(struct ucl_state *st)
     st->small_kept = 0;
 }
 
-/* Fails allocations beyond the state's limit while a handler runs: the handler gets a "not
- * enough memory" error, the process keeps its memory. Outside a handler (the core building a
- * request table, a traceback being formatted) the cap is not applied, because a memory error
- * outside a protected call would make Lua abort the whole process; those allocations are
- * small and bounded by the core's own limits. */
-static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+/* Whether growing the state by grow bytes would pass its cap (applied while a handler runs). */
+static int over_cap(const struct ucl_state *st, size_t grow)
 {
-    struct ucl_state *st = ud;
-    /* The two calls of every message's strings first: a new block (osize then only says what
-     * Lua makes), and a block freed. */
-    if (!ptr) {
-        if (nsize == 0 || (st->enforce_limit && st->mem_used + nsize > st->mem_limit))
+    return st->enforce_limit && st->mem_used + grow > st->mem_limit;
+}
+
+/* Every case of capped_alloc (below); kept out of line so that the two cases on the path of
+ * every message need no stack frame. */
+__attribute__((noinline)) static void *alloc_any(struct ucl_state *st, void *ptr, size_t osize,
+                                                 size_t nsize)
+{
+    if (!ptr) { /* a new block; osize then only says what Lua makes */
+        if (nsize == 0 || over_cap(st, nsize))
             return NULL;
         size_t c = small_class(nsize);
         void *p = c ? small_take(st, c) : malloc(nsize);
@@ -99,7 +113,7 @@ static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         st->mem_used -= osize;
         return NULL;
     }
-    if (nsize > osize && st->enforce_limit && st->mem_used + (nsize - osize) > st->mem_limit)
+    if (nsize > osize && over_cap(st, nsize - osize))
         return NULL;
     size_t oc = small_class(osize), nc = small_class(nsize);
     void *p;
@@ -121,6 +135,30 @@ static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     }
     st->mem_used = st->mem_used - osize + nsize;
     return p;
+}
+
+/* Fails allocations beyond the state's limit while a handler runs: the handler gets a "not
+ * enough memory" error, the process keeps its memory. Outside a handler (the core building a
+ * request table, a traceback being formatted) the cap is not applied, because a memory error
+ * outside a protected call would make Lua abort the whole process; those allocations are
+ * small and bounded by the core's own limits. */
+static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    struct ucl_state *st = ud;
+    /* The calls every message's strings make, in short: a new small block taken from its list,
+     * and a small block freed onto its list; anything else goes to alloc_any. */
+    if (!ptr) {
+        size_t c = small_class(nsize);
+        void *p;
+        if (c && !over_cap(st, nsize) && (p = small_reuse(st, c))) {
+            st->mem_used += nsize;
+            return p;
+        }
+    } else if (nsize == 0 && small_keep(st, ptr, osize)) {
+        st->mem_used -= osize;
+        return NULL;
+    }
+    return alloc_any(st, ptr, osize, nsize);
 }
 
 /* load() with the mode forced to text, keeping the caller's argument count (an explicit nil
