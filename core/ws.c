@@ -457,27 +457,24 @@ struct uc_buf *uc_ws_frame(int opcode, const void *payload, size_t len)
 struct uc_buf *uc_ws_frame_prefixed(int opcode, const void *prefix, size_t prefix_len,
                                     const void *payload, size_t len)
 {
-    uint8_t head[10];
-    size_t head_len, total = prefix_len + len;
+    size_t total = prefix_len + len;
+    size_t head_len = total < 126 ? 2 : total <= 0xffff ? 4 : 10;
+    struct uc_buf *b = uc_buf_new(head_len + total);
+    if (!b)
+        return NULL;
+    uint8_t *head = b->data;
     head[0] = (uint8_t)(0x80 | (opcode & 0x0f));
-    if (total < 126) {
+    if (head_len == 2) {
         head[1] = (uint8_t)total;
-        head_len = 2;
-    } else if (total <= 0xffff) {
+    } else if (head_len == 4) {
         head[1] = 126;
         head[2] = (uint8_t)(total >> 8);
         head[3] = (uint8_t)total;
-        head_len = 4;
     } else {
         head[1] = 127;
         for (int i = 0; i < 8; i++)
             head[2 + i] = (uint8_t)((uint64_t)total >> (56 - 8 * i));
-        head_len = 10;
     }
-    struct uc_buf *b = uc_buf_new(head_len + total);
-    if (!b)
-        return NULL;
-    memcpy(b->data, head, head_len);
     if (prefix_len)
         memcpy(b->data + head_len, prefix, prefix_len);
     if (len)
