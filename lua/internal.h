@@ -47,11 +47,11 @@ struct ucl_state {
     struct ucl_policy *policy;
     size_t mem_used, mem_limit;
     struct uc_freelist small[UCL_SMALL_CLASSES];
-    size_t small_kept;   /* bytes in the lists of small */
-    int enforce_limit;   /* the memory cap applies while a handler runs (see vm.c) */
-    long hooks_left;     /* count-hook calls left in the current handler's budget */
-    int64_t deadline_ns; /* CLOCK_MONOTONIC_COARSE time the current handler must end by; 0 until its
-                            first charge */
+    size_t small_kept; /* bytes in the lists of small */
+    int enforce_limit; /* the memory cap applies while a handler runs (see vm.c) */
+    long hooks_left;   /* count-hook calls left in the current handler's budget */
+    /* CLOCK_MONOTONIC_COARSE time the current handler must end by; 0 until its first charge. */
+    int64_t deadline_ns;
     /* Why the current handler is being stopped (budget or deadline), or NULL: while set, every
      * pcall rethrows until the handler is gone. */
     const char *aborting;
