@@ -220,11 +220,11 @@ static void describe_failure(lua_State *co, int status, char *err, size_t err_si
     snprintf(err, err_size, "%s", lua_tostring(co, -1));
 }
 
-/* A new handler thread replaces the old after a failure. A thread that an error or a budget yield
- * left is not safe to reuse, even after lua_resetthread: an error raised from the count hook leaves
- * hooks disabled on it for good (Lua restores allowhook only in its own pcall, not in
- * lua_resume), and a yield out of xpcall leaves xpcall's message handler installed. Its
- * to-be-closed variables are not closed: running their __close there would run it with hooks
+/* Besides the first, a new handler thread replaces the old after every failure. A thread that an
+ * error or a budget yield left is not safe to reuse, even after lua_resetthread: an error raised
+ * from the count hook leaves hooks disabled on it for good (Lua restores allowhook only in its own
+ * pcall, not in lua_resume), and a yield out of xpcall leaves xpcall's message handler installed.
+ * Its to-be-closed variables are not closed: running their __close there would run it with hooks
  * off, outside the budget. */
 void ucl_new_handler_thread(struct ucl_state *st)
 {
