@@ -48,11 +48,12 @@ static int spent(struct ucl_state *st)
 {
     if (st->aborting)
         return 1;
+    int64_t now = now_ns();
     if (st->deadline_ns == 0)
-        st->deadline_ns = now_ns() + (int64_t)(st->policy->limits.timeout * 1e9);
+        st->deadline_ns = now + (int64_t)(st->policy->limits.timeout * 1e9);
     if (--st->hooks_left <= 0)
         st->aborting = budget_message;
-    else if (now_ns() >= st->deadline_ns)
+    else if (now >= st->deadline_ns)
         st->aborting = deadline_message;
     return st->aborting != NULL;
 }
