@@ -209,16 +209,16 @@ for w in ["route", "route-1", "broadcast", "broadcast-16", "broadcast-burst", "p
         for l in labels))
 # Where a server's time per message goes: user mode (its own code) and the kernel (system calls,
 # TCP over loopback). When the kernel's part dominates, fewer instructions cannot show.
-def us(l, w, k):
+def us(l, w, kernel):
     rs = runs.get((l, w))
     if not rs or "server_user_share" not in rs[0]: return None
-    per = lambda r: r[k] if k == "server_user_share" else r["server_cpu_share"] - r["server_user_share"]
-    return statistics.median(1e6 * per(r) / r["per_s"] for r in rs if r["per_s"])
+    share = lambda r: r["server_cpu_share"] - r["server_user_share"] if kernel else r["server_user_share"]
+    return statistics.median(1e6 * share(r) / r["per_s"] for r in rs if r["per_s"])
 for w in ["route", "route-1"]:
     if not any(runs.get((l, w)) for l in labels): continue
     print("%-16s %-22s" % (w, "user / kernel us/msg") + "".join(
-        "%18s" % ("-" if us(l, w, "server_user_share") is None
-                  else "%.2f / %.2f" % (us(l, w, "server_user_share"), us(l, w, "kernel")))
+        "%18s" % ("-" if us(l, w, False) is None
+                  else "%.2f / %.2f" % (us(l, w, False), us(l, w, True)))
         for l in labels))
 u = lambda w: by.get(("uidcast", w))
 floor = [r for r in rows if r.get("workload") == "write-floor"]
