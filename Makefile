@@ -161,6 +161,11 @@ $(BUILD)/write_floor: bench/write_floor.c
 	@mkdir -p $(BUILD)
 	$(CC) -O2 -g -std=c11 -Wall -Wextra -Werror $< -o $@ -lpthread
 
+# The least a server can do for route: the floor under every server's one-at-a-time figures.
+$(BUILD)/route_floor: bench/route_floor.c
+	@mkdir -p $(BUILD)
+	$(CC) -O2 -g -std=c11 -Wall -Wextra -Werror $< -o $@ -lcrypto
+
 bench/peer/node_modules/ws/package.json: bench/peer/package.json
 	cd bench/peer && npm ci --no-audit --no-fund --silent
 
@@ -171,7 +176,7 @@ bench-deps: test-deps
 	@command -v taskset >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq util-linux >/dev/null
 
 bench: bench-deps
-	@$(MAKE) --no-print-directory all $(BUILD)/loadgen $(BUILD)/write_floor \
+	@$(MAKE) --no-print-directory all $(BUILD)/loadgen $(BUILD)/write_floor $(BUILD)/route_floor \
 	  bench/peer/node_modules/ws/package.json
 	@bash bench/run.sh
 

@@ -48,6 +48,7 @@ start_server() { # label
                      --log-level warn "$BEFORE_SCRIPT" 2>>build/bench-server.log & ;;
         node-ws) taskset -c 0 node bench/peer/server.js $PORT $PUSH_PORT 2>>build/bench-server.log & ;;
         uws)     taskset -c 0 $BENCH_UWS $PORT >>build/bench-server.log 2>&1 & ;;
+        floor)   taskset -c 0 build/route_floor $PORT >>build/bench-server.log 2>&1 & ;;
     esac
     SERVER_PID=$!
     wait_port $PORT
@@ -76,6 +77,7 @@ BEFORE_SCRIPT=$(dirname "$(dirname "${UIDCAST_BEFORE:-.}")")/scripts/default.lua
 [ -f "$BEFORE_SCRIPT" ] || BEFORE_SCRIPT=scripts/default.lua
 [ "${BENCH_ONLY:-}" = "uidcast" ] || labels="$labels node-ws"
 [ -n "${BENCH_UWS:-}" ] && labels="$labels uws"
+labels="$labels floor" # bench/route_floor.c, on route-1 only
 
 # Every workload, each server in turn before the next workload (so drifts in the machine's
 # speed hit all servers alike); none with BENCH_ONLY=cluster.
@@ -106,6 +108,8 @@ for round in $(seq "$ROUNDS"); do
         for l in $labels; do
             case "$l:$w" in
                 uws:push*|uws:*--keep*|node-ws:*--keep*) continue ;; # no push API, no kept messages
+                floor:*route-1) ;;
+                floor:*) continue ;; # a floor for one message at a time, and nothing else
             esac
             measure "$l" $w
         done
@@ -220,6 +224,12 @@ for w in ["route", "route-1"]:
         "%18s" % ("-" if us(l, w, False) is None
                   else "%.2f / %.2f" % (us(l, w, False), us(l, w, True)))
         for l in labels))
+if med("floor", "route-1"):
+    f = med("floor", "route-1")
+    print()
+    print("route floor: %.0f msgs per CPU-s from bench/route_floor.c (one recv and one send per message," % f)
+    print("  nothing else); of that, " + ", ".join(
+        "%s %.0f%%" % (l, 100 * med(l, "route-1") / f) for l in labels if l != "floor" and med(l, "route-1")))
 u = lambda w: by.get(("uidcast", w))
 floor = [r for r in rows if r.get("workload") == "write-floor"]
 if floor and by.get(("node-ws", "broadcast")):
