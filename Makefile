@@ -11,14 +11,14 @@ ALL_CFLAGS = $(CFLAGS) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror \
              $(shell pkg-config --cflags lua5.4 2>/dev/null) \
              $(if $(CONFIG_FILE),-DUC_DEFAULT_CONFIG='"$(CONFIG_FILE)"') \
              $(if $(SCRIPT_DIR),-DUC_DEFAULT_SCRIPT='"$(SCRIPT_DIR)/default.lua"')
-CORE_LIBS := -lev -lwslay -lhttp_parser -lhiredis -lcurl -lcrypto -ljansson -linih -lm
+CORE_LIBS := -lev -lwslay -lhttp_parser -lhiredis -lcurl -lcrypto -lsodium -ljansson -linih -lm
 LDLIBS   += $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4) $(CORE_LIBS)
 
 # Debian packages: what building and running need (make run), and what the suites add
 # (make test): the test tools, redis-server and redis-sentinel for the cluster specs, the
 # interop clients.
 RUN_PACKAGES  := gcc make pkg-config libc6-dev liblua5.4-dev libev-dev libwslay-dev \
-                 libhttp-parser-dev libssl-dev uthash-dev libhiredis-dev libjansson-dev libcurl4-openssl-dev libinih-dev curl
+                 libhttp-parser-dev libssl-dev uthash-dev libhiredis-dev libjansson-dev libcurl4-openssl-dev libinih-dev libsodium-dev curl
 TEST_PACKAGES := lua5.4 lua-busted lua-socket python3 python3-websockets valgrind clang \
                  libclang-rt-14-dev redis-server redis-sentinel openssl procps util-linux php-cli \
                  clang-format cppcheck lua-check help2man nodejs chromium lua-dkjson \

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uthash.h>
 #include <utlist.h>
 
 #include "container.h"
@@ -419,19 +420,20 @@ size_t uc_hub_broadcast(struct uc_hub *h, const void *data, size_t len, int bina
 
 int uc_hub_broadcasts_pending(const struct uc_hub *h) { return h->log_n > 0; }
 
+static void catch_up_entry(struct uc_umap_entry *e, void *hub)
+{
+    struct uc_umap_link *link = e->head, *next;
+    for (; link; link = next) {
+        next = link->next; /* an overflow unlinks this member, and only it */
+        uc_hub_catch_up(hub, container_of(link, struct uc_hub_member, uid_link));
+    }
+}
+
 int uc_hub_flush_broadcasts(struct uc_hub *h)
 {
     if (!h->log_n)
         return 0;
-    struct uc_umap_entry *u, *tmp;
-    HASH_ITER(hh, h->uids.table, u, tmp)
-    {
-        struct uc_umap_link *link = u->head, *next;
-        for (; link; link = next) {
-            next = link->next; /* an overflow unlinks this member, and only it */
-            uc_hub_catch_up(h, container_of(link, struct uc_hub_member, uid_link));
-        }
-    }
+    uc_umap_each(&h->uids, catch_up_entry, h);
     clear_log(h);
     return 1;
 }

@@ -373,12 +373,22 @@ void uc_server_roster_answer(struct uc_server *srv, const void *page, size_t len
     uc_roster_answer(&srv->roster, page, len);
 }
 
-void uc_server_each_key(const struct uc_server *srv, int kind,
+struct each_key {
+    void (*fn)(const char *key, size_t len, size_t count, void *ctx);
+    void *ctx;
+};
+
+static void each_key(struct uc_umap_entry *e, void *ctx)
+{
+    struct each_key *k = ctx;
+    k->fn(e->name, e->len, e->count, k->ctx);
+}
+
+void uc_server_each_key(struct uc_server *srv, int kind,
                         void (*fn)(const char *key, size_t len, size_t count, void *ctx), void *ctx)
 {
-    const struct uc_umap *map = kind == 'u' ? &srv->hub.uids : &srv->hub.groups;
-    struct uc_umap_entry *e, *tmp;
-    HASH_ITER(hh, map->table, e, tmp) fn(e->name, e->len, e->count, ctx);
+    struct each_key k = {fn, ctx};
+    uc_umap_each(kind == 'u' ? &srv->hub.uids : &srv->hub.groups, each_key, &k);
 }
 
 size_t uc_server_key_count(const struct uc_server *srv, int kind)

@@ -308,7 +308,7 @@ const struct uc_options *uc_server_options(const struct uc_server *srv);
 
 /* Calls fn for each uid (kind 'u') or group ('g') with connections on this node, with their
  * count (fn must not bind, join, leave or close). */
-void uc_server_each_key(const struct uc_server *srv, int kind,
+void uc_server_each_key(struct uc_server *srv, int kind,
                         void (*fn)(const char *key, size_t len, size_t count, void *ctx),
                         void *ctx);
 /* How many distinct uids ('u') or groups ('g') have connections on this node. */

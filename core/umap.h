@@ -3,24 +3,26 @@
  * The core keeps two: uid -> the connections bound to that uid, and group -> the memberships
  * of that group. A link is embedded in what owns it (a connection's uid link, a group
  * membership) and points back at its owner, so binding allocates nothing per link, only one
- * entry per distinct key (freed when its last link leaves). Lookups are O(1) on average
- * (uthash). The map never owns links or their owners. */
+ * entry per distinct key (freed when its last link leaves). The map never owns links or their
+ * owners.
+ *
+ * Keys are hashed with SipHash under a key each map draws at random, so clients that choose
+ * their own uids cannot choose colliding ones. The table is open-addressed (see
+ * umap.c): a lookup reads one slot's cache line and then the entry it finds. */
 #ifndef UC_UMAP_H
 #define UC_UMAP_H
 
 #include <stddef.h>
-
-#include "uthash.h"
+#include <stdint.h>
 
 /* Longest key the core accepts (uids and group names); the default script is stricter (128). */
 #define UC_UID_MAX 1024
 
 struct uc_umap_entry {
-    UT_hash_handle hh;
     struct uc_umap_link *head; /* the bound links, oldest first */
     struct uc_umap_link *tail;
-    size_t count;
-    size_t len;
+    uint32_t count; /* links bound */
+    uint32_t len;
     char name[]; /* len bytes, plus a NUL for logging */
 };
 
@@ -30,9 +32,18 @@ struct uc_umap_link {
     void *owner; /* what the link belongs to (a connection), set by the owner */
 };
 
+struct uc_umap_slot; /* umap.c */
+
+/* All zero is an empty map; it allocates on its first bind and frees its table again when its
+ * last key leaves. */
 struct uc_umap {
-    struct uc_umap_entry *table;
-    size_t bound; /* links bound, over every key */
+    struct uc_umap_slot *slots;
+    size_t mask;      /* slots - 1; a power of two minus one */
+    size_t keys;      /* distinct keys bound */
+    size_t bound;     /* links bound, over every key */
+    unsigned walking; /* inside uc_umap_each: emptied entries stay until it returns */
+    uint8_t keyed;    /* key drawn (on the first bind) */
+    uint8_t key[16];  /* SipHash's */
     /* Optional: told the key's new link count after every change (added: a link came, else
      * one left), so count 1 with added is its first link and 0 is after its last. The cluster
      * broker subscribes and unsubscribes there, and keeps the node's presence in Redis. */
@@ -50,8 +61,12 @@ void uc_umap_unbind(struct uc_umap *m, struct uc_umap_link *link);
 /* The entry of key, or NULL when nothing is bound to it. Borrowed until the next bind/unbind. */
 struct uc_umap_entry *uc_umap_find(const struct uc_umap *m, const char *key, size_t len);
 
+/* Calls fn with every entry that has links, in no particular order. fn may unbind links (an
+ * entry left empty is removed once the walk is over) but must not bind any. */
+void uc_umap_each(struct uc_umap *m, void (*fn)(struct uc_umap_entry *e, void *ctx), void *ctx);
+
 /* Number of distinct keys bound. */
-static inline size_t uc_umap_keys(const struct uc_umap *m) { return HASH_COUNT(m->table); }
+static inline size_t uc_umap_keys(const struct uc_umap *m) { return m->keys; }
 
 /* Frees every entry, leaving all links dangling: only for tearing the whole server down. */
 void uc_umap_destroy(struct uc_umap *m);

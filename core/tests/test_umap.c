@@ -1,5 +1,8 @@
-/* test_umap.c -- the uid map: many connections per uid, rebinding, removal of one only. */
+/* test_umap.c -- the uid map: many connections per uid, rebinding, removal of one only, the
+ * open-addressed table under churn, walks that unbind, shrinking, a hash key per map. */
 #include "../umap.h"
+
+#include <stdlib.h>
 
 #include "../err.h"
 #include "check.h"
@@ -118,6 +121,114 @@ TEST(tells_every_count_change_first_and_last_included)
         CHECK_MEM(log.calls[i], strlen(log.calls[i]), want[i]);
 }
 
+/* Binds and unbinds at random against a plain array of who holds what; after every step each
+ * key is found exactly when something holds it. Small keys in a table that grows and shrinks
+ * through it: removals in the middle of probe runs, and runs that wrap around the table. */
+TEST(stays_consistent_through_random_binds_and_unbinds)
+{
+    enum { LINKS = 300, KEYS = 64, STEPS = 20000 };
+    struct uc_umap m = {0};
+    static struct uc_umap_link links[LINKS];
+    int holds[LINKS];
+    unsigned seed = 12345;
+    for (int i = 0; i < LINKS; i++)
+        holds[i] = -1;
+    for (int step = 0; step < STEPS; step++) {
+        seed = seed * 1103515245u + 12345u;
+        int l = (int)((seed >> 8) % LINKS), k = (int)((seed >> 20) % KEYS);
+        char name[8];
+        if ((seed >> 4) % 3 == 0) {
+            uc_umap_unbind(&m, &links[l]);
+            holds[l] = -1;
+        } else {
+            CHECK_EQ_INT(uc_umap_bind(&m, &links[l], name, (size_t)snprintf(name, 8, "k%d", k)), 0);
+            holds[l] = k;
+        }
+        if (step % 97)
+            continue;
+        size_t keys = 0, bound = 0;
+        for (int key = 0; key < KEYS; key++) {
+            size_t held = 0;
+            for (int i = 0; i < LINKS; i++)
+                held += holds[i] == key;
+            struct uc_umap_entry *e = uc_umap_find(&m, name, (size_t)snprintf(name, 8, "k%d", key));
+            CHECK(held ? e && e->count == held : e == NULL);
+            keys += held > 0;
+            bound += held;
+        }
+        CHECK_EQ_INT(uc_umap_keys(&m), keys);
+        CHECK_EQ_INT(m.bound, bound);
+    }
+    for (int i = 0; i < LINKS; i++)
+        uc_umap_unbind(&m, &links[i]);
+    CHECK(m.slots == NULL); /* the table leaves with the last key */
+}
+
+struct walk {
+    struct uc_umap *m;
+    int visits[1000];
+};
+
+static void unbind_odd(struct uc_umap_entry *e, void *ctx)
+{
+    struct walk *w = ctx;
+    int i = atoi(e->name + 1);
+    w->visits[i]++;
+    if (i % 2)
+        uc_umap_unbind(w->m, e->head);
+}
+
+TEST(a_walk_visits_each_key_once_while_its_callback_unbinds)
+{
+    enum { N = 1000 };
+    static struct uc_umap_link links[N];
+    static struct walk w;
+    struct uc_umap m = {0};
+    w.m = &m;
+    char name[8];
+    for (int i = 0; i < N; i++)
+        uc_umap_bind(&m, &links[i], name, (size_t)snprintf(name, 8, "u%d", i));
+    uc_umap_each(&m, unbind_odd, &w);
+    for (int i = 0; i < N; i++) {
+        CHECK_EQ_INT(w.visits[i], 1);
+        struct uc_umap_entry *e = uc_umap_find(&m, name, (size_t)snprintf(name, 8, "u%d", i));
+        CHECK(i % 2 ? e == NULL : e == links[i].entry);
+    }
+    CHECK_EQ_INT(uc_umap_keys(&m), N / 2);
+    for (int i = 0; i < N; i++)
+        uc_umap_unbind(&m, &links[i]);
+    CHECK(m.slots == NULL);
+}
+
+TEST(shrinks_when_most_keys_have_left)
+{
+    enum { N = 10000 };
+    static struct uc_umap_link links[N];
+    struct uc_umap m = {0};
+    char name[16];
+    for (int i = 0; i < N; i++)
+        uc_umap_bind(&m, &links[i], name, (size_t)snprintf(name, 16, "user%d", i));
+    size_t big = m.mask + 1;
+    CHECK(big >= N * 4 / 3);
+    for (int i = 10; i < N; i++)
+        uc_umap_unbind(&m, &links[i]);
+    CHECK(m.mask + 1 <= 128);
+    CHECK(uc_umap_find(&m, "user7", 5) == links[7].entry);
+    for (int i = 0; i < 10; i++)
+        uc_umap_unbind(&m, &links[i]);
+}
+
+TEST(each_map_draws_its_own_hash_key)
+{
+    struct uc_umap a = {0}, b = {0};
+    struct uc_umap_link la = {0}, lb = {0};
+    uc_umap_bind(&a, &la, "x", 1);
+    uc_umap_bind(&b, &lb, "x", 1);
+    CHECK(a.keyed && b.keyed && memcmp(a.key, b.key, sizeof a.key) != 0);
+    uc_umap_unbind(&a, &la);
+    uc_umap_unbind(&b, &lb);
+}
+
 int main(void)
 {
     RUN(binds_many_links_to_one_uid);
@@ -126,5 +237,9 @@ int main(void)
     RUN(uids_are_binary_safe_and_bounded);
     RUN(holds_a_hundred_thousand_uids);
     RUN(tells_every_count_change_first_and_last_included);
+    RUN(stays_consistent_through_random_binds_and_unbinds);
+    RUN(a_walk_visits_each_key_once_while_its_callback_unbinds);
+    RUN(shrinks_when_most_keys_have_left);
+    RUN(each_map_draws_its_own_hash_key);
     return CHECK_SUMMARY("test_umap");
 }

@@ -38,7 +38,7 @@ describe("the Debian package #no_memcheck", function()
   it("depends on the libraries it links (shlibs) and keeps /etc/uidcast/uidcast.conf as a conffile", function()
     local _, info = sh("dpkg-deb -I " .. deb)
     for _, lib in ipairs { "libev4", "libwslay1", "liblua5.4%-0", "libhiredis", "libjansson4", "libcurl4",
-                           "libinih1", "libssl3", "adduser" } do
+                           "libinih1", "libssl3", "libsodium23", "adduser" } do
       assert.matches("Depends:[^\n]*" .. lib, info)
     end
     local _, conffiles = sh("dpkg-deb --ctrl-tarfile " .. deb .. " | tar -xOf - ./conffiles")
