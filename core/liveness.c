@@ -8,7 +8,12 @@ void uc_liveness_init(struct uc_liveness *lv, ev_tstamp now, double ping_interva
                       double idle_timeout, double handshake_timeout,
                       const struct uc_liveness_actions *act, void *ctx)
 {
+    double shortest = REST_GRACE;
+    shortest = ping_interval < shortest ? ping_interval : shortest;
+    shortest = idle_timeout < shortest ? idle_timeout : shortest;
+    shortest = handshake_timeout < shortest ? handshake_timeout : shortest;
     *lv = (struct uc_liveness){.epoch = now,
+                               .grain = (float)(shortest / 8),
                                .ping_interval = ping_interval,
                                .idle_timeout = idle_timeout,
                                .handshake_timeout = handshake_timeout,
@@ -34,7 +39,10 @@ void uc_liveness_unlink(struct uc_liveness *lv, struct uc_live_link *l)
 
 void uc_liveness_touch(struct uc_liveness *lv, struct uc_live_link *l, ev_tstamp now)
 {
-    l->last_seen = (float)(now - lv->epoch);
+    float seen = (float)(now - lv->epoch);
+    if (l->listed && !l->pinged && seen - l->last_seen < lv->grain)
+        return;
+    l->last_seen = seen;
     l->pinged = 0;
     if (lv->tail == l)
         return;

@@ -37,6 +37,7 @@ struct uc_liveness {
     struct uc_live_link *head, *tail; /* quietest first */
     ev_tstamp epoch;                  /* last_seen counts from here */
     double ping_interval, idle_timeout, handshake_timeout;
+    float grain; /* see uc_liveness_touch */
     const struct uc_liveness_actions *act;
     void *ctx;
 };
@@ -44,7 +45,11 @@ struct uc_liveness {
 void uc_liveness_init(struct uc_liveness *lv, ev_tstamp now, double ping_interval,
                       double idle_timeout, double handshake_timeout,
                       const struct uc_liveness_actions *act, void *ctx);
-/* Heard from now: to the end of the list (listing it the first time), no longer pinged. */
+/* Heard from now: to the end of the list (listing it the first time), no longer pinged.
+ * Heard from again within a grain of its last move (an eighth of the shortest deadline, the
+ * codec's rest included: at most 62 ms), unpinged, it keeps its place and its time. A busy
+ * connection then does not write its list neighbours' cache lines on every message, and every
+ * deadline stays within a grain of exact. */
 void uc_liveness_touch(struct uc_liveness *lv, struct uc_live_link *l, ev_tstamp now);
 /* Off the list (it closed); harmless when it was not on it. */
 void uc_liveness_unlink(struct uc_liveness *lv, struct uc_live_link *l);

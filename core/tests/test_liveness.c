@@ -114,9 +114,25 @@ TEST(releases_codecs_at_rest_after_the_grace_and_stops_early_without_any)
     CHECK_EQ_INT(f[1].released, 0);
 }
 
+TEST(a_touch_within_the_grain_keeps_the_place_unless_pinged)
+{
+    struct fake f[2];
+    setup(f, 2); /* shortest deadline: the codec's rest, 0.5 s; a grain is 62.5 ms */
+    uc_liveness_touch(&lv, &f[0].link, 0);
+    uc_liveness_touch(&lv, &f[1].link, 0.01);
+    uc_liveness_touch(&lv, &f[0].link, 0.05);
+    CHECK(lv.head == &f[0].link && f[0].link.last_seen == 0);
+    uc_liveness_touch(&lv, &f[0].link, 0.07);
+    CHECK(lv.tail == &f[0].link && f[0].link.last_seen > 0.06f);
+    f[1].link.pinged = 1;
+    uc_liveness_touch(&lv, &f[1].link, 0.08); /* a pong: always counts */
+    CHECK(lv.tail == &f[1].link && !f[1].link.pinged);
+}
+
 int main(void)
 {
     RUN(keeps_the_quietest_first_and_moves_a_touched_one_to_the_end);
+    RUN(a_touch_within_the_grain_keeps_the_place_unless_pinged);
     RUN(expires_handshakes_pings_once_and_closes_the_idle);
     RUN(releases_codecs_at_rest_after_the_grace_and_stops_early_without_any);
     return CHECK_SUMMARY("test_liveness");
