@@ -5,11 +5,16 @@
  * grows its buckets only when one chain passes ten), each a cache miss, then reads the key
  * from the entry's second line. Here the slots are an array of (hash, entry) pairs, four to a
  * cache line, and the full 64-bit hash is compared before the entry is touched: one line of
- * slots, then the entry itself. The slot (16 bytes at a load of at most 3/4) also replaces
- * uthash's 56-byte handle in every entry.
+ * slots, then the entry itself. The slot (16 bytes at a load of at most 3/4) and the entry's
+ * two list pointers replace uthash's 56-byte handle in every entry.
  *
  * Removal shifts the rest of the probe run back (no tombstones), so a lookup never reads
- * further than the run its key hashes into. */
+ * further than the run its key hashes into.
+ *
+ * Walks follow the entries' list, in the order keys were first bound, not the slots: clients
+ * that logged in together sit together in memory, and so do their sockets in the kernel, and a
+ * broadcast's catch-up over thousands of them (which also orders their writes) then reads
+ * memory in order. In hash order it cost 7% more CPU per delivery, in user mode and kernel. */
 #include "umap.h"
 
 #include <sodium.h>
@@ -78,7 +83,16 @@ static int resize(struct uc_umap *m, size_t n)
  * (its home slot is not cyclically between the gap and itself) moves into the gap. */
 static void remove_slot(struct uc_umap *m, struct uc_umap_slot *slot)
 {
-    free(slot->entry);
+    struct uc_umap_entry *e = slot->entry;
+    if (e->older)
+        e->older->newer = e->newer;
+    else
+        m->oldest = e->newer;
+    if (e->newer)
+        e->newer->older = e->older;
+    else
+        m->newest = e->older;
+    free(e);
     size_t gap = (size_t)(slot - m->slots);
     for (size_t i = (gap + 1) & m->mask; m->slots[i].entry; i = (i + 1) & m->mask) {
         size_t home = m->slots[i].hash & m->mask;
@@ -138,6 +152,13 @@ int uc_umap_bind(struct uc_umap *m, struct uc_umap_link *link, const char *key, 
         entry->name[len] = '\0';
         slot->hash = hash;
         slot->entry = entry;
+        entry->older = m->newest;
+        entry->newer = NULL;
+        if (m->newest)
+            m->newest->newer = entry;
+        else
+            m->oldest = entry;
+        m->newest = entry;
     }
     if (entry->count == 0)
         m->keys++; /* new (or, against the rule, emptied in a walk still going) */
@@ -190,9 +211,9 @@ void uc_umap_unbind(struct uc_umap *m, struct uc_umap_link *link)
 void uc_umap_each(struct uc_umap *m, void (*fn)(struct uc_umap_entry *e, void *ctx), void *ctx)
 {
     m->walking++;
-    for (size_t i = 0; m->slots && i <= m->mask; i++)
-        if (m->slots[i].entry && m->slots[i].entry->count)
-            fn(m->slots[i].entry, ctx);
+    for (struct uc_umap_entry *e = m->oldest; e; e = e->newer)
+        if (e->count)
+            fn(e, ctx);
     if (--m->walking)
         return;
     /* Entries emptied meanwhile. A removal only moves entries to earlier slots, or from the
@@ -210,6 +231,7 @@ void uc_umap_destroy(struct uc_umap *m)
         free(m->slots[i].entry);
     free(m->slots);
     m->slots = NULL;
+    m->oldest = m->newest = NULL;
     m->mask = 0;
     m->keys = 0;
     m->bound = 0;

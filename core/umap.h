@@ -19,6 +19,8 @@
 #define UC_UID_MAX 1024
 
 struct uc_umap_entry {
+    /* Every entry, in the order its key was first bound: walks go that way (see umap.c). */
+    struct uc_umap_entry *older, *newer;
     struct uc_umap_link *head; /* the bound links, oldest first */
     struct uc_umap_link *tail;
     uint32_t count; /* links bound */
@@ -38,8 +40,9 @@ struct uc_umap_slot; /* umap.c */
  * last key leaves. */
 struct uc_umap {
     struct uc_umap_slot *slots;
-    size_t mask;      /* slots - 1; a power of two minus one */
-    size_t keys;      /* distinct keys bound */
+    size_t mask; /* slots - 1; a power of two minus one */
+    size_t keys; /* distinct keys bound */
+    struct uc_umap_entry *oldest, *newest;
     size_t bound;     /* links bound, over every key */
     unsigned walking; /* inside uc_umap_each: emptied entries stay until it returns */
     uint8_t keyed;    /* key drawn (on the first bind) */
@@ -61,8 +64,8 @@ void uc_umap_unbind(struct uc_umap *m, struct uc_umap_link *link);
 /* The entry of key, or NULL when nothing is bound to it. Borrowed until the next bind/unbind. */
 struct uc_umap_entry *uc_umap_find(const struct uc_umap *m, const char *key, size_t len);
 
-/* Calls fn with every entry that has links, in no particular order. fn may unbind links (an
- * entry left empty is removed once the walk is over) but must not bind any. */
+/* Calls fn with every entry that has links, oldest key first. fn may unbind links (an entry
+ * left empty is removed once the walk is over) but must not bind any. */
 void uc_umap_each(struct uc_umap *m, void (*fn)(struct uc_umap_entry *e, void *ctx), void *ctx);
 
 /* Number of distinct keys bound. */

@@ -200,6 +200,32 @@ TEST(a_walk_visits_each_key_once_while_its_callback_unbinds)
     CHECK(m.slots == NULL);
 }
 
+static void append_name(struct uc_umap_entry *e, void *ctx) { strcat(ctx, e->name); }
+
+TEST(a_walk_goes_from_the_oldest_key_to_the_newest)
+{
+    struct uc_umap m = {0};
+    struct uc_umap_link a = {0}, b = {0}, c = {0}, d = {0}, b2 = {0};
+    uc_umap_bind(&m, &a, "a", 1);
+    uc_umap_bind(&m, &b, "b", 1);
+    uc_umap_bind(&m, &c, "c", 1);
+    uc_umap_bind(&m, &b2, "b", 1); /* a second link: b stays where it was */
+    char order[8] = "";
+    uc_umap_each(&m, append_name, order);
+    CHECK_MEM(order, strlen(order), "abc");
+    uc_umap_unbind(&m, &b);
+    uc_umap_unbind(&m, &b2);
+    uc_umap_bind(&m, &d, "d", 1);
+    uc_umap_bind(&m, &b, "b", 1); /* gone and back: the newest */
+    order[0] = 0;
+    uc_umap_each(&m, append_name, order);
+    CHECK_MEM(order, strlen(order), "acdb");
+    uc_umap_unbind(&m, &a);
+    uc_umap_unbind(&m, &b);
+    uc_umap_unbind(&m, &c);
+    uc_umap_unbind(&m, &d);
+}
+
 TEST(shrinks_when_most_keys_have_left)
 {
     enum { N = 10000 };
@@ -239,6 +265,7 @@ int main(void)
     RUN(tells_every_count_change_first_and_last_included);
     RUN(stays_consistent_through_random_binds_and_unbinds);
     RUN(a_walk_visits_each_key_once_while_its_callback_unbinds);
+    RUN(a_walk_goes_from_the_oldest_key_to_the_newest);
     RUN(shrinks_when_most_keys_have_left);
     RUN(each_map_draws_its_own_hash_key);
     return CHECK_SUMMARY("test_umap");
