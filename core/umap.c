@@ -20,6 +20,7 @@
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <utlist.h>
 
 #include "err.h"
 
@@ -83,16 +84,8 @@ static int resize(struct uc_umap *m, size_t n)
  * (its home slot is not cyclically between the gap and itself) moves into the gap. */
 static void remove_slot(struct uc_umap *m, struct uc_umap_slot *slot)
 {
-    struct uc_umap_entry *e = slot->entry;
-    if (e->older)
-        e->older->newer = e->newer;
-    else
-        m->oldest = e->newer;
-    if (e->newer)
-        e->newer->older = e->older;
-    else
-        m->newest = e->older;
-    free(e);
+    DL_DELETE2(m->oldest, slot->entry, older, newer);
+    free(slot->entry);
     size_t gap = (size_t)(slot - m->slots);
     for (size_t i = (gap + 1) & m->mask; m->slots[i].entry; i = (i + 1) & m->mask) {
         size_t home = m->slots[i].hash & m->mask;
@@ -152,13 +145,7 @@ int uc_umap_bind(struct uc_umap *m, struct uc_umap_link *link, const char *key, 
         entry->name[len] = '\0';
         slot->hash = hash;
         slot->entry = entry;
-        entry->older = m->newest;
-        entry->newer = NULL;
-        if (m->newest)
-            m->newest->newer = entry;
-        else
-            m->oldest = entry;
-        m->newest = entry;
+        DL_APPEND2(m->oldest, entry, older, newer);
     }
     if (entry->count == 0)
         m->keys++; /* new (or, against the rule, emptied in a walk still going) */
@@ -231,7 +218,7 @@ void uc_umap_destroy(struct uc_umap *m)
         free(m->slots[i].entry);
     free(m->slots);
     m->slots = NULL;
-    m->oldest = m->newest = NULL;
+    m->oldest = NULL;
     m->mask = 0;
     m->keys = 0;
     m->bound = 0;

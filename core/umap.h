@@ -19,7 +19,8 @@
 #define UC_UID_MAX 1024
 
 struct uc_umap_entry {
-    /* Every entry, in the order its key was first bound: walks go that way (see umap.c). */
+    /* Every entry, in the order its key was first bound (a utlist DL list): walks go that way
+     * (see umap.c). */
     struct uc_umap_entry *older, *newer;
     struct uc_umap_link *head; /* the bound links, oldest first */
     struct uc_umap_link *tail;
@@ -40,13 +41,13 @@ struct uc_umap_slot; /* umap.c */
  * last key leaves. */
 struct uc_umap {
     struct uc_umap_slot *slots;
-    size_t mask; /* slots - 1; a power of two minus one */
-    size_t keys; /* distinct keys bound */
-    struct uc_umap_entry *oldest, *newest;
-    size_t bound;     /* links bound, over every key */
-    unsigned walking; /* inside uc_umap_each: emptied entries stay until it returns */
-    uint8_t keyed;    /* key drawn (on the first bind) */
-    uint8_t key[16];  /* SipHash's */
+    size_t mask;                  /* slots - 1; a power of two minus one */
+    size_t keys;                  /* distinct keys bound */
+    struct uc_umap_entry *oldest; /* the entries' list; its older is the newest */
+    size_t bound;                 /* links bound, over every key */
+    unsigned walking;             /* inside uc_umap_each: emptied entries stay until it returns */
+    uint8_t keyed;                /* key drawn (on the first bind) */
+    uint8_t key[16];              /* SipHash's */
     /* Optional: told the key's new link count after every change (added: a link came, else
      * one left), so count 1 with added is its first link and 0 is after its last. The cluster
      * broker subscribes and unsubscribes there, and keeps the node's presence in Redis. */
