@@ -12,6 +12,8 @@
 #   BENCH_UWS        a uWebSockets server speaking the seed protocol, run as "$BENCH_UWS PORT"
 #                    (label "uws"; README, "Performance", says how to build one outside the repo)
 #   BENCH_ONLY       "uidcast" to skip the Node.js peer, "cluster" for the cluster workloads only
+# On route-1 also bench/route_floor.c (label "floor"): one recv and one send per message and
+# nothing else, the most any server could do there; the summary gives each server's share of it.
 # Then the cluster workload: two uidcast nodes on one redis-server (all three on core 0), the
 # route clients split over the nodes so that every message crosses from one node to the other
 # through Redis; its figure is per CPU-second of both nodes and Redis together. The same on 1, 2
