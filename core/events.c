@@ -18,8 +18,8 @@
 #include <ev.h>
 
 #include "container.h"
+#include "hashkey.h"
 #include "log.h"
-#include "uthash.h"
 
 /* A uid waiting out its grace (queue = 0), or an event waiting to be handed on (queue = 1). */
 struct pending {

@@ -5,11 +5,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <uthash.h>
 #include <utlist.h>
 
 #include "container.h"
 #include "err.h"
+#include "hashkey.h"
 #include "ws.h"
 
 /* One member's place in one group: linked into the group's list (link), into the member's own

@@ -11,10 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
-#include <uthash.h>
 #include <utlist.h>
 
 #include "err.h"
+#include "hashkey.h"
 
 struct box;
 

@@ -24,11 +24,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <uthash.h>
 #include <utlist.h>
 
 #include "container.h"
 #include "err.h"
+#include "hashkey.h"
 #include "umap.h"
 
 /* One uid on a page in the making: its position, its connections, its bytes. */

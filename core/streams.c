@@ -29,10 +29,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <uthash.h>
 
 #include "broker.h"
 #include "err.h"
+#include "hashkey.h"
 #include "umap.h"
 
 static const char keep_script[] =
