@@ -1,4 +1,5 @@
-/* hashkey.c -- the process's key for uthash tables and the hash under it (see hashkey.h). */
+/* hashkey.c -- the process's hash key and the hash under it, for uthash tables and the uid map
+ * (see hashkey.h). */
 #include "hashkey.h"
 
 #include <sodium.h>
@@ -6,7 +7,7 @@
 static unsigned char key[crypto_shorthash_KEYBYTES];
 static int keyed;
 
-uint32_t uc_hash_keyed(const void *data, size_t len)
+uint64_t uc_hash_keyed(const void *data, size_t len)
 {
     /* Drawn on first use; worker processes forked later share it, which is harmless: what
      * matters is that no client can know it. sodium_init fails only without a random source,
@@ -18,5 +19,5 @@ uint32_t uc_hash_keyed(const void *data, size_t len)
     }
     uint64_t h;
     crypto_shorthash((unsigned char *)&h, data, len, key);
-    return (uint32_t)(h ^ (h >> 32));
+    return h;
 }

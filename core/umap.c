@@ -17,12 +17,12 @@
  * memory in order. In hash order it cost 7% more CPU per delivery, in user mode and kernel. */
 #include "umap.h"
 
-#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 #include <utlist.h>
 
 #include "err.h"
+#include "hashkey.h"
 
 struct uc_umap_slot {
     uint64_t hash;
@@ -30,15 +30,6 @@ struct uc_umap_slot {
 };
 
 #define MIN_SLOTS 16
-
-_Static_assert(sizeof(((struct uc_umap *)0)->key) == crypto_shorthash_KEYBYTES, "SipHash key");
-
-static uint64_t hash_key(const struct uc_umap *m, const char *key, size_t len)
-{
-    uint64_t h;
-    crypto_shorthash((unsigned char *)&h, (const unsigned char *)key, len, m->key);
-    return h;
-}
 
 /* The slot holding key, or the free slot ending its probe run. */
 static struct uc_umap_slot *probe(const struct uc_umap *m, uint64_t hash, const char *key,
@@ -58,14 +49,6 @@ static int resize(struct uc_umap *m, size_t n)
     struct uc_umap_slot *slots = calloc(n, sizeof *slots);
     if (!slots)
         return -1;
-    if (!m->keyed) {
-        if (sodium_init() < 0) {
-            free(slots);
-            return -1;
-        }
-        crypto_shorthash_keygen(m->key);
-        m->keyed = 1;
-    }
     for (size_t i = 0; m->slots && i <= m->mask; i++) {
         if (!m->slots[i].entry)
             continue;
@@ -114,7 +97,7 @@ struct uc_umap_entry *uc_umap_find(const struct uc_umap *m, const char *key, siz
 {
     if (len == 0 || len > UC_UID_MAX || !m->slots)
         return NULL; /* never bound; and an empty key may come as a NULL pointer */
-    struct uc_umap_entry *e = probe(m, hash_key(m, key, len), key, len)->entry;
+    struct uc_umap_entry *e = probe(m, uc_hash_keyed(key, len), key, len)->entry;
     return e && e->count ? e : NULL; /* emptied during a walk: already gone */
 }
 
@@ -129,7 +112,7 @@ int uc_umap_bind(struct uc_umap *m, struct uc_umap_link *link, const char *key, 
     if ((!m->slots || (m->keys + 1) * 4 > (m->mask + 1) * 3) &&
         resize(m, m->slots ? 2 * (m->mask + 1) : MIN_SLOTS) != 0)
         return UC_ERR_NOMEM;
-    uint64_t hash = hash_key(m, key, len);
+    uint64_t hash = uc_hash_keyed(key, len);
     struct uc_umap_slot *slot = probe(m, hash, key, len);
     struct uc_umap_entry *entry = slot->entry;
     if (!entry) {
@@ -189,7 +172,8 @@ void uc_umap_unbind(struct uc_umap *m, struct uc_umap_link *link)
     if (entry->count == 0) {
         m->keys--;
         if (!m->walking) {
-            remove_slot(m, probe(m, hash_key(m, entry->name, entry->len), entry->name, entry->len));
+            remove_slot(m,
+                        probe(m, uc_hash_keyed(entry->name, entry->len), entry->name, entry->len));
             settle(m);
         }
     }

@@ -6,8 +6,8 @@
  * entry per distinct key (freed when its last link leaves). The map never owns links or their
  * owners.
  *
- * Keys are hashed with SipHash under a key each map draws at random, so clients that choose
- * their own uids cannot choose colliding ones. The table is open-addressed (see
+ * Keys are hashed with SipHash under the process's random key (hashkey.h), so clients that
+ * choose their own uids cannot choose colliding ones. The table is open-addressed (see
  * umap.c): a lookup reads one slot's cache line and then the entry it finds. */
 #ifndef UC_UMAP_H
 #define UC_UMAP_H
@@ -46,8 +46,6 @@ struct uc_umap {
     struct uc_umap_entry *oldest; /* the entries' list; its older is the newest */
     size_t bound;                 /* links bound, over every key */
     unsigned walking;             /* inside uc_umap_each: emptied entries stay until it returns */
-    uint8_t keyed;                /* key drawn (on the first bind) */
-    uint8_t key[16];              /* SipHash's */
     /* Optional: told the key's new link count after every change (added: a link came, else
      * one left), so count 1 with added is its first link and 0 is after its last. The cluster
      * broker subscribes and unsubscribes there, and keeps the node's presence in Redis. */

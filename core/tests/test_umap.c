@@ -1,5 +1,5 @@
 /* test_umap.c -- the uid map: many connections per uid, rebinding, removal of one only, the
- * open-addressed table under churn, walks that unbind, shrinking, a hash key per map. */
+ * open-addressed table under churn, walks that unbind and their order, shrinking. */
 #include "../umap.h"
 
 #include <stdlib.h>
@@ -244,17 +244,6 @@ TEST(shrinks_when_most_keys_have_left)
         uc_umap_unbind(&m, &links[i]);
 }
 
-TEST(each_map_draws_its_own_hash_key)
-{
-    struct uc_umap a = {0}, b = {0};
-    struct uc_umap_link la = {0}, lb = {0};
-    uc_umap_bind(&a, &la, "x", 1);
-    uc_umap_bind(&b, &lb, "x", 1);
-    CHECK(a.keyed && b.keyed && memcmp(a.key, b.key, sizeof a.key) != 0);
-    uc_umap_unbind(&a, &la);
-    uc_umap_unbind(&b, &lb);
-}
-
 int main(void)
 {
     RUN(binds_many_links_to_one_uid);
@@ -267,6 +256,5 @@ int main(void)
     RUN(a_walk_visits_each_key_once_while_its_callback_unbinds);
     RUN(a_walk_goes_from_the_oldest_key_to_the_newest);
     RUN(shrinks_when_most_keys_have_left);
-    RUN(each_map_draws_its_own_hash_key);
     return CHECK_SUMMARY("test_umap");
 }
