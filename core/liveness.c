@@ -4,21 +4,30 @@
 /* Seconds after its last bytes that a connection at rest gives back its codec. */
 #define REST_GRACE 0.5
 
+static double min2(double a, double b) { return a < b ? a : b; }
+
+static double shortest_timeout(const struct uc_liveness *lv)
+{
+    return min2(min2(lv->ping_interval, lv->idle_timeout), lv->handshake_timeout);
+}
+
 void uc_liveness_init(struct uc_liveness *lv, ev_tstamp now, double ping_interval,
                       double idle_timeout, double handshake_timeout,
                       const struct uc_liveness_actions *act, void *ctx)
 {
-    double shortest = REST_GRACE;
-    shortest = ping_interval < shortest ? ping_interval : shortest;
-    shortest = idle_timeout < shortest ? idle_timeout : shortest;
-    shortest = handshake_timeout < shortest ? handshake_timeout : shortest;
     *lv = (struct uc_liveness){.epoch = now,
-                               .grain = (float)(shortest / 8),
                                .ping_interval = ping_interval,
                                .idle_timeout = idle_timeout,
                                .handshake_timeout = handshake_timeout,
                                .act = act,
                                .ctx = ctx};
+    lv->grain = (float)(min2(shortest_timeout(lv), REST_GRACE) / 8);
+}
+
+double uc_liveness_tick(const struct uc_liveness *lv)
+{
+    double tick = shortest_timeout(lv) / 4;
+    return tick < 0.05 ? 0.05 : tick > 0.5 ? 0.5 : tick;
 }
 
 void uc_liveness_unlink(struct uc_liveness *lv, struct uc_live_link *l)

@@ -45,6 +45,9 @@ struct uc_liveness {
 void uc_liveness_init(struct uc_liveness *lv, ev_tstamp now, double ping_interval,
                       double idle_timeout, double handshake_timeout,
                       const struct uc_liveness_actions *act, void *ctx);
+/* How often to sweep: a quarter of the shortest timeout, within 50 ms..0.5 s. The period bounds
+ * how late a ping, an idle close or a handshake timeout may come. */
+double uc_liveness_tick(const struct uc_liveness *lv);
 /* Heard from now: to the end of the list (listing it the first time), no longer pinged.
  * Heard from again within a grain of its last move (an eighth of the shortest deadline, the
  * codec's rest included: at most 62 ms), unpinged, it keeps its place and its time. A busy

@@ -229,14 +229,10 @@ struct uc_server *uc_server_new(const struct uc_options *opts, const struct uc_h
     uc_presence_init(&srv->presence, srv->loop, &srv->relay, local_count, srv);
     uc_roster_init(&srv->roster, srv->loop, &srv->relay, opts->redis_timeout, roster_walk, srv);
     /* One timer walks the connections oldest-heard first, instead of one per connection: it
-     * pings, closes the idle, times out handshakes and releases parser state. Its period
-     * bounds how late any of that may come. */
-    double tick =
-        opts->ping_interval < opts->idle_timeout ? opts->ping_interval : opts->idle_timeout;
-    tick = (tick < opts->handshake_timeout ? tick : opts->handshake_timeout) / 4;
-    tick = tick < 0.05 ? 0.05 : tick > 0.5 ? 0.5 : tick;
+     * pings, closes the idle, times out handshakes and releases parser state. */
     uc_liveness_init(&srv->live, ev_now(srv->loop), opts->ping_interval, opts->idle_timeout,
                      opts->handshake_timeout, &uc_conn_liveness_actions, srv);
+    double tick = uc_liveness_tick(&srv->live);
     ev_timer_init(&srv->liveness, liveness_cb, tick, tick);
     ev_timer_start(srv->loop, &srv->liveness);
     ev_unref(srv->loop);
