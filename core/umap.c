@@ -84,11 +84,11 @@ static void remove_slot(struct uc_umap *m, struct uc_umap_slot *slot)
  * burst of logins should not hold its memory forever). */
 static void settle(struct uc_umap *m)
 {
-    if (m->keys == 0 && !m->walking) {
+    if (m->keys == 0) {
         free(m->slots);
         m->slots = NULL;
         m->mask = 0;
-    } else if (m->mask + 1 > MIN_SLOTS && m->keys < (m->mask + 1) / 8 && !m->walking) {
+    } else if (m->mask + 1 > MIN_SLOTS && m->keys < (m->mask + 1) / 8) {
         resize(m, (m->mask + 1) / 2); /* out of memory: stays as large as it is */
     }
 }
@@ -171,7 +171,9 @@ void uc_umap_unbind(struct uc_umap *m, struct uc_umap_link *link)
         m->on_count(entry->name, entry->len, entry->count, 0, m->ctx);
     if (entry->count == 0) {
         m->keys--;
-        if (!m->walking) {
+        if (m->walking) {
+            m->emptied++;
+        } else {
             remove_slot(m,
                         probe(m, uc_hash_keyed(entry->name, entry->len), entry->name, entry->len));
             settle(m);
@@ -185,14 +187,15 @@ void uc_umap_each(struct uc_umap *m, void (*fn)(struct uc_umap_entry *e, void *c
     for (struct uc_umap_entry *e = m->oldest; e; e = e->newer)
         if (e->count)
             fn(e, ctx);
-    if (--m->walking)
-        return;
+    if (--m->walking || !m->emptied)
+        return; /* a broadcast's catch-up seldom empties any: no pass over the slots then */
     /* Entries emptied meanwhile. A removal only moves entries to earlier slots, or from the
      * run's start around to the table's end, past what was already kept: each slot is checked
      * until it holds a kept entry or none. */
     for (size_t i = 0; m->slots && i <= m->mask; i++)
         while (m->slots[i].entry && !m->slots[i].entry->count)
             remove_slot(m, &m->slots[i]);
+    m->emptied = 0;
     settle(m);
 }
 

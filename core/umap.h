@@ -46,6 +46,7 @@ struct uc_umap {
     struct uc_umap_entry *oldest; /* the entries' list; its older is the newest */
     size_t bound;                 /* links bound, over every key */
     unsigned walking;             /* inside uc_umap_each: emptied entries stay until it returns */
+    size_t emptied;               /* entries emptied during the walk, still in their slots */
     /* Optional: told the key's new link count after every change (added: a link came, else
      * one left), so count 1 with added is its first link and 0 is after its last. The cluster
      * broker subscribes and unsubscribes there, and keeps the node's presence in Redis. */
