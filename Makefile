@@ -26,7 +26,7 @@ TEST_PACKAGES := lua5.4 lua-busted lua-socket python3 python3-websockets valgrin
 
 CORE_SRC := core/hashkey.c core/procstat.c core/scoreboard.c core/mailbox.c core/hub.c core/liveness.c core/buf.c core/outq.c core/http.c core/umap.c core/ws.c core/conn.c \
             core/net.c core/server.c core/log.c core/cli.c \
-            core/push.c core/stats.c core/utf8.c core/redis_url.c core/broker.c core/streams.c core/www.c core/notify.c core/presence.c core/roster.c core/events.c core/cluster_events.c core/webhook.c core/acceptor.c core/httpd.c core/supervisor.c
+            core/push.c core/stats.c core/utf8.c core/redis_url.c core/broker.c core/streams.c core/www.c core/notify.c core/presence.c core/roster.c core/events.c core/cluster_events.c core/webhook.c core/acceptor.c core/poller.c core/httpd.c core/supervisor.c
 LUA_SRC  := lua/vm.c lua/call.c lua/strmatch.c lua/conn.c lua/api.c lua/json.c lua/timer.c lua/policy.c
 SRC      := $(CORE_SRC) $(LUA_SRC) core/main.c
 OBJ      := $(SRC:%.c=$(BUILD)/obj/%.o)

@@ -42,7 +42,7 @@ enum conn_flag {
     CONN_NOTIFY = 1 << 1,     /* on_close still to be called */
     CONN_IN_REAP = 1 << 2,    /* on the reap list */
     CONN_IN_DIRTY = 1 << 3,   /* on the flush list */
-    CONN_WRITE_WAIT = 1 << 4, /* write watcher started after EAGAIN */
+    CONN_WRITE_WAIT = 1 << 4, /* a flush hit EAGAIN: flush again once the socket is writable */
     CONN_CLOSE_RECV = 1 << 5, /* the peer's close frame arrived */
     CONN_FINISHING = 1 << 6,  /* nothing more to send: shut down once the queue is flushed */
     CONN_UPGRADED = 1 << 8,   /* the 101 was queued: bytes from now on are frames */
@@ -82,7 +82,6 @@ struct uc_conn {
     struct uc_conn *dirty_next;  /* flush list */
     struct uc_hub_member member; /* its uid and groups (hub.c) */
     uint64_t id;
-    ev_io io; /* reading while the socket is open; writing too while a flush hit EAGAIN */
     struct uc_live_link live;    /* its place by last heard-from (liveness.c) */
     uint32_t last_feed_ms;       /* when frames last arrived (ms on the server's clock), 0: never */
     uint16_t close_code;         /* reported to on_close */
@@ -93,7 +92,6 @@ struct uc_conn {
     char addr[24];               /* the peer's address ("" when it is in extra->long_addr) */
 };
 
-static void io_cb(struct ev_loop *loop, ev_io *w, int revents);
 static int ws_at_rest(const struct uc_conn *c);
 static void ws_free(struct uc_conn *c);
 /* A replay asked of the store, answered now or later; listed in the server (srv->resumes) so
@@ -260,6 +258,12 @@ void uc_conn_accept(struct uc_server *srv, int fd, const char *remote_addr)
         close(fd);
         return;
     }
+    if (uc_poller_add(&srv->poller, fd, c) < 0) {
+        uc_error("cannot watch the connection from %s: %s", remote_addr, strerror(errno));
+        free(c);
+        close(fd);
+        return;
+    }
     c->srv = srv;
     c->fd = fd;
     c->id = ++srv->next_id;
@@ -270,8 +274,6 @@ void uc_conn_accept(struct uc_server *srv, int fd, const char *remote_addr)
         c->addr[0] = '\0';
     else
         snprintf(c->addr, sizeof c->addr, "%s", remote_addr);
-    ev_io_init(&c->io, io_cb, fd, EV_READ);
-    ev_io_start(srv->loop, &c->io);
     /* The handshake deadline is kept by the liveness list (accept order is deadline order),
      * not by a timer per connection; reads during the handshake do not extend it. */
     touch(c);
@@ -288,7 +290,7 @@ static void kill_conn(struct uc_conn *c)
     if (c->state == CONN_DEAD)
         return;
     struct uc_server *srv = c->srv;
-    ev_io_stop(srv->loop, &c->io);
+    uc_poller_remove(&srv->poller, c->fd);
     stop_deadline(c);
     close(c->fd);
     c->fd = -1;
@@ -746,20 +748,21 @@ static void handshake_input(struct uc_conn *c, uint8_t *data, size_t len)
         feed_frames(c, data + ((size_t)n - before), len - ((size_t)n - before));
 }
 
-static void read_input(struct uc_conn *c)
+/* One read; returns 1 when it filled the buffer, so that there may be more. */
+static int read_input(struct uc_conn *c)
 {
     struct uc_server *srv = c->srv;
     ssize_t n = recv(c->fd, srv->rbuf, sizeof srv->rbuf, 0); /* not read: see outq.c */
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-            return;
+            return 0;
         uc_debug("conn %llu: read: %s", (unsigned long long)c->id, strerror(errno));
         uc_conn_abort(c, 1006, "connection reset");
-        return;
+        return 0;
     }
     if (n == 0) {
         uc_conn_abort(c, 1006, "connection closed without a close frame");
-        return;
+        return 0;
     }
     srv->stats.bytes_in += (uint64_t)n;
     switch (c->state) {
@@ -770,6 +773,7 @@ static void read_input(struct uc_conn *c)
     case CONN_CLOSING: feed_frames(c, srv->rbuf, (size_t)n); break;
     default: break; /* LINGER: the peer's leftovers are read and dropped until its EOF */
     }
+    return (size_t)n == sizeof srv->rbuf;
 }
 
 static void finish_output(struct uc_conn *c)
@@ -787,16 +791,6 @@ static void finish_output(struct uc_conn *c)
     closing_deadline(c);
 }
 
-/* Changes what the socket's watcher waits for. ev_io_modify, not ev_io_set: the latter marks
- * the fd as possibly new, and libev then tries EPOLL_CTL_ADD before the MOD it needs, two
- * system calls per change on a busy broadcast's sockets. */
-static void watch(struct uc_conn *c, int events)
-{
-    ev_io_stop(c->srv->loop, &c->io);
-    ev_io_modify(&c->io, events);
-    ev_io_start(c->srv->loop, &c->io);
-}
-
 static void flush(struct uc_conn *c)
 {
     if (c->state == CONN_DEAD || (c->flags & CONN_HELD))
@@ -811,30 +805,34 @@ static void flush(struct uc_conn *c)
         return;
     }
     if (r == UC_AGAIN) {
-        if (!(c->flags & CONN_WRITE_WAIT)) {
-            c->flags |= CONN_WRITE_WAIT;
-            watch(c, EV_READ | EV_WRITE);
-        }
+        c->flags |= CONN_WRITE_WAIT; /* the poller says when there is room */
         return;
     }
-    if (c->flags & CONN_WRITE_WAIT) {
-        c->flags &= (uint16_t)~CONN_WRITE_WAIT;
-        watch(c, EV_READ);
-    }
+    c->flags &= (uint16_t)~CONN_WRITE_WAIT;
     if (c->member.resuming && !(c->flags & CONN_REPLAY_ASKED) && c->state == CONN_OPEN)
         uc_conn_mark_dirty(c); /* drained: the replay's next part (unless one is on its way) */
     if ((c->flags & CONN_FINISHING) && c->state != CONN_LINGER)
         finish_output(c);
 }
 
-/* One watcher per socket: writability is asked for only while a flush waits for room. */
-static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
+/* Reads a turn's worth: up to READ_TURN buffers, then the socket waits for the next round, so
+ * that one fast sender does not hold up every other connection. */
+#define READ_TURN 4
+
+void uc_conn_ready(void *owner, unsigned events)
 {
-    (void)loop;
-    struct uc_conn *c = container_of(w, struct uc_conn, io);
-    if (revents & EV_READ)
-        read_input(c);
-    if ((revents & EV_WRITE) && (c->flags & CONN_WRITE_WAIT) && c->state != CONN_DEAD)
+    struct uc_conn *c = owner;
+    struct uc_server *srv = c->srv;
+    if (c->state == CONN_DEAD)
+        return; /* closed earlier in this round */
+    if (events & UC_READABLE) {
+        int more = 1;
+        for (int turn = 0; more && turn < READ_TURN && c->state != CONN_DEAD; turn++)
+            more = read_input(c);
+        if (more && c->state != CONN_DEAD)
+            uc_poller_recheck(&srv->poller, c->fd, c);
+    }
+    if ((events & UC_WRITABLE) && (c->flags & CONN_WRITE_WAIT) && c->state != CONN_DEAD)
         flush(c);
 }
 

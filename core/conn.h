@@ -10,6 +10,7 @@
 #include "hub.h"
 #include "liveness.h"
 #include "outq.h"
+#include "poller.h"
 #include "server.h"
 #include "ws.h"
 
@@ -37,6 +38,8 @@ extern const struct uc_hub_sink uc_conn_hub_sink;
 /* The cluster confirmed every SUBSCRIBE up to number seq: connections held for those write
  * (uc_server_subscribed). */
 void uc_conn_release_held(struct uc_server *srv, uint64_t seq);
+/* The poller's word on a connection's socket (uc_ready_fn; owner is the connection). */
+void uc_conn_ready(void *owner, unsigned events);
 /* Called from the prepare watcher: flush dirty connections, notify and free retired ones. */
 void uc_conn_run_deferred(struct uc_server *srv);
 void uc_conn_destroy_all(struct uc_server *srv);

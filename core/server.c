@@ -216,6 +216,12 @@ struct uc_server *uc_server_new(const struct uc_options *opts, const struct uc_h
         return NULL;
     }
     srv->loop = ev_default_loop(EVFLAG_AUTO);
+    if (uc_poller_init(&srv->poller, srv->loop, uc_conn_ready, err, err_size) < 0) {
+        close(srv->listen_fd);
+        uc_www_free(srv->www);
+        free(srv);
+        return NULL;
+    }
     uc_net_local_addr(srv->listen_fd, srv->listen_addr, sizeof srv->listen_addr);
     signal(SIGPIPE, SIG_IGN);
 
@@ -307,6 +313,7 @@ void uc_server_free(struct uc_server *srv)
     ev_signal_stop(srv->loop, &srv->sigint);
     ev_signal_stop(srv->loop, &srv->sighup);
     uc_acceptor_free(&srv->acceptor);
+    uc_poller_free(&srv->poller);
     ev_timer_stop(srv->loop, &srv->drain_timer);
     ev_prepare_stop(srv->loop, &srv->prepare);
     ev_idle_stop(srv->loop, &srv->more);

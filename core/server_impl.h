@@ -12,6 +12,7 @@
 #include "container.h"
 #include "hub.h"
 #include "liveness.h"
+#include "poller.h"
 #include "presence.h"
 #include "roster.h"
 #include "server.h"
@@ -26,6 +27,7 @@ struct uc_server {
     struct uc_handlers handlers;
     int listen_fd;
     struct uc_acceptor acceptor;
+    struct uc_poller poller; /* the connections' sockets */
     ev_prepare prepare;
     ev_idle more; /* active while flushes wait for the next iteration: the loop polls, not waits */
     ev_signal sigterm, sigint, sighup;

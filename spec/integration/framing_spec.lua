@@ -110,6 +110,23 @@ describe("WebSocket framing", function()
     b:close()
   end)
 
+  it("reads a burst far larger than one read's turn in full", function()
+    -- 2.2 MB in one write: the server reads a few buffers per turn and must come back for the
+    -- rest even though the sender sends nothing more.
+    local sink = ws.login(srv.port, "sink")
+    local burst = ws.login(srv.port, "burst")
+    local n = 20000
+    local one = ws.frame { opcode = OP.text, payload = "sink:" .. string.rep("x", 100) }
+    assert(burst:send_raw(string.rep(one, n) .. ws.frame { opcode = OP.text, payload = "sink:end" }))
+    for i = 1, n do
+      local got, err = sink:receive()
+      assert(got == string.rep("x", 100), "message " .. i .. ": " .. tostring(got or err))
+    end
+    assert.equals("end", sink:receive())
+    sink:close()
+    burst:close()
+  end)
+
   it("keeps delivering to healthy clients while others send garbage", function()
     local a, b = ws.login(srv.port, "h-a"), ws.login(srv.port, "h-b")
     for i = 1, 20 do

@@ -40,6 +40,20 @@ describe("limits", function()
     assert.equals(0, srv:stop())
   end)
 
+  it("delivers everything, in order, to a reader that falls behind and then catches up", function()
+    local srv = server.start { args = { "--max-send-buffer", "64m", "--max-message", "70000" } }
+    local reader = ws.login(srv.port, "behind")
+    local sender = ws.login(srv.port, "writer")
+    local blob = string.rep("w", 60000)
+    -- 24 MB before the reader reads a byte: beyond both sockets' buffers, so the server's
+    -- writes stop and must start again once there is room
+    for i = 1, 400 do assert(sender:send("behind:" .. i .. ":" .. blob)) end
+    for i = 1, 400 do assert.equals(i .. ":" .. blob, reader:receive()) end
+    reader:close()
+    sender:close()
+    assert.equals(0, srv:stop())
+  end)
+
   it("cuts off a slow reader of broadcasts, while the others get every one of them", function()
     local http = require "http"
     local srv = server.start { args = { "--max-send-buffer", "65536", "--max-message", "70000" } }
