@@ -1056,8 +1056,6 @@ void uc_conn_run_deferred(struct uc_server *srv)
     unsigned budget = FLUSH_SLICE;
     for (;;) {
         struct uc_conn *c;
-        if (!srv->dirty && budget && uc_hub_flush_broadcasts(&srv->hub))
-            continue;
         if (budget && (c = srv->dirty)) {
             budget--;
             srv->dirty = c->dirty_next;
@@ -1072,7 +1070,9 @@ void uc_conn_run_deferred(struct uc_server *srv)
             flush(c);
             continue;
         }
-        if ((c = srv->reap)) {
+        /* Only once the flush list is through: a connection that died after being listed is
+         * still on it, maybe behind the budget. */
+        if (!srv->dirty && (c = srv->reap)) {
             srv->reap = c->reap_next;
             if (!srv->reap)
                 srv->reap_tail = NULL;
@@ -1084,12 +1084,16 @@ void uc_conn_run_deferred(struct uc_server *srv)
                     srv->handlers.on_close(c, c->close_code, reason, reason ? strlen(reason) : 0,
                                            srv->handlers.user_data);
             }
-            /* A dead connection is never put back on the flush list, so this is the last
-             * reference anywhere. */
+            /* A dead connection is never put back on the flush list, and the list is empty:
+             * this is the last reference anywhere. */
             if (c->state == CONN_DEAD)
                 destroy(c);
             continue;
         }
+        /* The members owed broadcasts, listed after the reaping so that a stream of large
+         * fan-outs, each longer than the budget, does not keep the dead from being freed. */
+        if (!srv->dirty && budget && uc_hub_flush_broadcasts(&srv->hub))
+            continue;
         break;
     }
     if (srv->dirty || uc_hub_broadcasts_pending(&srv->hub))

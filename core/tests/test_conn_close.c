@@ -25,6 +25,19 @@ static int bind_on_open(struct uc_conn *c, const struct uc_open_request *req,
     return uc_conn_bind(c, "slow", 4);
 }
 
+/* With fan_out set, any message makes the server send "x" to each of these, in order. */
+enum { CLIENTS = 2500, SLICE = 2048 };
+static struct uc_conn *conns[CLIENTS];
+static int fan_out;
+
+static void send_to_all_on_message(struct uc_conn *c, const uint8_t *data, size_t len, int binary,
+                                   void *ud)
+{
+    (void)c, (void)data, (void)len, (void)binary, (void)ud;
+    for (int i = 0; fan_out && i < CLIENTS; i++)
+        uc_conn_send(conns[i], "x", 1, 0);
+}
+
 static const char handshake[] = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
                                 "Connection: Upgrade\r\n"
                                 "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
@@ -42,7 +55,7 @@ static struct uc_server *new_server(const char *max_send_buffer)
         fprintf(stderr, "uc_cli_parse: %s\n", err);
         exit(1);
     }
-    struct uc_handlers h = {.on_open = bind_on_open};
+    struct uc_handlers h = {.on_open = bind_on_open, .on_message = send_to_all_on_message};
     struct uc_server *srv = uc_server_new(&cli.opt, &h, err, sizeof err);
     if (!srv) {
         fprintf(stderr, "uc_server_new: %s\n", err);
@@ -116,7 +129,6 @@ static ssize_t waiting(int fd)
  * once, after the first, whichever slice it was in. */
 TEST(writes_a_large_fan_out_a_slice_per_iteration_in_order)
 {
-    enum { CLIENTS = 2500, SLICE = 2048 };
     struct uc_server *srv = new_server("4m");
     static int peers[CLIENTS];
     for (int i = 0; i < CLIENTS; i++)
@@ -148,10 +160,50 @@ TEST(writes_a_large_fan_out_a_slice_per_iteration_in_order)
     uc_server_free(srv);
 }
 
+/* A connection that dies in the round that put it on the flush list, behind more than a slice
+ * of others, is freed only after the list has passed it (valgrind sees a use after free
+ * otherwise): the last of 2,500 is written to, then its peer hangs up. */
+TEST(a_connection_closed_far_down_the_flush_list_is_freed_after_it)
+{
+    struct uc_server *srv = new_server("4m");
+    static int peers[CLIENTS];
+    for (int i = 0; i < CLIENTS; i++) {
+        peers[i] = connect_client(srv);
+        conns[i] = opened;
+    }
+    for (int i = 0; i < 10; i++)
+        ev_run(uc_server_loop(srv), EVRUN_NOWAIT);
+    char buf[256];
+    for (int i = 0; i < CLIENTS; i++)
+        while (waiting(peers[i]) > 0)
+            if (recv(peers[i], buf, sizeof buf, 0) <= 0)
+                break;
+    for (int i = 0; i < 10; i++)
+        ev_run(uc_server_loop(srv), EVRUN_NOWAIT); /* the room those reads made is reported */
+    fan_out = 1;
+    static const unsigned char go[] = {0x81, 0x82, 0, 0, 0, 0, 'g', 'o'}; /* masked with 0 */
+    CHECK(write(peers[0], go, sizeof go) == (ssize_t)sizeof go);
+    close(peers[CLIENTS - 1]); /* read in the same round, after the message */
+    for (int i = 0; i < 10; i++)
+        ev_run(uc_server_loop(srv), EVRUN_NOWAIT);
+    fan_out = 0;
+    CHECK_EQ_INT(uc_server_sockets(srv), CLIENTS - 1);
+    static const unsigned char x[] = {0x81, 1, 'x'};
+    int got = 0;
+    for (int i = 0; i < CLIENTS - 1; i++) {
+        ssize_t n = recv(peers[i], buf, sizeof buf, MSG_DONTWAIT);
+        got += n == (ssize_t)sizeof x && memcmp(buf, x, sizeof x) == 0;
+        close(peers[i]);
+    }
+    CHECK_EQ_INT(got, CLIENTS - 1);
+    uc_server_free(srv);
+}
+
 int main(void)
 {
     RUN(close_that_overflows_while_catching_up_counts_once);
     RUN(writes_a_large_fan_out_a_slice_per_iteration_in_order);
+    RUN(a_connection_closed_far_down_the_flush_list_is_freed_after_it);
     uc_outq_release_pool();
     return CHECK_SUMMARY("conn_close");
 }
