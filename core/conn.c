@@ -19,6 +19,7 @@
 #include "conn.h"
 #include "liveness.h"
 #include "log.h"
+#include "poller.h"
 #include "server_impl.h"
 #include "str.h"
 #include "www.h"

@@ -10,7 +10,6 @@
 #include "hub.h"
 #include "liveness.h"
 #include "outq.h"
-#include "poller.h"
 #include "server.h"
 #include "ws.h"
 
