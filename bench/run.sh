@@ -68,7 +68,7 @@ measure() { # label workload [loadgen args]
     out=$(taskset -c 1 build/loadgen "$workload" --port $PORT --push-port $PUSH_PORT \
           --server-pid "$SERVER_PID" --label "$label" "$@" 2>&1)
     rc=$?
-    record "$out"
+    record "$(echo "$out" | sed "s/^{/{\"round\":${round:-1},/")" # paired with the others' by round
     [ $rc -ne 0 ] && echo "   ($label $workload: loadgen exit $rc)"
     stop_server
 }
@@ -208,6 +208,25 @@ for w in ["hold", "hold-10k", "route", "route-1", "broadcast", "broadcast-16", "
         ratios.append("%.2fx" % ((o / u) if w.startswith("hold") else (u / o)))
     print(line + "   " + " ".join(ratios))
 print("(ratios: how many times better uidcast is; above 1 it leads)")
+# The same ratio taken round by round: servers measured one after the other share the drifts of
+# the machine, so the spread of these is the noise of the comparison itself.
+def paired(l, w):
+    mine = {r["round"]: r[key(w)] for r in runs.get(("uidcast", w), []) if "round" in r}
+    theirs = {r["round"]: r[key(w)] for r in runs.get((l, w), []) if "round" in r}
+    both = sorted(set(mine) & set(theirs))
+    return [(theirs[i] / mine[i]) if w.startswith("hold") else (mine[i] / theirs[i]) for i in both
+            if mine[i] and theirs[i]]
+pairs = [(w, l, paired(l, w)) for w in ["hold", "hold-10k", "route", "route-1", "broadcast",
+         "broadcast-16", "broadcast-burst", "push", "route-kept", "push-kept"]
+         for l in labels if l not in ("uidcast", "floor")]
+pairs = [p for p in pairs if len(p[2]) > 1]
+if pairs:
+    print()
+    print("uidcast vs each, round by round (measured one after the other; above 1 uidcast leads):")
+    for w, l, rs in pairs:
+        print("%-16s %-8s %s   median %.2fx, ahead in %d of %d" % (
+            w, l, " ".join("%.2f" % r for r in rs), statistics.median(rs), sum(r > 1 for r in rs),
+            len(rs)))
 for w in ["route", "route-1", "broadcast", "broadcast-16", "broadcast-burst", "push"]:
     if not any(runs.get((l, w)) for l in labels): continue
     print("%-16s %-22s" % (w, "p50 / p99 ms") + "".join(
