@@ -196,8 +196,11 @@ by = {k: v[-1] for k, v in runs.items()}
 print()
 print("medians over the rounds (min..max); bytes per idle connection, else per server CPU-second")
 print("%-16s" % "workload" + "".join("%24s" % l for l in labels) + "   uidcast vs " + ", ".join(l for l in labels if l != "uidcast"))
-for w in ["hold", "hold-10k", "route", "route-1", "broadcast", "broadcast-16", "broadcast-burst",
-          "push", "route-kept", "push-kept"]:
+WORKLOADS = ["hold", "hold-10k", "route", "route-1", "broadcast", "broadcast-16", "broadcast-burst",
+             "push", "route-kept", "push-kept"]
+def better(mine, theirs, w): # how many times better uidcast is: fewer bytes, or more per CPU-s
+    return theirs / mine if w.startswith("hold") else mine / theirs
+for w in WORKLOADS:
     if not any(runs.get((l, w)) for l in labels): continue
     line = "%-16s" % w + "".join("%24s" % cell(l, w) for l in labels)
     u = med("uidcast", w)
@@ -205,7 +208,7 @@ for w in ["hold", "hold-10k", "route", "route-1", "broadcast", "broadcast-16", "
     for l in labels:
         o = med(l, w)
         if l == "uidcast" or not u or not o: continue
-        ratios.append("%.2fx" % ((o / u) if w.startswith("hold") else (u / o)))
+        ratios.append("%.2fx" % better(u, o, w))
     print(line + "   " + " ".join(ratios))
 print("(ratios: how many times better uidcast is; above 1 it leads)")
 # The same ratio taken round by round: servers measured one after the other share the drifts of
@@ -214,11 +217,8 @@ def paired(l, w):
     mine = {r["round"]: r[key(w)] for r in runs.get(("uidcast", w), []) if "round" in r}
     theirs = {r["round"]: r[key(w)] for r in runs.get((l, w), []) if "round" in r}
     both = sorted(set(mine) & set(theirs))
-    return [(theirs[i] / mine[i]) if w.startswith("hold") else (mine[i] / theirs[i]) for i in both
-            if mine[i] and theirs[i]]
-pairs = [(w, l, paired(l, w)) for w in ["hold", "hold-10k", "route", "route-1", "broadcast",
-         "broadcast-16", "broadcast-burst", "push", "route-kept", "push-kept"]
-         for l in labels if l not in ("uidcast", "floor")]
+    return [better(mine[i], theirs[i], w) for i in both if mine[i] and theirs[i]]
+pairs = [(w, l, paired(l, w)) for w in WORKLOADS for l in labels if l not in ("uidcast", "floor")]
 pairs = [p for p in pairs if len(p[2]) > 1]
 if pairs:
     print()
